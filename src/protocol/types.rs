@@ -1,0 +1,600 @@
+//! The protocol format, v1: the data types a validation protocol deserialises into.
+//!
+//! These types are the contract between the protocol author and every later stage. Field
+//! names are documented for users in `protocols/README.md`; the JSON Schema printed by
+//! `medgate schema` is derived from these definitions, so the two cannot drift.
+//!
+//! Paths inside a protocol are relative to the protocol file's directory.
+
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Current protocol format version.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A validation protocol (the pre-specified statistical analysis plan).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Protocol {
+    /// Protocol format version; must be 1.
+    pub medgate_protocol: u32,
+    /// Document ID of the protocol, e.g. `VP-PTX-001`.
+    pub protocol: String,
+    /// Human title.
+    pub title: String,
+    /// Protocol document version, e.g. `"1.0"`.
+    pub version: String,
+    /// Intended use statement of the device function under test.
+    pub intended_use: String,
+    /// The model under test and how to run it.
+    pub model: ModelSpec,
+    /// What the model is asked and the locked operating point.
+    pub task: TaskSpec,
+    /// The locked golden set.
+    pub golden_set: GoldenSetSpec,
+    /// Subgroup analysis plan.
+    #[serde(default)]
+    pub subgroups: SubgroupSpec,
+    /// Statistical methods.
+    #[serde(default)]
+    pub statistics: StatisticsSpec,
+    /// Acceptance criteria, each verifying a requirement.
+    pub acceptance: Vec<Criterion>,
+    /// Requirement and risk files the criteria trace to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceability: Option<TraceabilitySpec>,
+    /// Report formats and signatories.
+    #[serde(default)]
+    pub report: ReportSpec,
+    /// Audit ledger of golden-set use.
+    #[serde(default)]
+    pub ledger: LedgerSpec,
+}
+
+/// The model under test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "backend", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ModelSpec {
+    /// A CLIP-architecture checkpoint in Hugging Face layout, run in-process with candle.
+    CandleClip(CandleClipSpec),
+    /// Any OpenAI-compatible chat-completions server (vLLM, TGI, llama.cpp, Ollama, `medgate serve`).
+    Openai(OpenaiSpec),
+    /// Recorded predictions for a model that cannot run here.
+    Replay(ReplaySpec),
+}
+
+impl ModelSpec {
+    /// The backend's name as written in the protocol.
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            ModelSpec::CandleClip(_) => "candle-clip",
+            ModelSpec::Openai(_) => "openai",
+            ModelSpec::Replay(_) => "replay",
+        }
+    }
+
+    /// The pinned SHA-256 of the weights (or of the predictions file for replay), if any.
+    pub fn pinned_sha256(&self) -> Option<&str> {
+        match self {
+            ModelSpec::CandleClip(s) => s.sha256.as_deref(),
+            ModelSpec::Openai(s) => s.sha256.as_deref(),
+            ModelSpec::Replay(s) => s.sha256.as_deref(),
+        }
+    }
+}
+
+/// Settings of the `candle-clip` backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CandleClipSpec {
+    /// Directory with `config.json`, `model.safetensors`, `tokenizer.json`.
+    pub path: PathBuf,
+    /// Pinned SHA-256 of `model.safetensors`; a mismatch refuses to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// `cpu`, `cuda:N` or `auto`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Images per forward pass.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// `f32` (default), or `bf16`/`f16` on GPU.
+    #[serde(default = "default_precision")]
+    pub precision: String,
+}
+
+fn default_device() -> String {
+    "cpu".into()
+}
+fn default_batch() -> usize {
+    32
+}
+fn default_precision() -> String {
+    "f32".into()
+}
+
+/// Settings of the `openai` backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenaiSpec {
+    /// One or more base URLs (e.g. `http://127.0.0.1:8000/v1`); cases are sharded across them.
+    pub base_urls: Vec<String>,
+    /// Model name sent in each request.
+    pub model: String,
+    /// Name of the environment variable holding the API key (the key is never recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Model version or weights hash the server is expected to serve, recorded as the model hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Sampling temperature (0 for validation).
+    #[serde(default)]
+    pub temperature: f64,
+    /// Maximum tokens in the answer.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+    /// Sampling seed sent to the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Requests in flight at once (per server).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Per-request timeout in seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_s: f64,
+    /// Retries after the first attempt (backoff doubles from 0.5 s).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Ask for logprobs of the answer token to derive a continuous score.
+    #[serde(default = "default_true")]
+    pub logprobs: bool,
+}
+
+fn default_max_tokens() -> u32 {
+    8
+}
+fn default_concurrency() -> usize {
+    8
+}
+fn default_timeout() -> f64 {
+    60.0
+}
+fn default_retries() -> u32 {
+    3
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Settings of the `replay` backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaySpec {
+    /// CSV or Parquet with `case_id`, `score` and optionally `answer`.
+    pub predictions: PathBuf,
+    /// Pinned SHA-256 of the predictions file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// The task: what is asked and the locked operating point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// Only `binary` in format v1.
+    pub kind: TaskKind,
+    /// Text prompts for contrastive (CLIP) backends; several per class are averaged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts: Option<Prompts>,
+    /// The question put to a generative (chat) backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
+    /// How a generative answer is parsed.
+    #[serde(default)]
+    pub answer: AnswerRule,
+    /// The locked operating point: positive when score >= threshold.
+    pub threshold: f64,
+}
+
+/// Task kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskKind {
+    /// Finding present / absent.
+    Binary,
+}
+
+/// Prompt ensembles for the positive and negative class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Prompts {
+    /// Texts describing a positive case.
+    pub positive: Vec<String>,
+    /// Texts describing a negative case.
+    pub negative: Vec<String>,
+}
+
+/// How a generative answer maps to positive / negative / equivocal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerRule {
+    /// Case-insensitive regex: a match means positive.
+    #[serde(default = "default_positive_re")]
+    pub positive: String,
+    /// Case-insensitive regex: a match means negative.
+    #[serde(default = "default_negative_re")]
+    pub negative: String,
+}
+
+impl Default for AnswerRule {
+    fn default() -> Self {
+        AnswerRule {
+            positive: default_positive_re(),
+            negative: default_negative_re(),
+        }
+    }
+}
+
+fn default_positive_re() -> String {
+    r"^\W*yes\b".into()
+}
+fn default_negative_re() -> String {
+    r"^\W*no\b".into()
+}
+
+/// Where the golden set is and which manifest columns mean what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GoldenSetSpec {
+    /// The set's directory.
+    pub path: PathBuf,
+    /// Lock file, relative to the set (default `LOCK`).
+    #[serde(default = "default_lock")]
+    pub lock: PathBuf,
+    /// Manifest, relative to the set (default `manifest.csv`).
+    #[serde(default = "default_manifest")]
+    pub manifest: PathBuf,
+    /// Column with the case ID.
+    #[serde(default = "default_case_id")]
+    pub case_id_column: String,
+    /// Column with the ground-truth label (0/1 or true/false).
+    pub label_column: String,
+    /// Column with the image path, relative to the set.
+    #[serde(default = "default_image")]
+    pub image_column: String,
+}
+
+fn default_lock() -> PathBuf {
+    "LOCK".into()
+}
+fn default_manifest() -> PathBuf {
+    "manifest.csv".into()
+}
+fn default_case_id() -> String {
+    "case_id".into()
+}
+fn default_image() -> String {
+    "image".into()
+}
+
+/// The subgroup analysis plan.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubgroupSpec {
+    /// Manifest columns analysed level by level.
+    #[serde(default)]
+    pub attributes: Vec<String>,
+    /// Attribute combinations analysed jointly, e.g. `[[sex, age_band]]`.
+    #[serde(default)]
+    pub intersections: Vec<Vec<String>>,
+}
+
+/// Interval methods for proportions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum IntervalMethod {
+    /// Wilson score interval (FDA 2007 worked examples).
+    #[default]
+    Wilson,
+    /// Exact Clopper-Pearson interval.
+    ClopperPearson,
+    /// Jeffreys equal-tailed Bayesian interval.
+    Jeffreys,
+    /// Stratified percentile bootstrap (also used for AUROC).
+    Bootstrap,
+}
+
+impl IntervalMethod {
+    /// The name as written in protocols and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntervalMethod::Wilson => "wilson",
+            IntervalMethod::ClopperPearson => "clopper-pearson",
+            IntervalMethod::Jeffreys => "jeffreys",
+            IntervalMethod::Bootstrap => "bootstrap",
+        }
+    }
+}
+
+/// Multiplicity adjustment across the family of subgroup hypotheses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Multiplicity {
+    /// No adjustment.
+    None,
+    /// Bonferroni.
+    Bonferroni,
+    /// Holm-Bonferroni step-down.
+    #[default]
+    Holm,
+}
+
+/// Statistical methods.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatisticsSpec {
+    /// Two-sided confidence level, e.g. 0.95.
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+    /// Interval method for proportions.
+    #[serde(default)]
+    pub interval: IntervalMethod,
+    /// Bootstrap resamples (for `bootstrap` intervals and subgroup gaps).
+    #[serde(default = "default_resamples")]
+    pub bootstrap_resamples: u32,
+    /// Seed of the bootstrap RNG (ChaCha8).
+    #[serde(default = "default_seed")]
+    pub bootstrap_seed: u64,
+    /// Multiplicity adjustment for subgroup gap tests.
+    #[serde(default)]
+    pub multiplicity: Multiplicity,
+    /// Subgroup levels with fewer cases are flagged, and criteria on them are not evaluable.
+    #[serde(default = "default_min_subgroup")]
+    pub min_subgroup_size: usize,
+    /// Largest tolerated fraction of cases not evaluated (infrastructure failures) before the run
+    /// is an infrastructure failure (exit 3).
+    #[serde(default)]
+    pub max_not_evaluated_fraction: f64,
+}
+
+impl Default for StatisticsSpec {
+    fn default() -> Self {
+        StatisticsSpec {
+            confidence: default_confidence(),
+            interval: IntervalMethod::default(),
+            bootstrap_resamples: default_resamples(),
+            bootstrap_seed: default_seed(),
+            multiplicity: Multiplicity::default(),
+            min_subgroup_size: default_min_subgroup(),
+            max_not_evaluated_fraction: 0.0,
+        }
+    }
+}
+
+fn default_confidence() -> f64 {
+    0.95
+}
+fn default_resamples() -> u32 {
+    2000
+}
+fn default_seed() -> u64 {
+    20_070_315
+}
+fn default_min_subgroup() -> usize {
+    30
+}
+
+/// Metrics a criterion may test. `*_gap` metrics are the largest difference between two
+/// levels of an attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// TP / (TP + FN).
+    Sensitivity,
+    /// TN / (TN + FP).
+    Specificity,
+    /// TP / (TP + FP).
+    Ppv,
+    /// TN / (TN + FN).
+    Npv,
+    /// (TP + TN) / n.
+    Accuracy,
+    /// Area under the ROC curve.
+    Auroc,
+    /// Harmonic mean of PPV and sensitivity.
+    F1,
+    /// Largest sensitivity difference between two levels of an attribute.
+    SensitivityGap,
+    /// Largest specificity difference between two levels of an attribute.
+    SpecificityGap,
+    /// Largest AUROC difference between two levels of an attribute.
+    AurocGap,
+}
+
+impl Metric {
+    /// Every metric, for "did you mean" suggestions and documentation.
+    pub const ALL: [Metric; 10] = [
+        Metric::Sensitivity,
+        Metric::Specificity,
+        Metric::Ppv,
+        Metric::Npv,
+        Metric::Accuracy,
+        Metric::Auroc,
+        Metric::F1,
+        Metric::SensitivityGap,
+        Metric::SpecificityGap,
+        Metric::AurocGap,
+    ];
+
+    /// The name as written in protocols and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Sensitivity => "sensitivity",
+            Metric::Specificity => "specificity",
+            Metric::Ppv => "ppv",
+            Metric::Npv => "npv",
+            Metric::Accuracy => "accuracy",
+            Metric::Auroc => "auroc",
+            Metric::F1 => "f1",
+            Metric::SensitivityGap => "sensitivity_gap",
+            Metric::SpecificityGap => "specificity_gap",
+            Metric::AurocGap => "auroc_gap",
+        }
+    }
+
+    /// For a gap metric, the metric whose gap it is.
+    pub fn gap_of(self) -> Option<Metric> {
+        match self {
+            Metric::SensitivityGap => Some(Metric::Sensitivity),
+            Metric::SpecificityGap => Some(Metric::Specificity),
+            Metric::AurocGap => Some(Metric::Auroc),
+            _ => None,
+        }
+    }
+}
+
+/// Which part of the estimate a criterion tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Bound {
+    /// The point estimate.
+    Point,
+    /// The lower confidence bound.
+    Lower,
+    /// The upper confidence bound.
+    Upper,
+}
+
+/// One acceptance criterion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Criterion {
+    /// Unique criterion ID, e.g. `AC-PTX-01`.
+    pub id: String,
+    /// The requirement it verifies, e.g. `SRS-PTX-010`.
+    pub requirement: String,
+    /// The risk control measure it verifies, if any, e.g. `RC-PTX-03`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_control: Option<String>,
+    /// The metric tested.
+    pub metric: Metric,
+    /// `overall`, `each_subgroup` (every level of every attribute), or an attribute name
+    /// (every level of that attribute).
+    #[serde(default = "default_scope")]
+    pub scope: String,
+    /// Which bound is compared with the goal.
+    #[serde(default = "default_bound")]
+    pub bound: Bound,
+    /// Pass when the tested value is >= this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_least: Option<f64>,
+    /// Pass when the tested value is <= this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_most: Option<f64>,
+    /// Free-text rationale (why this goal), shown in the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rationale: Option<String>,
+}
+
+fn default_scope() -> String {
+    "overall".into()
+}
+fn default_bound() -> Bound {
+    Bound::Lower
+}
+
+/// Where requirements and risk controls are defined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TraceabilitySpec {
+    /// Software requirements file (YAML).
+    pub requirements: PathBuf,
+    /// Risk control measures file (YAML).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risks: Option<PathBuf>,
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    /// Typst-rendered PDF (and `report.typ`).
+    Pdf,
+    /// Self-contained HTML.
+    Html,
+    /// Markdown.
+    Md,
+}
+
+/// Report settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSpec {
+    /// Formats rendered into the bundle.
+    #[serde(default = "default_formats")]
+    pub formats: Vec<ReportFormat>,
+    /// A directory of site templates overriding `templates/` (same file names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates: Option<PathBuf>,
+    /// Who signs the report.
+    #[serde(default)]
+    pub signatories: Vec<Signatory>,
+}
+
+impl Default for ReportSpec {
+    fn default() -> Self {
+        ReportSpec {
+            formats: default_formats(),
+            templates: None,
+            signatories: Vec::new(),
+        }
+    }
+}
+
+fn default_formats() -> Vec<ReportFormat> {
+    vec![ReportFormat::Pdf, ReportFormat::Html, ReportFormat::Md]
+}
+
+/// A signatory of the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Signatory {
+    /// Role, e.g. `Author`, `QA reviewer`, `Approver`.
+    pub role: String,
+    /// Printed name.
+    pub name: String,
+    /// Meaning of the signature, e.g. `approved`.
+    #[serde(default = "default_meaning")]
+    pub meaning: String,
+}
+
+fn default_meaning() -> String {
+    "reviewed".into()
+}
+
+/// Audit ledger settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSpec {
+    /// Ledger file; default `LEDGER.jsonl` beside the golden set's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Warn when more distinct model versions than this have been run on the set.
+    #[serde(default = "default_max_models")]
+    pub max_model_versions: usize,
+}
+
+impl Default for LedgerSpec {
+    fn default() -> Self {
+        LedgerSpec {
+            path: None,
+            max_model_versions: default_max_models(),
+        }
+    }
+}
+
+fn default_max_models() -> usize {
+    5
+}
