@@ -1,0 +1,5 @@
+//! The statistics engine: pure computation, no I/O.
+
+pub mod types;
+
+pub use types::*;

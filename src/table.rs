@@ -1,0 +1,104 @@
+//! Tables on disk (CSV or Parquet, chosen by extension), read and written with polars.
+//!
+//! Shared by every stage that reads a manifest, a predictions file or a results table, so
+//! that one set of rules (extension dispatch, header required, errors naming the file)
+//! applies everywhere.
+
+use std::path::Path;
+
+use polars::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// Table formats medgate reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFormat {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+}
+
+impl TableFormat {
+    /// The format implied by a path's extension.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()) {
+            Some(e) if e == "csv" => Ok(TableFormat::Csv),
+            Some(e) if e == "parquet" || e == "pq" => Ok(TableFormat::Parquet),
+            _ => Err(Error::input_hint(
+                format!("{}: unknown table format", path.display()),
+                "use a .csv or .parquet file",
+            )),
+        }
+    }
+}
+
+fn polars_err(path: &Path, e: PolarsError) -> Error {
+    Error::input(format!("{}: {e}", path.display()))
+}
+
+/// Reads a CSV (header row required, types inferred) or Parquet file.
+pub fn read_table(path: &Path) -> Result<DataFrame> {
+    if !path.is_file() {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        ));
+    }
+    match TableFormat::from_path(path)? {
+        TableFormat::Csv => CsvReadOptions::default()
+            .with_has_header(true)
+            .with_infer_schema_length(Some(10_000))
+            .try_into_reader_with_file_path(Some(path.to_path_buf()))
+            .and_then(|r| r.finish())
+            .map_err(|e| polars_err(path, e)),
+        TableFormat::Parquet => {
+            let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            ParquetReader::new(f).finish().map_err(|e| polars_err(path, e))
+        }
+    }
+}
+
+/// Reads a CSV with every column as a string (for manifests, where `007` must stay `007`).
+pub fn read_table_as_strings(path: &Path) -> Result<DataFrame> {
+    match TableFormat::from_path(path)? {
+        TableFormat::Csv => CsvReadOptions::default()
+            .with_has_header(true)
+            .with_infer_schema_length(Some(0))
+            .try_into_reader_with_file_path(Some(path.to_path_buf()))
+            .and_then(|r| r.finish())
+            .map_err(|e| polars_err(path, e)),
+        TableFormat::Parquet => {
+            let df = read_table(path)?;
+            let cols = df
+                .get_columns()
+                .iter()
+                .map(|c| c.cast(&DataType::String))
+                .collect::<PolarsResult<Vec<_>>>()
+                .map_err(|e| polars_err(path, e))?;
+            DataFrame::new(cols).map_err(|e| polars_err(path, e))
+        }
+    }
+}
+
+/// Writes a table as CSV or Parquet (by extension). Parquet is written uncompressed-free of
+/// timestamps so the same frame always gives the same bytes.
+pub fn write_table(path: &Path, df: &mut DataFrame) -> Result<()> {
+    let f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    match TableFormat::from_path(path)? {
+        TableFormat::Csv => CsvWriter::new(f)
+            .include_header(true)
+            .finish(df)
+            .map_err(|e| polars_err(path, e)),
+        TableFormat::Parquet => ParquetWriter::new(f)
+            .with_statistics(StatisticsOptions::empty())
+            .finish(df)
+            .map(|_| ())
+            .map_err(|e| polars_err(path, e)),
+    }
+}
+
+/// The names of a table's columns.
+pub fn column_names(df: &DataFrame) -> Vec<String> {
+    df.get_column_names().iter().map(|s| s.to_string()).collect()
+}
