@@ -15,6 +15,7 @@ pub mod diag;
 pub mod error;
 pub mod exit;
 pub mod hash;
+pub mod model;
 pub mod protocol;
 pub mod stats;
 pub mod table;
