@@ -19,6 +19,7 @@ pub mod model;
 pub mod protocol;
 pub mod stats;
 pub mod table;
+pub mod trace;
 pub mod cli;
 pub mod world;
 

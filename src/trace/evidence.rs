@@ -1,0 +1,298 @@
+//! `evidence.json`: the record that ties requirement -> acceptance criterion -> result ->
+//! evidence, with the configuration identification of every item (protocol, golden set,
+//! model, medgate itself) as IEC 62304 and ISO 13485 7.3.6 expect of a verification record.
+//!
+//! Every number in every report comes from this structure; `medgate verify` recomputes it
+//! from `cases.parquet` and the protocol copy in the bundle. Keys may be added, never renamed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Bound, Protocol};
+use crate::stats::StatsReport;
+use crate::world::HostInfo;
+
+/// Evidence format version.
+pub const EVIDENCE_FORMAT: u32 = 1;
+
+/// The whole evidence record of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Evidence format version.
+    pub medgate_evidence: u32,
+    /// Unique run ID (also the report ID), derived from the results and start time.
+    pub run_id: String,
+    /// The protocol as run (a full copy, so the bundle is self-contained).
+    pub protocol: Protocol,
+    /// Identification of the protocol file.
+    pub protocol_file: FileIdentity,
+    /// Where, when, with what.
+    pub provenance: Provenance,
+    /// The golden set used.
+    pub golden_set: GoldenSetIdentity,
+    /// The model used.
+    pub model: ModelIdentity,
+    /// Every enrolled case accounted for.
+    pub accountability: Accountability,
+    /// Statistics with equivocal answers scored as the protocol's primary analysis
+    /// (equivocal counted as negative for positives and positive for negatives: the worse case).
+    pub statistics: StatsReport,
+    /// Sensitivity analyses: equivocal counted as positive, and as negative.
+    pub equivocal_analyses: Vec<EquivocalAnalysis>,
+    /// ROC and calibration curves for the report's plots.
+    pub curves: Curves,
+    /// Every acceptance criterion with its verdict.
+    pub criteria: Vec<CriterionResult>,
+    /// Requirement and risk-control traceability.
+    pub traceability: Traceability,
+    /// Warnings raised during the run (small subgroups, test-set reuse, dirty tree...).
+    pub warnings: Vec<String>,
+    /// Overall verdict: pass only if every criterion passes.
+    pub verdict: Verdict,
+    /// SHA-256 of the canonical JSON of the results content (accountability, statistics,
+    /// equivocal analyses, criteria, verdict): no clock, no host, no paths.
+    pub results_sha256: String,
+}
+
+/// A file identified by path and content hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileIdentity {
+    /// Path as given (relative to the repository where possible).
+    pub path: String,
+    /// SHA-256 of the file's bytes.
+    pub sha256: String,
+    /// Git blob ID of the file at HEAD, when it is tracked.
+    pub git_blob: Option<String>,
+}
+
+/// Provenance of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// Git state of the repository the protocol lives in.
+    pub git: Option<GitState>,
+    /// medgate version.
+    pub medgate_version: String,
+    /// Commit medgate was built from (or `unknown`).
+    pub medgate_commit: String,
+    /// The exact command line, for reproduction.
+    pub command: String,
+    /// Host facts.
+    pub host: HostInfo,
+    /// Who ran it.
+    pub user: String,
+    /// Start time (RFC 3339, UTC).
+    pub started_at: String,
+    /// End time (RFC 3339, UTC).
+    pub finished_at: String,
+    /// Requirements and risk files with hashes.
+    pub trace_files: Vec<FileIdentity>,
+    /// Whether this was a `--release` run (clean tree, pinned model, locked set enforced).
+    pub release: bool,
+}
+
+/// Git state of the protocol's repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitState {
+    /// HEAD commit ID.
+    pub commit: String,
+    /// Whether tracked files differ from HEAD or untracked files exist.
+    pub dirty: bool,
+    /// The paths that differ (sorted).
+    pub dirty_files: Vec<String>,
+}
+
+/// The golden set as used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GoldenSetIdentity {
+    /// Directory as given.
+    pub path: String,
+    /// Root hash from the LOCK (verified before the run).
+    pub root_hash: String,
+    /// SHA-256 of the LOCK file.
+    pub lock_sha256: String,
+    /// When the set was locked.
+    pub locked_at: String,
+    /// Cases in the manifest.
+    pub cases: u64,
+}
+
+/// The model as used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelIdentity {
+    /// Backend name.
+    pub backend: String,
+    /// Model name.
+    pub name: String,
+    /// SHA-256 of the weights (or predictions file, or pinned value for a server).
+    pub sha256: Option<String>,
+    /// Every effective setting.
+    pub settings: serde_json::Value,
+}
+
+/// Case accountability (FDA 2007: every enrolled case accounted for).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accountability {
+    /// Cases in the golden set.
+    pub enrolled: u64,
+    /// Cases excluded before inference, by reason.
+    pub excluded: BTreeMap<String, u64>,
+    /// Cases with a positive or negative answer and a score.
+    pub evaluated: u64,
+    /// Cases whose answer could not be parsed (analysed both ways).
+    pub equivocal: u64,
+    /// Cases the model could not be run on, by case ID, with reasons.
+    pub not_evaluated: Vec<NotEvaluated>,
+}
+
+/// One case that could not be evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotEvaluated {
+    /// Case ID.
+    pub case_id: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A sensitivity analysis of equivocal answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EquivocalAnalysis {
+    /// `as_positive` or `as_negative`.
+    pub equivocal_as: String,
+    /// Statistics under that rule.
+    pub statistics: StatsReport,
+}
+
+/// Curves drawn in the report (computed from the primary analysis' scores).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Curves {
+    /// ROC curve, from (0,0) to (1,1), one point per distinct score.
+    pub roc: Vec<RocPoint>,
+    /// Calibration: cases binned by score into ten equal-width bins.
+    pub calibration: Vec<CalibrationBin>,
+}
+
+/// One point of the ROC curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RocPoint {
+    /// False positive rate (1 - specificity).
+    pub fpr: f64,
+    /// True positive rate (sensitivity).
+    pub tpr: f64,
+    /// Score threshold giving this point (positive when score >= threshold).
+    pub threshold: f64,
+}
+
+/// One calibration bin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationBin {
+    /// Lower edge of the score bin (inclusive).
+    pub lower: f64,
+    /// Upper edge (exclusive, inclusive for the last bin).
+    pub upper: f64,
+    /// Cases in the bin.
+    pub n: u64,
+    /// Mean score in the bin (None when empty).
+    pub mean_score: Option<f64>,
+    /// Observed fraction positive (None when empty).
+    pub observed: Option<f64>,
+}
+
+/// A verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Verdict {
+    /// The criterion is met.
+    Pass,
+    /// The criterion is not met.
+    Fail,
+    /// The metric is undefined or the subgroup too small: fails the gate.
+    NotEvaluable,
+}
+
+impl Verdict {
+    /// As printed in reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::NotEvaluable => "NOT EVALUABLE",
+        }
+    }
+}
+
+/// One acceptance criterion with its results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CriterionResult {
+    /// Criterion ID.
+    pub id: String,
+    /// Requirement verified.
+    pub requirement: String,
+    /// Risk control verified.
+    pub risk_control: Option<String>,
+    /// Metric name.
+    pub metric: String,
+    /// Scope as written.
+    pub scope: String,
+    /// Which bound is tested.
+    pub bound: Bound,
+    /// `at_least` or `at_most`.
+    pub comparator: String,
+    /// The goal.
+    pub goal: f64,
+    /// One observation per scope unit (overall, or each subgroup level), sorted.
+    pub observations: Vec<Observation>,
+    /// Pass only if every observation passes; not evaluable if any is not evaluable and none fails.
+    pub verdict: Verdict,
+    /// Rationale from the protocol.
+    pub rationale: Option<String>,
+}
+
+/// The tested value for one scope unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    /// `overall`, or `attribute=value`.
+    pub unit: String,
+    /// Cases in the unit.
+    pub n: u64,
+    /// Point estimate (None when undefined).
+    pub estimate: Option<f64>,
+    /// Lower bound.
+    pub lower: Option<f64>,
+    /// Upper bound.
+    pub upper: Option<f64>,
+    /// The value compared with the goal (the chosen bound).
+    pub tested: Option<f64>,
+    /// Verdict for this unit.
+    pub verdict: Verdict,
+    /// Why not evaluable, if so.
+    pub note: Option<String>,
+}
+
+/// Requirement -> criteria -> result, and risk control -> criteria -> result.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Traceability {
+    /// Every requirement from the requirements file (or named by a criterion).
+    pub requirements: Vec<TracedItem>,
+    /// Every risk control from the risks file (or named by a criterion).
+    pub risk_controls: Vec<TracedItem>,
+    /// Requirement IDs no criterion verifies (coverage gaps).
+    pub uncovered_requirements: Vec<String>,
+}
+
+/// One traced requirement or risk control.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TracedItem {
+    /// ID.
+    pub id: String,
+    /// Text (requirement) or control description (risk).
+    pub text: String,
+    /// Source (e.g. user need, standard clause) or hazard.
+    pub source: Option<String>,
+    /// Criteria verifying it.
+    pub criteria: Vec<String>,
+    /// Combined verdict of those criteria (None when uncovered).
+    pub verdict: Option<Verdict>,
+    /// Evidence files in the bundle supporting it.
+    pub evidence: Vec<String>,
+}

@@ -1,0 +1,91 @@
+//! Traceability inputs: the software requirements file and the risk control file.
+//!
+//! # Format
+//!
+//! `requirements.yaml`:
+//! ```yaml
+//! requirements:
+//!   - id: SRS-PTX-010            # unique
+//!     text: The function shall detect pneumothorax with sensitivity >= 0.80 (lower 95% bound).
+//!     source: UN-PTX-01          # optional: user need, standard clause, claim
+//! ```
+//! `risks.yaml` (ISO 14971 style risk control measures):
+//! ```yaml
+//! risk_controls:
+//!   - id: RC-PTX-03
+//!     hazard: Missed pneumothorax delays treatment
+//!     control: Verified minimum sensitivity in every subgroup before release
+//!     requirements: [SRS-PTX-010]   # optional: requirements implementing the control
+//! ```
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A software requirement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    /// Unique ID, e.g. `SRS-PTX-010`.
+    pub id: String,
+    /// The requirement text.
+    pub text: String,
+    /// Where it comes from (user need, claim, standard clause).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// A risk control measure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RiskControl {
+    /// Unique ID, e.g. `RC-PTX-03`.
+    pub id: String,
+    /// The hazard or hazardous situation controlled.
+    pub hazard: String,
+    /// The control measure.
+    pub control: String,
+    /// Requirements implementing the control.
+    #[serde(default)]
+    pub requirements: Vec<String>,
+}
+
+/// The requirements file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequirementsFile {
+    /// Requirements.
+    pub requirements: Vec<Requirement>,
+}
+
+/// The risks file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RisksFile {
+    /// Risk control measures.
+    pub risk_controls: Vec<RiskControl>,
+}
+
+fn load_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_saphyr::from_str(&text).map_err(|e| {
+        let pos = e.location().map(|l| (l.line() as usize, l.column() as usize));
+        Error::Invalid(vec![crate::diag::Diagnostic::error(
+            path.display().to_string(),
+            pos,
+            e.to_string(),
+        )])
+    })
+}
+
+/// Loads a requirements file.
+pub fn load_requirements(path: &Path) -> Result<RequirementsFile> {
+    load_yaml(path)
+}
+
+/// Loads a risks file.
+pub fn load_risks(path: &Path) -> Result<RisksFile> {
+    load_yaml(path)
+}
