@@ -11,6 +11,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod check;
+pub mod ledger;
+pub mod run;
+pub mod schema;
+pub mod summary;
+
 use crate::error::Error;
 use crate::exit::Outcome;
 
@@ -51,6 +57,16 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
+    /// Whether to colour text written to stdout.
+    pub fn color_stdout(&self) -> bool {
+        use std::io::IsTerminal;
+        match self.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
     /// Whether to colour text written to stderr.
     pub fn color_stderr(&self) -> bool {
         use std::io::IsTerminal;
@@ -76,12 +92,26 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Check validation protocols (structure, semantics, files, traceability links).
+    Check(check::CheckArgs),
+    /// Print the JSON Schema of the protocol format.
+    Schema(schema::SchemaArgs),
+    /// Run a protocol: verify inputs, infer every case, compute statistics, write the bundle.
+    Run(run::RunArgs),
+    /// List or verify the hash-chained audit ledger of a golden set.
+    Ledger(ledger::LedgerArgs),
+}
 
 /// Runs a parsed command line and returns the process status.
 pub fn main(cli: Cli) -> ExitCode {
     let global = cli.global.clone();
-    let result: Result<Outcome, Error> = match cli.command {};
+    let result: Result<Outcome, Error> = match cli.command {
+        Command::Check(a) => check::run(a, &global),
+        Command::Schema(a) => schema::run(a, &global),
+        Command::Run(a) => run::run(a, &global),
+        Command::Ledger(a) => ledger::run(a, &global),
+    };
     match result {
         Ok(outcome) => outcome.into(),
         Err(e) => {

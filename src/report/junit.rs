@@ -1,0 +1,104 @@
+//! `junit.xml`: one test case per acceptance criterion, for CI systems.
+//!
+//! A criterion that passes is a passing test; FAIL and NOT EVALUABLE are failures (both fail
+//! the release gate), with the observed values in the failure text. Every string is XML-escaped.
+
+use crate::trace::{Evidence, Verdict};
+
+/// Escapes text for XML attribute values and element content.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // XML 1.0 forbids most control characters even when escaped.
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn fmt(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into())
+}
+
+/// Renders the JUnit XML for an evidence record.
+pub fn render(ev: &Evidence) -> String {
+    let tests = ev.criteria.len();
+    let failures = ev.criteria.iter().filter(|c| c.verdict != Verdict::Pass).count();
+    let suite = xml_escape(&ev.protocol.protocol);
+    let mut x = String::new();
+    x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    x.push_str(&format!(
+        "<testsuites name=\"medgate\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\">\n"
+    ));
+    x.push_str(&format!(
+        "  <testsuite name=\"{suite}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" timestamp=\"{}\">\n",
+        xml_escape(&ev.provenance.started_at)
+    ));
+    x.push_str("    <properties>\n");
+    let props = [
+        ("run_id", ev.run_id.clone()),
+        ("protocol_version", ev.protocol.version.clone()),
+        ("protocol_sha256", ev.protocol_file.sha256.clone()),
+        ("golden_set_root", ev.golden_set.root_hash.clone()),
+        ("model_sha256", ev.model.sha256.clone().unwrap_or_default()),
+        ("results_sha256", ev.results_sha256.clone()),
+        ("verdict", ev.verdict.label().to_string()),
+    ];
+    for (k, v) in props {
+        x.push_str(&format!("      <property name=\"{k}\" value=\"{}\"/>\n", xml_escape(&v)));
+    }
+    x.push_str("    </properties>\n");
+    for c in &ev.criteria {
+        let name = format!(
+            "{}: {} {:?} {} {}",
+            c.id,
+            c.metric,
+            c.bound,
+            if c.comparator == "at_most" { "<=" } else { ">=" },
+            c.goal
+        )
+        .to_lowercase()
+        .replace(&c.id.to_lowercase(), &c.id);
+        x.push_str(&format!(
+            "    <testcase classname=\"{}.{}\" name=\"{}\" time=\"0\">\n",
+            suite,
+            xml_escape(&c.requirement),
+            xml_escape(&name)
+        ));
+        if c.verdict != Verdict::Pass {
+            let detail: Vec<String> = c
+                .observations
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{}: n={} estimate={} [{}, {}] tested={} -> {}{}",
+                        o.unit,
+                        o.n,
+                        fmt(o.estimate),
+                        fmt(o.lower),
+                        fmt(o.upper),
+                        fmt(o.tested),
+                        o.verdict.label(),
+                        o.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+                    )
+                })
+                .collect();
+            x.push_str(&format!(
+                "      <failure type=\"{}\" message=\"{}\">{}</failure>\n",
+                xml_escape(c.verdict.label()),
+                xml_escape(&format!("{} {}", c.id, c.verdict.label())),
+                xml_escape(&detail.join("\n"))
+            ));
+        }
+        x.push_str("    </testcase>\n");
+    }
+    x.push_str("  </testsuite>\n</testsuites>\n");
+    x
+}

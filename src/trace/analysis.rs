@@ -1,0 +1,282 @@
+//! From per-case results to verdicts: the one function both `medgate run` and
+//! `medgate verify` call, so that an auditor's recomputation is the run's computation.
+//!
+//! # Equivocal answers and cases not evaluated
+//!
+//! - Cases not evaluated (the model could not be run) are excluded from the statistics and
+//!   accounted for by ID and reason. Never scored as negative.
+//! - Equivocal answers are kept. The primary analysis, which the gate uses, imputes each
+//!   equivocal answer *against* the truth (a positive case scored 0, a negative case scored
+//!   1): the worst case for sensitivity, specificity and AUROC at once, so the gate can only
+//!   be stricter than either one-sided rule. The one-sided analyses (equivocal as positive,
+//!   as negative), which FDA 2007 asks to see, are reported beside it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::harness::CaseStatus;
+use crate::protocol::Protocol;
+use crate::stats::{self, StatsReport};
+
+use super::criteria;
+use super::evidence::{
+    Accountability, CalibrationBin, CriterionResult, Curves, EquivocalAnalysis, NotEvaluated, RocPoint, Verdict,
+};
+
+/// One case as the analysis needs it (a row of `cases.parquet`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseRow {
+    /// Case ID.
+    pub case_id: String,
+    /// Ground truth.
+    pub label: bool,
+    /// Outcome status.
+    pub status: CaseStatus,
+    /// Score when the model answered.
+    pub score: Option<f64>,
+    /// Why not evaluated.
+    pub error: Option<String>,
+    /// Subgroup attribute values, by attribute name.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Everything computed from the case rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    /// Case accountability.
+    pub accountability: Accountability,
+    /// Primary statistics (equivocal imputed against the truth).
+    pub statistics: StatsReport,
+    /// One-sided equivocal analyses (empty when there are no equivocal answers).
+    pub equivocal_analyses: Vec<EquivocalAnalysis>,
+    /// ROC and calibration curves.
+    pub curves: Curves,
+    /// Criteria with verdicts.
+    pub criteria: Vec<CriterionResult>,
+    /// Overall verdict.
+    pub verdict: Verdict,
+    /// Whether more cases were not evaluated than the protocol tolerates.
+    pub infrastructure_failure: Option<String>,
+    /// SHA-256 of the canonical JSON of this analysis (without this field).
+    pub results_sha256: String,
+}
+
+/// The content `results_sha256` covers: results only, no clock, host or paths.
+#[derive(Serialize)]
+struct ResultsContent<'a> {
+    accountability: &'a Accountability,
+    statistics: &'a StatsReport,
+    equivocal_analyses: &'a [EquivocalAnalysis],
+    criteria: &'a [CriterionResult],
+    verdict: Verdict,
+}
+
+/// The statistics configuration a protocol implies.
+pub fn stats_config(p: &Protocol) -> stats::AnalysisConfig {
+    stats::AnalysisConfig {
+        threshold: p.task.threshold,
+        confidence: p.statistics.confidence,
+        interval: p.statistics.interval,
+        bootstrap_resamples: p.statistics.bootstrap_resamples,
+        seed: p.statistics.bootstrap_seed,
+        multiplicity: p.statistics.multiplicity,
+        min_subgroup_size: p.statistics.min_subgroup_size,
+        intersections: p.subgroups.intersections.clone(),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Imputation {
+    AgainstTruth,
+    AsPositive,
+    AsNegative,
+}
+
+fn run_stats(p: &Protocol, rows: &[&CaseRow], how: Imputation) -> Result<StatsReport> {
+    let mut labels = Vec::with_capacity(rows.len());
+    let mut scores = Vec::with_capacity(rows.len());
+    let attrs = &p.subgroups.attributes;
+    let mut columns: Vec<(String, Vec<String>)> = attrs.iter().map(|a| (a.clone(), Vec::with_capacity(rows.len()))).collect();
+    // Scores for imputed cases sit at the extremes of the score range so the imputed answer
+    // holds at any threshold.
+    let hi = rows
+        .iter()
+        .filter_map(|r| r.score)
+        .fold(p.task.threshold.max(1.0), f64::max);
+    let lo = rows
+        .iter()
+        .filter_map(|r| r.score)
+        .fold(p.task.threshold.min(0.0), f64::min)
+        - 1.0;
+    for r in rows {
+        let score = match (r.status.clone(), r.score) {
+            (CaseStatus::Evaluated, Some(s)) => s,
+            (CaseStatus::Equivocal, _) => match how {
+                Imputation::AgainstTruth => {
+                    if r.label {
+                        lo
+                    } else {
+                        hi
+                    }
+                }
+                Imputation::AsPositive => hi,
+                Imputation::AsNegative => lo,
+            },
+            _ => continue,
+        };
+        labels.push(r.label);
+        scores.push(score);
+        for (name, col) in columns.iter_mut() {
+            col.push(r.attributes.get(name).cloned().unwrap_or_default());
+        }
+    }
+    let input = stats::AnalysisInput {
+        labels: &labels,
+        scores: &scores,
+        attributes: &columns,
+    };
+    stats::analyze(&input, &stats_config(p)).map_err(|e| Error::input(format!("statistics: {e}")))
+}
+
+/// Computes accountability, statistics, curves, criteria and the verdict from case rows.
+pub fn analyze(p: &Protocol, rows: &[CaseRow]) -> Result<Analysis> {
+    let mut not_evaluated: Vec<NotEvaluated> = rows
+        .iter()
+        .filter(|r| r.status == CaseStatus::NotEvaluated)
+        .map(|r| NotEvaluated {
+            case_id: r.case_id.clone(),
+            reason: r.error.clone().unwrap_or_else(|| "unknown".into()),
+        })
+        .collect();
+    not_evaluated.sort_by(|a, b| a.case_id.cmp(&b.case_id));
+    let equivocal = rows.iter().filter(|r| r.status == CaseStatus::Equivocal).count() as u64;
+    let evaluated = rows.iter().filter(|r| r.status == CaseStatus::Evaluated).count() as u64;
+    let accountability = Accountability {
+        enrolled: rows.len() as u64,
+        excluded: BTreeMap::new(),
+        evaluated,
+        equivocal,
+        not_evaluated,
+    };
+    let analysed: Vec<&CaseRow> = rows.iter().filter(|r| r.status != CaseStatus::NotEvaluated).collect();
+    let statistics = run_stats(p, &analysed, Imputation::AgainstTruth)?;
+    let equivocal_analyses = if equivocal > 0 {
+        vec![
+            EquivocalAnalysis {
+                equivocal_as: "as_positive".into(),
+                statistics: run_stats(p, &analysed, Imputation::AsPositive)?,
+            },
+            EquivocalAnalysis {
+                equivocal_as: "as_negative".into(),
+                statistics: run_stats(p, &analysed, Imputation::AsNegative)?,
+            },
+        ]
+    } else {
+        Vec::new()
+    };
+    let curves = curves(&analysed);
+    let criteria = criteria::evaluate(p, &statistics);
+    let verdict = criteria::combine(criteria.iter().map(|c| c.verdict));
+    let frac = if rows.is_empty() {
+        0.0
+    } else {
+        accountability.not_evaluated.len() as f64 / rows.len() as f64
+    };
+    let infrastructure_failure = (frac > p.statistics.max_not_evaluated_fraction || (rows.len() as u64) == 0 || analysed.is_empty())
+        .then(|| {
+            format!(
+                "{} of {} cases not evaluated ({:.1}%), more than the protocol tolerates ({:.1}%)",
+                accountability.not_evaluated.len(),
+                rows.len(),
+                frac * 100.0,
+                p.statistics.max_not_evaluated_fraction * 100.0
+            )
+        });
+    let results_sha256 = crate::hash::canonical_sha256(&ResultsContent {
+        accountability: &accountability,
+        statistics: &statistics,
+        equivocal_analyses: &equivocal_analyses,
+        criteria: &criteria,
+        verdict,
+    })?;
+    Ok(Analysis {
+        accountability,
+        statistics,
+        equivocal_analyses,
+        curves,
+        criteria,
+        verdict,
+        infrastructure_failure,
+        results_sha256,
+    })
+}
+
+/// ROC (one point per distinct score, from (0,0) to (1,1)) and ten-bin calibration, from
+/// the model's own scores (evaluated cases only; imputed equivocal scores are not drawn).
+fn curves(rows: &[&CaseRow]) -> Curves {
+    let mut pts: Vec<(f64, bool)> = rows
+        .iter()
+        .filter(|r| r.status == CaseStatus::Evaluated)
+        .filter_map(|r| r.score.map(|s| (s, r.label)))
+        .collect();
+    pts.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let pos = pts.iter().filter(|p| p.1).count() as f64;
+    let neg = pts.len() as f64 - pos;
+    let mut roc = Vec::new();
+    if pos > 0.0 && neg > 0.0 {
+        roc.push(RocPoint {
+            fpr: 0.0,
+            tpr: 0.0,
+            threshold: f64::MAX,
+        });
+        let (mut tp, mut fp) = (0.0, 0.0);
+        let mut i = 0;
+        while i < pts.len() {
+            let s = pts[i].0;
+            while i < pts.len() && pts[i].0 == s {
+                if pts[i].1 {
+                    tp += 1.0;
+                } else {
+                    fp += 1.0;
+                }
+                i += 1;
+            }
+            roc.push(RocPoint {
+                fpr: fp / neg,
+                tpr: tp / pos,
+                threshold: s,
+            });
+        }
+        // f64::MAX would not survive every JSON reader; the first point needs no threshold
+        // beyond "above every score".
+        if let Some(first) = roc.first_mut() {
+            first.threshold = pts.first().map(|p| p.0 + 1.0).unwrap_or(1.0);
+        }
+    }
+    let mut calibration = Vec::new();
+    if !pts.is_empty() {
+        let min = pts.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+        let max = pts.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
+        let (lo, hi) = if min >= 0.0 && max <= 1.0 { (0.0, 1.0) } else { (min, max) };
+        let width = ((hi - lo) / 10.0).max(f64::MIN_POSITIVE);
+        for b in 0..10 {
+            let l = lo + width * b as f64;
+            let u = if b == 9 { hi } else { lo + width * (b + 1) as f64 };
+            let inside: Vec<&(f64, bool)> = pts
+                .iter()
+                .filter(|p| p.0 >= l && (p.0 < u || (b == 9 && p.0 <= u)))
+                .collect();
+            let n = inside.len() as u64;
+            calibration.push(CalibrationBin {
+                lower: l,
+                upper: u,
+                n,
+                mean_score: (n > 0).then(|| inside.iter().map(|p| p.0).sum::<f64>() / n as f64),
+                observed: (n > 0).then(|| inside.iter().filter(|p| p.1).count() as f64 / n as f64),
+            });
+        }
+    }
+    Curves { roc, calibration }
+}
