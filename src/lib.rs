@@ -19,9 +19,11 @@ pub mod harness;
 pub mod model;
 pub mod pipeline;
 pub mod protocol;
+pub mod selftest;
 pub mod stats;
 pub mod table;
 pub mod trace;
+pub mod verify;
 pub mod cli;
 pub mod world;
 

@@ -12,10 +12,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod check;
+pub mod keygen;
 pub mod ledger;
 pub mod run;
 pub mod schema;
+pub mod selftest;
+pub mod sign;
 pub mod summary;
+pub mod verify;
 
 use crate::error::Error;
 use crate::exit::Outcome;
@@ -101,6 +105,14 @@ pub enum Command {
     Run(run::RunArgs),
     /// List or verify the hash-chained audit ledger of a golden set.
     Ledger(ledger::LedgerArgs),
+    /// Verify an evidence bundle by recomputing it; check its signatures.
+    Verify(verify::VerifyArgs),
+    /// Generate an Ed25519 key pair for signing bundles.
+    Keygen(keygen::KeygenArgs),
+    /// Sign an evidence bundle (printed name, date/time, meaning).
+    Sign(sign::SignArgs),
+    /// Validate this installation: reference values and an end-to-end protocol.
+    Selftest(selftest::SelftestArgs),
 }
 
 /// Runs a parsed command line and returns the process status.
@@ -111,6 +123,10 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Schema(a) => schema::run(a, &global),
         Command::Run(a) => run::run(a, &global),
         Command::Ledger(a) => ledger::run(a, &global),
+        Command::Verify(a) => verify::run(a, &global),
+        Command::Keygen(a) => keygen::run(a, &global),
+        Command::Sign(a) => sign::run(a, &global),
+        Command::Selftest(a) => selftest::run(a, &global),
     };
     match result {
         Ok(outcome) => outcome.into(),
