@@ -163,11 +163,10 @@ pub fn render_text(r: &VerifyReport, color: bool) -> String {
             };
             let _ = writeln!(
                 o,
-                "[{}] {} \"{}\" ({}) at {}, key {}{}  [{}]",
+                "[{}] {} \"{}\" at {}, key {}{}  ({})",
                 mark(s.valid, color),
                 if s.name.is_empty() { "?" } else { &s.name },
                 s.meaning,
-                s.file,
                 s.signed_at,
                 s.key_fingerprint,
                 trust,

@@ -624,10 +624,18 @@ fn check_golden_set(
         lock_sha == evidence.golden_set.lock_sha256,
         format!("LOCK hashes to {}, evidence records {}", short(&lock_sha), short(&evidence.golden_set.lock_sha256)),
     ));
-    let mut spec = protocol.golden_set.clone();
-    spec.path = gs.to_path_buf();
-    let set = crate::golden::GoldenSet::open(&spec, Path::new("."), &protocol.subgroups.attributes)?;
-    let by_id: BTreeMap<&str, &crate::golden::Case> = set.cases.iter().map(|c| (c.case_id.as_str(), c)).collect();
+    let set_cases = match golden_cases(gs, protocol) {
+        Ok(c) => c,
+        Err(e) => {
+            report.checks.push(check(
+                "golden_set.open",
+                false,
+                format!("the set does not open as a locked golden set ({e}); comparing with its manifest as it is"),
+            ));
+            manifest_cases(gs, protocol)?
+        }
+    };
+    let by_id: BTreeMap<&str, &SetCase> = set_cases.iter().map(|c| (c.case_id.as_str(), c)).collect();
     let mut seen = std::collections::BTreeSet::new();
     for (i, row) in rows.iter().enumerate() {
         seen.insert(row.case_id.as_str());
@@ -639,16 +647,18 @@ fn check_golden_set(
             continue;
         };
         let mut diffs = Vec::new();
-        if c.label != row.label {
-            diffs.push(format!(
+        match c.label {
+            Some(l) if l == row.label => {}
+            Some(l) => diffs.push(format!(
                 "label {} in the manifest, {} in {CASES_FILE} (relabelled?)",
-                u8::from(c.label),
+                u8::from(l),
                 u8::from(row.label)
-            ));
+            )),
+            None => diffs.push("the manifest's label is not 0/1 or true/false".into()),
         }
-        if let Some(Some(img)) = images.and_then(|im| im.get(i)) {
-            if img != &c.image_sha256 {
-                diffs.push(format!("image hash {} in the set, {} in {CASES_FILE}", short(&c.image_sha256), short(img)));
+        if let (Some(Some(img)), Some(set_img)) = (images.and_then(|im| im.get(i)), &c.image_sha256) {
+            if img != set_img {
+                diffs.push(format!("image hash {} in the set, {} in {CASES_FILE}", short(set_img), short(img)));
             }
         }
         for a in &protocol.subgroups.attributes {
@@ -665,7 +675,7 @@ fn check_golden_set(
             });
         }
     }
-    for c in &set.cases {
+    for c in &set_cases {
         if !seen.contains(c.case_id.as_str()) {
             report.cases.push(CaseProblem {
                 case_id: c.case_id.clone(),
@@ -674,6 +684,68 @@ fn check_golden_set(
         }
     }
     Ok(())
+}
+
+/// One case of the golden set as the verifier compares it.
+struct SetCase {
+    case_id: String,
+    label: Option<bool>,
+    image_sha256: Option<String>,
+    attributes: BTreeMap<String, String>,
+}
+
+/// The cases of a locked golden set, through the golden stage (verifies it too).
+fn golden_cases(gs: &Path, protocol: &Protocol) -> Result<Vec<SetCase>> {
+    let mut spec = protocol.golden_set.clone();
+    spec.path = gs.to_path_buf();
+    let set = crate::golden::GoldenSet::open(&spec, Path::new("."), &protocol.subgroups.attributes)?;
+    Ok(set
+        .cases
+        .iter()
+        .map(|c| SetCase {
+            case_id: c.case_id.clone(),
+            label: Some(c.label),
+            image_sha256: Some(c.image_sha256.clone()),
+            attributes: c.attributes.clone(),
+        })
+        .collect())
+}
+
+/// The manifest read as it is, for a set that no longer opens (changed after locking), so that
+/// a relabelled case is still named.
+fn manifest_cases(gs: &Path, protocol: &Protocol) -> Result<Vec<SetCase>> {
+    let g = &protocol.golden_set;
+    let path = gs.join(&g.manifest);
+    let df = crate::table::read_table_as_strings(&path)?;
+    let col = |name: &str| -> Result<Vec<String>> {
+        let c = df
+            .column(name)
+            .map_err(|_| Error::input(format!("{}: no `{name}` column", path.display())))?;
+        let s = c.str().map_err(|e| Error::input(format!("{}: {e}", path.display())))?;
+        Ok(s.iter().map(|v| v.unwrap_or_default().to_string()).collect())
+    };
+    let ids = col(&g.case_id_column)?;
+    let labels = col(&g.label_column)?;
+    let attrs: Vec<(String, Vec<String>)> = protocol
+        .subgroups
+        .attributes
+        .iter()
+        .map(|a| Ok((a.clone(), col(a)?)))
+        .collect::<Result<_>>()?;
+    Ok(ids
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| SetCase {
+            case_id: id,
+            label: match labels[i].trim().to_ascii_lowercase().as_str() {
+                "1" | "true" => Some(true),
+                "0" | "false" => Some(false),
+                _ => None,
+            },
+            image_sha256: None,
+            attributes: attrs.iter().map(|(a, v)| (a.clone(), v[i].clone())).collect(),
+        })
+        .collect())
 }
 
 #[cfg(test)]
