@@ -31,7 +31,11 @@ fn stdout(o: &Output) -> String {
 }
 
 fn all(o: &Output) -> String {
-    format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 struct Fixture {
@@ -48,7 +52,12 @@ fn fixture() -> Fixture {
     let project = medgate::selftest::e2e::write_demo_project(&root).unwrap();
     let bundle = root.join("bundle");
     let o = medgate(
-        &["run", project.protocol.to_str().unwrap(), "--out", bundle.to_str().unwrap()],
+        &[
+            "run",
+            project.protocol.to_str().unwrap(),
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
         &root,
     );
     // AC-ST-02 is designed to fail: exit 1, bundle written.
@@ -91,9 +100,25 @@ fn a_fresh_bundle_verifies_identical_with_its_golden_set() {
     assert_eq!(v["identical"], true);
     assert_eq!(v["discrepancies"].as_array().unwrap().len(), 0);
     // Every metric of every subgroup, the curves, criteria and verdicts were recomputed.
-    assert!(v["values_compared"].as_u64().unwrap() > 300, "{}", v["values_compared"]);
-    let checks: Vec<&str> = v["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    for want in ["protocol.sha256", "protocol.parsed", "run_id", "journal.header", "golden_set.intact", "golden_set.root_hash"] {
+    assert!(
+        v["values_compared"].as_u64().unwrap() > 300,
+        "{}",
+        v["values_compared"]
+    );
+    let checks: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for want in [
+        "protocol.sha256",
+        "protocol.parsed",
+        "run_id",
+        "journal.header",
+        "golden_set.intact",
+        "golden_set.root_hash",
+    ] {
         assert!(checks.contains(&want), "{want} not in {checks:?}");
     }
 }
@@ -103,7 +128,9 @@ fn one_edited_number_is_caught_by_recomputation_and_named_by_path() {
     let f = fixture();
     let evp = f.bundle.join("evidence.json");
     let mut v = medgate::verify::exactjson::parse(&std::fs::read_to_string(&evp).unwrap()).unwrap();
-    let x = v.pointer_mut("/statistics/overall/specificity/upper").unwrap();
+    let x = v
+        .pointer_mut("/statistics/overall/specificity/upper")
+        .unwrap();
     let old = x.as_f64().unwrap();
     *x = serde_json::json!(old + 0.01);
     std::fs::write(&evp, serde_json::to_string_pretty(&v).unwrap()).unwrap();
@@ -117,7 +144,11 @@ fn one_edited_number_is_caught_by_recomputation_and_named_by_path() {
     assert_eq!(d[0]["expected"].as_f64().unwrap(), old);
     assert_eq!(d[0]["found"].as_f64().unwrap(), old + 0.01);
     let o = medgate(&["verify", f.bundle.to_str().unwrap()], &f.root);
-    assert!(stdout(&o).contains("$.statistics.overall.specificity.upper: recomputed"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("$.statistics.overall.specificity.upper: recomputed"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -144,14 +175,26 @@ fn one_changed_case_row_is_caught_and_the_case_named() {
     let (c, v) = verify_json(&f.bundle, &[], &f.root);
     assert_eq!(c, 1, "{v:#}");
     // The statistics no longer follow from the rows...
-    let paths: Vec<&str> = v["discrepancies"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
-    assert!(paths.iter().any(|p| p.starts_with("$.statistics.overall.")), "{paths:?}");
+    let paths: Vec<&str> = v["discrepancies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.iter().any(|p| p.starts_with("$.statistics.overall.")),
+        "{paths:?}"
+    );
     assert!(paths.contains(&"$.results_sha256"), "{paths:?}");
     // ...and the journal names the case whose row changed.
     let cases = v["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 1, "{cases:#?}");
     assert_eq!(cases[0]["case_id"], ids[0].as_str());
-    assert!(cases[0]["problem"].as_str().unwrap().contains("score"), "{}", cases[0]);
+    assert!(
+        cases[0]["problem"].as_str().unwrap().contains("score"),
+        "{}",
+        cases[0]
+    );
 }
 
 #[test]
@@ -206,27 +249,68 @@ fn signatures_verify_and_any_edit_after_signing_fails() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     let public = f.root.join("keys").join("jane.key.pub");
     assert!(public.is_file());
     // keygen never overwrites.
-    assert_eq!(code(&medgate(&["keygen", "--out", key.to_str().unwrap()], &f.root)), 2);
+    assert_eq!(
+        code(&medgate(
+            &["keygen", "--out", key.to_str().unwrap()],
+            &f.root
+        )),
+        2
+    );
 
     let b = f.bundle.to_str().unwrap();
-    let o = medgate(&["sign", b, "--key", key.to_str().unwrap(), "--name", "Jane Doe", "--meaning", "approved"], &f.root);
+    let o = medgate(
+        &[
+            "sign",
+            b,
+            "--key",
+            key.to_str().unwrap(),
+            "--name",
+            "Jane Doe",
+            "--meaning",
+            "approved",
+        ],
+        &f.root,
+    );
     assert_eq!(code(&o), 0, "{}", all(&o));
     assert!(f.bundle.join("signatures/001-jane-doe.json").is_file());
-    let o = medgate(&["verify", b, "--trusted-key", public.to_str().unwrap()], &f.root);
+    let o = medgate(
+        &["verify", b, "--trusted-key", public.to_str().unwrap()],
+        &f.root,
+    );
     assert_eq!(code(&o), 0, "{}", all(&o));
     let out = stdout(&o);
-    assert!(out.contains("Jane Doe \"approved\"") && out.contains("2026-01-01T00:00:00Z") && out.contains("trusted key"), "{out}");
+    assert!(
+        out.contains("Jane Doe \"approved\"")
+            && out.contains("2026-01-01T00:00:00Z")
+            && out.contains("trusted key"),
+        "{out}"
+    );
 
     // A key that is not trusted makes verification fail.
     let other = f.root.join("keys").join("other.key");
-    assert_eq!(code(&medgate(&["keygen", "--out", other.to_str().unwrap()], &f.root)), 0);
+    assert_eq!(
+        code(&medgate(
+            &["keygen", "--out", other.to_str().unwrap()],
+            &f.root
+        )),
+        0
+    );
     let other_pub = f.root.join("keys").join("other.key.pub");
-    assert_eq!(code(&medgate(&["verify", b, "--trusted-key", other_pub.to_str().unwrap()], &f.root)), 1);
+    assert_eq!(
+        code(&medgate(
+            &["verify", b, "--trusted-key", other_pub.to_str().unwrap()],
+            &f.root
+        )),
+        1
+    );
 
     // Editing a file after signing, even with SHA256SUMS rewritten, fails every signature.
     let edited = f.root.join("edited");
@@ -240,26 +324,59 @@ fn signatures_verify_and_any_edit_after_signing_fails() {
     assert_eq!(c, 1, "{v:#}");
     let s = &v["signatures"][0];
     assert_eq!(s["valid"], false);
-    assert!(s["problems"].to_string().contains("SHA256SUMS changed since signing"), "{s}");
+    assert!(
+        s["problems"]
+            .to_string()
+            .contains("SHA256SUMS changed since signing"),
+        "{s}"
+    );
 
     // Changing the meaning inside the signature file breaks the signature itself.
     let forged = f.root.join("forged");
     copy_dir(&f.bundle, &forged);
     let sig = forged.join("signatures/001-jane-doe.json");
-    let text = std::fs::read_to_string(&sig).unwrap().replace("\"approved\"", "\"reviewed\"");
+    let text = std::fs::read_to_string(&sig)
+        .unwrap()
+        .replace("\"approved\"", "\"reviewed\"");
     std::fs::write(&sig, text).unwrap();
     let (c, v) = verify_json(&forged, &[], &f.root);
     assert_eq!(c, 1);
-    assert!(v["signatures"][0]["problems"].to_string().contains("does not match"), "{v:#}");
+    assert!(
+        v["signatures"][0]["problems"]
+            .to_string()
+            .contains("does not match"),
+        "{v:#}"
+    );
 
     // A bundle that is not intact is not signed.
     let o = medgate(
-        &["sign", edited.parent().unwrap().join("flip").to_str().unwrap(), "--key", key.to_str().unwrap(), "--name", "J", "--meaning", "approved"],
+        &[
+            "sign",
+            edited.parent().unwrap().join("flip").to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--name",
+            "J",
+            "--meaning",
+            "approved",
+        ],
         &f.root,
     );
     assert_eq!(code(&o), 2);
     std::fs::write(edited.join("junit.xml"), "x").unwrap();
-    let o = medgate(&["sign", edited.to_str().unwrap(), "--key", key.to_str().unwrap(), "--name", "J", "--meaning", "approved"], &f.root);
+    let o = medgate(
+        &[
+            "sign",
+            edited.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--name",
+            "J",
+            "--meaning",
+            "approved",
+        ],
+        &f.root,
+    );
     assert_eq!(code(&o), 2, "{}", all(&o));
     assert!(all(&o).contains("refusing to sign"), "{}", all(&o));
 }
@@ -279,7 +396,10 @@ fn rerun_reproduces_the_scores_and_reports_cases_that_moved() {
     // (predictions) hash.
     let preds = std::fs::read_to_string(&f.project.predictions).unwrap();
     let mut lines: Vec<String> = preds.lines().map(String::from).collect();
-    let (id, score) = lines[1].split_once(',').map(|(a, b)| (a.to_string(), b.parse::<f64>().unwrap())).unwrap();
+    let (id, score) = lines[1]
+        .split_once(',')
+        .map(|(a, b)| (a.to_string(), b.parse::<f64>().unwrap()))
+        .unwrap();
     lines[1] = format!("{id},{:.3}", 1.0 - score);
     std::fs::write(&f.project.predictions, lines.join("\n") + "\n").unwrap();
     let (c, v) = verify_json(&f.bundle, &["--rerun", "--tolerance", "1e-9"], &f.root);
@@ -301,17 +421,28 @@ fn a_relabelled_case_in_the_golden_set_is_caught() {
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
     let mut cols: Vec<String> = lines[1].split(',').map(String::from).collect();
     let id = cols[0].clone();
-    cols[2] = if cols[2] == "1" { "0".into() } else { "1".into() };
+    cols[2] = if cols[2] == "1" {
+        "0".into()
+    } else {
+        "1".into()
+    };
     lines[1] = cols.join(",");
     std::fs::write(&manifest, lines.join("\n") + "\n").unwrap();
     let gs = f.project.golden_set.to_str().unwrap().to_string();
     let (c, v) = verify_json(&f.bundle, &["--golden-set", &gs], &f.root);
     assert_eq!(c, 1, "{v:#}");
-    let intact = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "golden_set.intact").unwrap();
+    let intact = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "golden_set.intact")
+        .unwrap();
     assert_eq!(intact["ok"], false);
     let cases = v["cases"].as_array().unwrap();
     assert!(
-        cases.iter().any(|c| c["case_id"] == id.as_str() && c["problem"].as_str().unwrap().contains("label")),
+        cases.iter().any(
+            |c| c["case_id"] == id.as_str() && c["problem"].as_str().unwrap().contains("label")
+        ),
         "{cases:#?}"
     );
 }
@@ -322,13 +453,26 @@ fn selftest_passes_and_writes_the_validation_record() {
     let out = tmp.path().join("record");
     let o = medgate(&["selftest", "--out", out.to_str().unwrap()], tmp.path());
     assert_eq!(code(&o), 0, "{}", all(&o));
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(out.join("tool-validation.json")).unwrap()).unwrap();
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("tool-validation.json")).unwrap())
+            .unwrap();
     assert_eq!(v["failed"], 0);
     assert!(v["total"].as_u64().unwrap() > 250, "{}", v["total"]);
     assert_eq!(v["medgate_version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(v["date"], "2026-01-01T00:00:00Z");
-    let ids: Vec<&str> = v["cases"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
-    for want in ["delong/asah_ndka/ci/0.95", "ci/wilson/0-of-10/0.95", "e2e/verdicts", "e2e/verify-identical", "e2e/signature"] {
+    let ids: Vec<&str> = v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    for want in [
+        "delong/asah_ndka/ci/0.95",
+        "ci/wilson/0-of-10/0.95",
+        "e2e/verdicts",
+        "e2e/verify-identical",
+        "e2e/signature",
+    ] {
         assert!(ids.contains(&want), "{want} missing");
     }
     let md = std::fs::read_to_string(out.join("tool-validation.md")).unwrap();
@@ -348,13 +492,28 @@ fn selftest_fails_when_a_fixture_expected_value_is_altered() {
     let altered = text.replacen("0.50124499927170263", "0.50124599927170263", 1);
     assert_ne!(text, altered);
     std::fs::write(&p, altered).unwrap();
-    let o = medgate(&["selftest", "--fixtures", fx.to_str().unwrap(), "--skip-e2e"], tmp.path());
+    let o = medgate(
+        &["selftest", "--fixtures", fx.to_str().unwrap(), "--skip-e2e"],
+        tmp.path(),
+    );
     assert_eq!(code(&o), 1, "{}", all(&o));
     let out = stdout(&o);
     assert!(out.contains("FAIL delong/asah_ndka/ci/0.95"), "{out}");
-    assert_eq!(out.matches("\nFAIL ").count() + usize::from(out.starts_with("FAIL ")), 1, "{out}");
+    assert_eq!(
+        out.matches("\nFAIL ").count() + usize::from(out.starts_with("FAIL ")),
+        1,
+        "{out}"
+    );
     // Unaltered fixtures from the directory pass.
     copy_dir(&src, &tmp.path().join("clean"));
-    let o = medgate(&["selftest", "--fixtures", tmp.path().join("clean").to_str().unwrap(), "--skip-e2e"], tmp.path());
+    let o = medgate(
+        &[
+            "selftest",
+            "--fixtures",
+            tmp.path().join("clean").to_str().unwrap(),
+            "--skip-e2e",
+        ],
+        tmp.path(),
+    );
     assert_eq!(code(&o), 0, "{}", all(&o));
 }

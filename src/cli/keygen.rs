@@ -9,13 +9,15 @@ use crate::verify::sign;
 
 /// Generate an Ed25519 key pair for `medgate sign`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Writes the secret key to KEYFILE (mode 0600; keep it private, one per person)
+#[command(
+    after_help = "Writes the secret key to KEYFILE (mode 0600; keep it private, one per person)
 and the public key to KEYFILE.pub (register it; pass it to `medgate verify --trusted-key`).
 Existing files are never overwritten.
 
 Examples:
   medgate keygen --out ~/.medgate/jane-doe.key
-  medgate keygen --out keys/qa-lead.key --format json")]
+  medgate keygen --out keys/qa-lead.key --format json"
+)]
 pub struct KeygenArgs {
     /// Secret key file to create (the public key goes to FILE.pub).
     #[arg(long, value_name = "KEYFILE")]
@@ -40,7 +42,10 @@ pub fn run(args: KeygenArgs, _global: &GlobalArgs) -> Result<Outcome> {
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
         OutputFormat::Text => {
-            println!("secret key: {} (mode 0600: keep it private)", args.out.display());
+            println!(
+                "secret key: {} (mode 0600: keep it private)",
+                args.out.display()
+            );
             println!("public key: {}", pub_path.display());
             println!("fingerprint: {}", sign::fingerprint(&public));
         }

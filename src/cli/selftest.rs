@@ -10,7 +10,8 @@ use crate::world::SystemWorld;
 
 /// Validate this installation of medgate: reference values and an end-to-end protocol.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Reruns medgate's reference-value cases (statistics fixtures with values from
+#[command(
+    after_help = "Reruns medgate's reference-value cases (statistics fixtures with values from
 statsmodels, scikit-learn and R pROC) and a small end-to-end protocol (synthetic golden set,
 run, independent recomputation, verification, tamper and signature controls), and writes a
 tool-validation record a QA team can file (tool-validation.md and tool-validation.json).
@@ -20,7 +21,8 @@ Examples:
   medgate selftest --out validation/medgate-0.1.0
   medgate selftest --fixtures my-fixtures/ --format json
 
-Exit status: 0 every case passed, 1 a case failed, 2 unreadable fixtures.")]
+Exit status: 0 every case passed, 1 a case failed, 2 unreadable fixtures."
+)]
 pub struct SelftestArgs {
     /// Write tool-validation.md and tool-validation.json into this directory.
     #[arg(long, value_name = "DIR")]
@@ -56,7 +58,11 @@ pub fn run(args: SelftestArgs, global: &GlobalArgs) -> Result<Outcome> {
     }
     match args.format {
         OutputFormat::Json => {
-            println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Error::Internal(e.to_string()))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report)
+                    .map_err(|e| Error::Internal(e.to_string()))?
+            );
         }
         OutputFormat::Text => {
             let mut groups: Vec<&str> = Vec::new();
@@ -66,15 +72,29 @@ pub fn run(args: SelftestArgs, global: &GlobalArgs) -> Result<Outcome> {
                 }
             }
             if !global.quiet {
-                println!("medgate {} ({}) self-test, fixtures: {}", report.medgate_version, report.medgate_commit, report.fixtures);
+                println!(
+                    "medgate {} ({}) self-test, fixtures: {}",
+                    report.medgate_version, report.medgate_commit, report.fixtures
+                );
                 for g in groups {
                     let n = report.cases.iter().filter(|c| c.group == g).count();
-                    let p = report.cases.iter().filter(|c| c.group == g && c.pass).count();
-                    println!("  {:<40} {p:>4}/{n:<4} {}", g, if p == n { "pass" } else { "FAIL" });
+                    let p = report
+                        .cases
+                        .iter()
+                        .filter(|c| c.group == g && c.pass)
+                        .count();
+                    println!(
+                        "  {:<40} {p:>4}/{n:<4} {}",
+                        g,
+                        if p == n { "pass" } else { "FAIL" }
+                    );
                 }
             }
             for c in report.cases.iter().filter(|c| !c.pass) {
-                println!("FAIL {}: {}: expected {}, observed {} ({})", c.id, c.description, c.expected, c.observed, c.source);
+                println!(
+                    "FAIL {}: {}: expected {}, observed {} ({})",
+                    c.id, c.description, c.expected, c.observed, c.source
+                );
             }
             println!(
                 "{}: {} of {} cases passed",
@@ -84,5 +104,9 @@ pub fn run(args: SelftestArgs, global: &GlobalArgs) -> Result<Outcome> {
             );
         }
     }
-    Ok(if report.all_passed() { Outcome::Pass } else { Outcome::Fail })
+    Ok(if report.all_passed() {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    })
 }

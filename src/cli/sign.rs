@@ -12,7 +12,8 @@ use crate::world::SystemWorld;
 
 /// Sign an evidence bundle (printed name, date/time and meaning, bound to SHA256SUMS).
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Adds signatures/<seq>-<name>.json: an Ed25519 signature over the SHA-256 of the
+#[command(
+    after_help = "Adds signatures/<seq>-<name>.json: an Ed25519 signature over the SHA-256 of the
 bundle's SHA256SUMS, the run ID, the printed name, the meaning and the time. Editing any
 bundle file afterwards makes `medgate verify` fail. The bundle must be intact to be signed.
 
@@ -20,7 +21,8 @@ Examples:
   medgate sign runs/VP-PTX-001 --key ~/.medgate/jane-doe.key --name \"Jane Doe\" --meaning approved
   medgate sign runs/VP-PTX-001 --key keys/author.key --name \"A. Author\" --meaning authored
 
-Exit status: 0 signed, 2 the bundle is not intact or the key cannot be read.")]
+Exit status: 0 signed, 2 the bundle is not intact or the key cannot be read."
+)]
 pub struct SignArgs {
     /// The bundle directory.
     pub bundle: PathBuf,
@@ -44,7 +46,10 @@ pub fn run(args: SignArgs, _global: &GlobalArgs) -> Result<Outcome> {
     let ev_path = dir.join(EVIDENCE_FILE);
     if !ev_path.is_file() || !dir.join(bundle::SUMS_FILE).is_file() {
         return Err(Error::input_hint(
-            format!("{}: not a medgate evidence bundle (no evidence.json or SHA256SUMS)", dir.display()),
+            format!(
+                "{}: not a medgate evidence bundle (no evidence.json or SHA256SUMS)",
+                dir.display()
+            ),
             "pass the bundle directory written by `medgate run --out DIR`",
         ));
     }
@@ -56,16 +61,30 @@ pub fn run(args: SignArgs, _global: &GlobalArgs) -> Result<Outcome> {
             .collect::<Vec<_>>()
             .join(", ");
         return Err(Error::input_hint(
-            format!("{}: refusing to sign: files do not match SHA256SUMS ({list})", dir.display()),
+            format!(
+                "{}: refusing to sign: files do not match SHA256SUMS ({list})",
+                dir.display()
+            ),
             "run `medgate verify` on the bundle; sign only an intact bundle",
         ));
     }
     let text = std::fs::read_to_string(&ev_path).map_err(|e| Error::io(&ev_path, e))?;
-    let evidence: Evidence =
-        serde_json::from_str(&text).map_err(|e| Error::input(format!("{}: not a medgate evidence record: {e}", ev_path.display())))?;
+    let evidence: Evidence = serde_json::from_str(&text).map_err(|e| {
+        Error::input(format!(
+            "{}: not a medgate evidence record: {e}",
+            ev_path.display()
+        ))
+    })?;
     let key = sign::read_secret_key(&args.key)?;
     let world = SystemWorld::default();
-    let (rel, record) = sign::sign_bundle(dir, &key, &evidence.run_id, &args.name, &args.meaning, &world)?;
+    let (rel, record) = sign::sign_bundle(
+        dir,
+        &key,
+        &evidence.run_id,
+        &args.name,
+        &args.meaning,
+        &world,
+    )?;
     match args.format {
         OutputFormat::Json => {
             let v = serde_json::json!({ "file": rel, "record": record, "key_fingerprint": sign::fingerprint(&key.verifying_key()) });

@@ -11,7 +11,8 @@ use crate::world::SystemWorld;
 
 /// Verify an evidence bundle by recomputing it.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Checks SHA256SUMS, recomputes every metric, interval, gap and verdict in
+#[command(
+    after_help = "Checks SHA256SUMS, recomputes every metric, interval, gap and verdict in
 evidence.json from cases.parquet and the bundle's protocol.yaml and compares them exactly,
 checks provenance (protocol hash, case count, model hash, journal), and checks every
 signature. Works offline, on any machine.
@@ -23,7 +24,8 @@ Examples:
   medgate verify runs/VP-PTX-001 --rerun --tolerance 1e-5
 
 Exit status: 0 identical, 1 a difference, a moved case or an invalid signature,
-2 the bundle cannot be read (no evidence.json, unparseable files).")]
+2 the bundle cannot be read (no evidence.json, unparseable files)."
+)]
 pub struct VerifyArgs {
     /// The bundle directory written by `medgate run`.
     pub bundle: PathBuf,
@@ -50,9 +52,12 @@ pub struct VerifyArgs {
 
 /// Runs `medgate verify`.
 pub fn run(args: VerifyArgs, global: &GlobalArgs) -> Result<Outcome> {
-    if !(args.tolerance >= 0.0) {
+    if args.tolerance.is_nan() || args.tolerance < 0.0 {
         return Err(Error::input_hint(
-            format!("--tolerance {} is not a non-negative number", args.tolerance),
+            format!(
+                "--tolerance {} is not a non-negative number",
+                args.tolerance
+            ),
             "e.g. --tolerance 1e-6",
         ));
     }
@@ -72,7 +77,8 @@ pub fn run(args: VerifyArgs, global: &GlobalArgs) -> Result<Outcome> {
     let report = verify::verify_bundle(&args.bundle, &opts, &world)?;
     match args.format {
         OutputFormat::Json => {
-            let mut v = serde_json::to_value(&report).map_err(|e| Error::Internal(e.to_string()))?;
+            let mut v =
+                serde_json::to_value(&report).map_err(|e| Error::Internal(e.to_string()))?;
             if let Some(m) = v.as_object_mut() {
                 m.insert("identical".into(), report.identical().into());
             }
@@ -84,7 +90,11 @@ pub fn run(args: VerifyArgs, global: &GlobalArgs) -> Result<Outcome> {
             }
         }
     }
-    Ok(if report.identical() { Outcome::Pass } else { Outcome::Fail })
+    Ok(if report.identical() {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    })
 }
 
 fn mark(ok: bool, color: bool) -> String {
@@ -98,7 +108,14 @@ fn mark(ok: bool, color: bool) -> String {
 
 fn short_json(v: &serde_json::Value) -> String {
     let s = v.to_string();
-    if s.len() > 80 { format!("{}...", &s[..s.char_indices().nth(77).map(|c| c.0).unwrap_or(s.len())]) } else { s }
+    if s.len() > 80 {
+        format!(
+            "{}...",
+            &s[..s.char_indices().nth(77).map(|c| c.0).unwrap_or(s.len())]
+        )
+    } else {
+        s
+    }
 }
 
 /// The text report of a verification.
@@ -114,7 +131,11 @@ pub fn render_text(r: &VerifyReport, color: bool) -> String {
         "[{}] files: {} listed in SHA256SUMS{}",
         mark(r.files.is_empty(), color),
         r.files_checked,
-        if r.files.is_empty() { ", every hash matches".to_string() } else { format!(", {} problem(s)", r.files.len()) }
+        if r.files.is_empty() {
+            ", every hash matches".to_string()
+        } else {
+            format!(", {} problem(s)", r.files.len())
+        }
     );
     for f in &r.files {
         let _ = writeln!(o, "    {:<9} {}", f.problem, f.path);
@@ -124,7 +145,11 @@ pub fn render_text(r: &VerifyReport, color: bool) -> String {
         "[{}] recomputation: {} values recomputed from cases.parquet and protocol.yaml{}",
         mark(r.discrepancies.is_empty(), color),
         r.values_compared,
-        if r.discrepancies.is_empty() { ", all identical".to_string() } else { format!(", {} differ", r.discrepancies.len()) }
+        if r.discrepancies.is_empty() {
+            ", all identical".to_string()
+        } else {
+            format!(", {} differ", r.discrepancies.len())
+        }
     );
     for d in r.discrepancies.iter().take(50) {
         let _ = writeln!(
@@ -133,22 +158,39 @@ pub fn render_text(r: &VerifyReport, color: bool) -> String {
             d.path,
             short_json(&d.expected),
             short_json(&d.found),
-            if d.kind == "value" { String::new() } else { format!(" ({})", d.kind) }
+            if d.kind == "value" {
+                String::new()
+            } else {
+                format!(" ({})", d.kind)
+            }
         );
     }
     if r.discrepancies.len() > 50 {
-        let _ = writeln!(o, "    ... and {} more (use --format json for all)", r.discrepancies.len() - 50);
+        let _ = writeln!(
+            o,
+            "    ... and {} more (use --format json for all)",
+            r.discrepancies.len() - 50
+        );
     }
     for c in &r.checks {
         let _ = writeln!(o, "[{}] {}: {}", mark(c.ok, color), c.name, c.detail);
     }
     if !r.cases.is_empty() {
-        let _ = writeln!(o, "[{}] cases: {} case(s) disagree", mark(false, color), r.cases.len());
+        let _ = writeln!(
+            o,
+            "[{}] cases: {} case(s) disagree",
+            mark(false, color),
+            r.cases.len()
+        );
         for c in r.cases.iter().take(50) {
             let _ = writeln!(o, "    {}: {}", c.case_id, c.problem);
         }
         if r.cases.len() > 50 {
-            let _ = writeln!(o, "    ... and {} more (use --format json for all)", r.cases.len() - 50);
+            let _ = writeln!(
+                o,
+                "    ... and {} more (use --format json for all)",
+                r.cases.len() - 50
+            );
         }
     }
     if r.signatures.is_empty() {
@@ -190,25 +232,44 @@ pub fn render_text(r: &VerifyReport, color: bool) -> String {
             rr.verdict_changes.len()
         );
         if !rr.model_sha256_matches {
-            let _ = writeln!(o, "    model hash now {}: differs from the recorded one", rr.model_sha256.as_deref().unwrap_or("none"));
+            let _ = writeln!(
+                o,
+                "    model hash now {}: differs from the recorded one",
+                rr.model_sha256.as_deref().unwrap_or("none")
+            );
         }
         if !rr.settings_match {
             let _ = writeln!(o, "    effective settings differ from the recorded ones");
         }
         for m in rr.moved.iter().take(50) {
-            let f = |s: Option<f64>| s.map(|v| format!("{v:.6}")).unwrap_or_else(|| "none".into());
+            let f = |s: Option<f64>| {
+                s.map(|v| format!("{v:.6}"))
+                    .unwrap_or_else(|| "none".into())
+            };
             let _ = writeln!(
                 o,
                 "    {}: {} {} -> {} {}",
                 m.case_id,
                 f(m.recorded_score),
-                serde_json::to_value(&m.recorded_status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                serde_json::to_value(&m.recorded_status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
                 f(m.rerun_score),
-                serde_json::to_value(&m.rerun_status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                serde_json::to_value(&m.rerun_status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
             );
         }
         for v in &rr.verdict_changes {
-            let _ = writeln!(o, "    verdict of {} would change: {} -> {}", v.criterion, v.recorded.label(), v.rerun.label());
+            let _ = writeln!(
+                o,
+                "    verdict of {} would change: {} -> {}",
+                v.criterion,
+                v.recorded.label(),
+                v.rerun.label()
+            );
         }
     }
     let _ = writeln!(o);

@@ -60,7 +60,9 @@ pub fn write_demo_project(dir: &Path) -> Result<DemoProject> {
             .column(name)
             .map_err(|_| Error::Internal(format!("demo manifest has no `{name}` column")))?;
         let s = c.str().map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(s.iter().map(|v| v.unwrap_or_default().to_string()).collect())
+        Ok(s.iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect())
     };
     let case_ids = col("case_id")?;
     let labels: Vec<bool> = col("finding")?.iter().map(|v| v.trim() == "1").collect();
@@ -76,7 +78,11 @@ pub fn write_demo_project(dir: &Path) -> Result<DemoProject> {
         let u: f64 = rng.random();
         let s = if high { 0.5 + 0.5 * u } else { 0.4999 * u };
         let shown = format!("{s:.3}");
-        scores.push(shown.parse::<f64>().map_err(|e| Error::Internal(e.to_string()))?);
+        scores.push(
+            shown
+                .parse::<f64>()
+                .map_err(|e| Error::Internal(e.to_string()))?,
+        );
         text.push_str(&format!("{id},{shown}\n"));
     }
     let predictions = dir.join("predictions.csv");
@@ -150,8 +156,18 @@ pub fn wilson_reference(k: u64, n: u64) -> Option<(f64, f64, f64)> {
 
 /// AUROC by counting every positive-negative pair (ties 1/2), independent of [`crate::stats`].
 pub fn auroc_reference(labels: &[bool], scores: &[f64]) -> Option<f64> {
-    let pos: Vec<f64> = labels.iter().zip(scores).filter(|p| *p.0).map(|p| *p.1).collect();
-    let neg: Vec<f64> = labels.iter().zip(scores).filter(|p| !*p.0).map(|p| *p.1).collect();
+    let pos: Vec<f64> = labels
+        .iter()
+        .zip(scores)
+        .filter(|p| *p.0)
+        .map(|p| *p.1)
+        .collect();
+    let neg: Vec<f64> = labels
+        .iter()
+        .zip(scores)
+        .filter(|p| !*p.0)
+        .map(|p| *p.1)
+        .collect();
     if pos.is_empty() || neg.is_empty() {
         return None;
     }
@@ -170,7 +186,13 @@ pub fn auroc_reference(labels: &[bool], scores: &[f64]) -> Option<f64> {
     Some(s / (pos.len() * neg.len()) as f64)
 }
 
-fn exact(id: &str, description: &str, source: &str, expected: Value, observed: Value) -> SelftestCase {
+fn exact(
+    id: &str,
+    description: &str,
+    source: &str,
+    expected: Value,
+    observed: Value,
+) -> SelftestCase {
     SelftestCase {
         id: id.into(),
         group: "end to end".into(),
@@ -183,7 +205,14 @@ fn exact(id: &str, description: &str, source: &str, expected: Value, observed: V
     }
 }
 
-fn within(id: &str, description: &str, source: &str, expected: &[Option<f64>], observed: &[Option<f64>], tol: f64) -> SelftestCase {
+fn within(
+    id: &str,
+    description: &str,
+    source: &str,
+    expected: &[Option<f64>],
+    observed: &[Option<f64>],
+    tol: f64,
+) -> SelftestCase {
     let pass = expected.len() == observed.len()
         && expected.iter().zip(observed).all(|(e, o)| match (e, o) {
             (Some(e), Some(o)) => (e - o).abs() <= tol,
@@ -298,7 +327,11 @@ pub fn cases(dir: &Path, world: &dyn World) -> Result<Vec<SelftestCase>> {
         1e-12,
     ));
     let sens_lower = wilson_reference(tp, tp + fn_).map(|w| w.1).unwrap_or(0.0);
-    let spec = if tn + fp > 0 { tn as f64 / (tn + fp) as f64 } else { 0.0 };
+    let spec = if tn + fp > 0 {
+        tn as f64 / (tn + fp) as f64
+    } else {
+        0.0
+    };
     let verdict = |pass: bool| if pass { "PASS" } else { "FAIL" };
     let (v1, v2) = (sens_lower >= SENS_GOAL, spec >= SPEC_GOAL);
     out.push(exact(
@@ -306,7 +339,13 @@ pub fn cases(dir: &Path, world: &dyn World) -> Result<Vec<SelftestCase>> {
         "criterion verdicts AC-ST-01, AC-ST-02 and the overall verdict",
         "goals of the self-test protocol applied to the independently computed values",
         json!([verdict(v1), verdict(v2), verdict(v1 && v2)]),
-        json!(ev.criteria.iter().map(|c| c.verdict.label()).chain([ev.verdict.label()]).collect::<Vec<_>>()),
+        json!(
+            ev.criteria
+                .iter()
+                .map(|c| c.verdict.label())
+                .chain([ev.verdict.label()])
+                .collect::<Vec<_>>()
+        ),
     ));
     out.push(exact(
         "e2e/exit-code",
@@ -335,16 +374,22 @@ pub fn cases(dir: &Path, world: &dyn World) -> Result<Vec<SelftestCase>> {
     let tampered = dir.join("bundle-tampered");
     copy_dir(&bundle, &tampered)?;
     let evp = tampered.join(crate::trace::bundle::EVIDENCE_FILE);
-    let mut v: Value = crate::verify::exactjson::parse(&std::fs::read_to_string(&evp).map_err(|e| Error::io(&evp, e))?)
-        .map_err(Error::Internal)?;
+    let mut v: Value = crate::verify::exactjson::parse(
+        &std::fs::read_to_string(&evp).map_err(|e| Error::io(&evp, e))?,
+    )
+    .map_err(Error::Internal)?;
     let target = "$.statistics.overall.sensitivity.lower";
     if let Some(x) = v.pointer_mut("/statistics/overall/sensitivity/lower") {
         *x = json!(x.as_f64().unwrap_or(0.0) + 0.001);
     }
-    std::fs::write(&evp, serde_json::to_string_pretty(&v).map_err(|e| Error::Internal(e.to_string()))?)
-        .map_err(|e| Error::io(&evp, e))?;
+    std::fs::write(
+        &evp,
+        serde_json::to_string_pretty(&v).map_err(|e| Error::Internal(e.to_string()))?,
+    )
+    .map_err(|e| Error::io(&evp, e))?;
     crate::trace::bundle::write_sha256sums(&tampered)?;
-    let rep = crate::verify::verify_bundle(&tampered, &crate::verify::VerifyOptions::default(), world)?;
+    let rep =
+        crate::verify::verify_bundle(&tampered, &crate::verify::VerifyOptions::default(), world)?;
     let paths: Vec<&str> = rep.discrepancies.iter().map(|d| d.path.as_str()).collect();
     out.push(exact(
         "e2e/verify-detects-tampered-number",
@@ -360,14 +405,23 @@ pub fn cases(dir: &Path, world: &dyn World) -> Result<Vec<SelftestCase>> {
     let key_path = dir.join("selftest.key");
     crate::verify::sign::keygen(&key_path)?;
     let key = crate::verify::sign::read_secret_key(&key_path)?;
-    crate::verify::sign::sign_bundle(&signed, &key, &ev.run_id, "medgate selftest", "tested", world)?;
-    let before = crate::verify::verify_bundle(&signed, &crate::verify::VerifyOptions::default(), world)?;
+    crate::verify::sign::sign_bundle(
+        &signed,
+        &key,
+        &ev.run_id,
+        "medgate selftest",
+        "tested",
+        world,
+    )?;
+    let before =
+        crate::verify::verify_bundle(&signed, &crate::verify::VerifyOptions::default(), world)?;
     let md = signed.join(crate::trace::bundle::JUNIT_FILE);
     let mut text = std::fs::read(&md).map_err(|e| Error::io(&md, e))?;
     text.extend_from_slice(b"\nedited after signing\n");
     std::fs::write(&md, text).map_err(|e| Error::io(&md, e))?;
     crate::trace::bundle::write_sha256sums(&signed)?;
-    let after = crate::verify::verify_bundle(&signed, &crate::verify::VerifyOptions::default(), world)?;
+    let after =
+        crate::verify::verify_bundle(&signed, &crate::verify::VerifyOptions::default(), world)?;
     let valid = |r: &crate::verify::VerifyReport| r.signatures.iter().filter(|s| s.valid).count();
     out.push(exact(
         "e2e/signature",

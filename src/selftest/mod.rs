@@ -128,7 +128,9 @@ pub fn run_selftest(opts: &SelftestOptions, world: &dyn World) -> Result<Selftes
         medgate_selftest: 1,
         medgate_version: env!("CARGO_PKG_VERSION").into(),
         medgate_commit: crate::trace::provenance::BUILD_COMMIT.into(),
-        date: world.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        date: world
+            .now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         user: world.user(),
         host: world.host(),
         fixtures: fx.origin.clone(),
@@ -178,11 +180,19 @@ pub fn render_markdown(r: &SelftestReport) -> String {
         md_escape(&r.host.cpu)
     );
     let _ = writeln!(o, "| reference fixtures | {} |", md_escape(&r.fixtures));
-    let _ = writeln!(o, "| cases | {} run, {} passed, {} failed |", r.total, r.passed, r.failed);
+    let _ = writeln!(
+        o,
+        "| cases | {} run, {} passed, {} failed |",
+        r.total, r.passed, r.failed
+    );
     let _ = writeln!(
         o,
         "| conclusion | **{}** |\n",
-        if r.all_passed() { "PASS: medgate is fit for its intended use on this system" } else { "FAIL: do not use this installation for quality decisions" }
+        if r.all_passed() {
+            "PASS: medgate is fit for its intended use on this system"
+        } else {
+            "FAIL: do not use this installation for quality decisions"
+        }
     );
     let mut groups: Vec<&str> = Vec::new();
     for c in &r.cases {
@@ -190,11 +200,21 @@ pub fn render_markdown(r: &SelftestReport) -> String {
             groups.push(&c.group);
         }
     }
-    let _ = writeln!(o, "## Summary by area\n\n| area | cases | passed | failed |\n|---|---|---|---|");
+    let _ = writeln!(
+        o,
+        "## Summary by area\n\n| area | cases | passed | failed |\n|---|---|---|---|"
+    );
     for g in &groups {
         let in_g: Vec<&SelftestCase> = r.cases.iter().filter(|c| &c.group == g).collect();
         let p = in_g.iter().filter(|c| c.pass).count();
-        let _ = writeln!(o, "| {} | {} | {} | {} |", md_escape(g), in_g.len(), p, in_g.len() - p);
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} |",
+            md_escape(g),
+            in_g.len(),
+            p,
+            in_g.len() - p
+        );
     }
     if r.failed > 0 {
         let _ = writeln!(o, "\n## Failed cases\n");
@@ -211,7 +231,10 @@ pub fn render_markdown(r: &SelftestReport) -> String {
         }
     }
     let _ = writeln!(o, "\n## Every case\n");
-    let _ = writeln!(o, "| id | what was tested | source of expected value | expected | observed | tolerance | result |");
+    let _ = writeln!(
+        o,
+        "| id | what was tested | source of expected value | expected | observed | tolerance | result |"
+    );
     let _ = writeln!(o, "|---|---|---|---|---|---|---|");
     for c in &r.cases {
         let _ = writeln!(
@@ -222,7 +245,9 @@ pub fn render_markdown(r: &SelftestReport) -> String {
             md_escape(&c.source),
             md_escape(&compact(&c.expected)),
             md_escape(&compact(&c.observed)),
-            c.tolerance.map(|t| format!("{t:e}")).unwrap_or_else(|| "exact".into()),
+            c.tolerance
+                .map(|t| format!("{t:e}"))
+                .unwrap_or_else(|| "exact".into()),
             if c.pass { "pass" } else { "**FAIL**" }
         );
     }
@@ -239,7 +264,8 @@ pub fn write_report(r: &SelftestReport, dir: &Path) -> Result<[PathBuf; 2]> {
     let md = dir.join("tool-validation.md");
     std::fs::write(&md, render_markdown(r)).map_err(|e| crate::Error::io(&md, e))?;
     let js = dir.join("tool-validation.json");
-    let mut text = serde_json::to_string_pretty(r).map_err(|e| crate::Error::Internal(e.to_string()))?;
+    let mut text =
+        serde_json::to_string_pretty(r).map_err(|e| crate::Error::Internal(e.to_string()))?;
     text.push('\n');
     std::fs::write(&js, text).map_err(|e| crate::Error::io(&js, e))?;
     Ok([md, js])

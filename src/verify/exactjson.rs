@@ -17,7 +17,10 @@ use serde_json::{Map, Number, Value};
 
 /// Parses JSON text, with exact numbers. The error names the byte offset.
 pub fn parse(text: &str) -> Result<Value, String> {
-    let mut p = Parser { s: text.as_bytes(), i: 0 };
+    let mut p = Parser {
+        s: text.as_bytes(),
+        i: 0,
+    };
     p.ws();
     let v = p.value(0)?;
     p.ws();
@@ -134,7 +137,10 @@ impl Parser<'_> {
     }
 
     fn hex4(&mut self) -> Result<u32, String> {
-        let h = self.s.get(self.i..self.i + 4).ok_or_else(|| self.err("truncated \\u escape"))?;
+        let h = self
+            .s
+            .get(self.i..self.i + 4)
+            .ok_or_else(|| self.err("truncated \\u escape"))?;
         let h = std::str::from_utf8(h).map_err(|_| self.err("bad \\u escape"))?;
         let v = u32::from_str_radix(h, 16).map_err(|_| self.err("bad \\u escape"))?;
         self.i += 4;
@@ -149,12 +155,18 @@ impl Parser<'_> {
             let c = self.peek().ok_or_else(|| self.err("unterminated string"))?;
             match c {
                 b'"' => {
-                    out.push_str(std::str::from_utf8(&self.s[start..self.i]).map_err(|_| self.err("invalid UTF-8"))?);
+                    out.push_str(
+                        std::str::from_utf8(&self.s[start..self.i])
+                            .map_err(|_| self.err("invalid UTF-8"))?,
+                    );
                     self.i += 1;
                     return Ok(out);
                 }
                 b'\\' => {
-                    out.push_str(std::str::from_utf8(&self.s[start..self.i]).map_err(|_| self.err("invalid UTF-8"))?);
+                    out.push_str(
+                        std::str::from_utf8(&self.s[start..self.i])
+                            .map_err(|_| self.err("invalid UTF-8"))?,
+                    );
                     self.i += 1;
                     let e = self.peek().ok_or_else(|| self.err("unterminated escape"))?;
                     self.i += 1;
@@ -179,7 +191,10 @@ impl Parser<'_> {
                             } else {
                                 hi
                             };
-                            out.push(char::from_u32(code).ok_or_else(|| self.err("invalid \\u escape"))?);
+                            out.push(
+                                char::from_u32(code)
+                                    .ok_or_else(|| self.err("invalid \\u escape"))?,
+                            );
                         }
                         _ => return Err(self.err("invalid escape")),
                     }
@@ -259,8 +274,16 @@ mod tests {
             let text = serde_json::to_string(&json!([f, f * 1e-300, -f * 7.0])).unwrap();
             let back = parse(&text).unwrap();
             assert_eq!(back[0].as_f64().unwrap().to_bits(), f.to_bits(), "{text}");
-            assert_eq!(back[1].as_f64().unwrap().to_bits(), (f * 1e-300).to_bits(), "{text}");
-            assert_eq!(back[2].as_f64().unwrap().to_bits(), (-f * 7.0).to_bits(), "{text}");
+            assert_eq!(
+                back[1].as_f64().unwrap().to_bits(),
+                (f * 1e-300).to_bits(),
+                "{text}"
+            );
+            assert_eq!(
+                back[2].as_f64().unwrap().to_bits(),
+                (-f * 7.0).to_bits(),
+                "{text}"
+            );
         }
     }
 
@@ -269,14 +292,28 @@ mod tests {
         let text = r#" {"a": [1, -2, 18446744073709551615, 2.5e-3, true, false, null],
                         "s": "q\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00", "o": {}} "#;
         let v = parse(text).unwrap();
-        assert_eq!(v, json!({"a": [1, -2, u64::MAX, 0.0025, true, false, null], "s": "q\"\\/\u{8}\u{c}\n\r\t\u{e9}\u{1F600}", "o": {}}));
+        assert_eq!(
+            v,
+            json!({"a": [1, -2, u64::MAX, 0.0025, true, false, null], "s": "q\"\\/\u{8}\u{c}\n\r\t\u{e9}\u{1F600}", "o": {}})
+        );
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["a", "s", "o"]);
     }
 
     #[test]
     fn malformed_input_is_refused_with_an_offset() {
-        for bad in ["", "{", "[1,]", "{\"a\":1,}", "01", "1.", "\"\u{1}\"", "{\"a\":1,\"a\":2}", "[1] x", "nul"] {
+        for bad in [
+            "",
+            "{",
+            "[1,]",
+            "{\"a\":1,}",
+            "01",
+            "1.",
+            "\"\u{1}\"",
+            "{\"a\":1,\"a\":2}",
+            "[1] x",
+            "nul",
+        ] {
             let e = parse(bad).unwrap_err();
             assert!(e.contains("at byte"), "{bad}: {e}");
         }

@@ -120,8 +120,10 @@ pub fn diff_serialized<A: Serialize, B: Serialize>(
     found: &B,
     out: &mut Vec<Discrepancy>,
 ) -> crate::Result<()> {
-    let e = serde_json::to_value(expected).map_err(|e| crate::Error::Internal(format!("serialise: {e}")))?;
-    let f = serde_json::to_value(found).map_err(|e| crate::Error::Internal(format!("serialise: {e}")))?;
+    let e = serde_json::to_value(expected)
+        .map_err(|e| crate::Error::Internal(format!("serialise: {e}")))?;
+    let f = serde_json::to_value(found)
+        .map_err(|e| crate::Error::Internal(format!("serialise: {e}")))?;
     diff(path, &e, &f, out);
     Ok(())
 }
@@ -157,7 +159,10 @@ mod tests {
 
     #[test]
     fn arrays_report_length_and_element_paths() {
-        let d = run(json!({"c": [{"v": 1}, {"v": 2}]}), json!({"c": [{"v": 1}, {"v": 3}, {"v": 4}]}));
+        let d = run(
+            json!({"c": [{"v": 1}, {"v": 2}]}),
+            json!({"c": [{"v": 1}, {"v": 3}, {"v": 4}]}),
+        );
         let paths: Vec<&str> = d.iter().map(|d| d.path.as_str()).collect();
         assert_eq!(paths, ["$.c", "$.c[1].v"]);
         assert_eq!(d[0].kind, "length");
@@ -166,7 +171,10 @@ mod tests {
     #[test]
     fn missing_and_unexpected_keys_are_reported_but_absent_equals_null() {
         let d = run(json!({"a": 1, "n": null}), json!({"b": 2}));
-        let got: Vec<(&str, &str)> = d.iter().map(|d| (d.path.as_str(), d.kind.as_str())).collect();
+        let got: Vec<(&str, &str)> = d
+            .iter()
+            .map(|d| (d.path.as_str(), d.kind.as_str()))
+            .collect();
         assert_eq!(got, [("$.a", "missing"), ("$.b", "unexpected")]);
     }
 

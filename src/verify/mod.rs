@@ -204,13 +204,17 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
     for required in [EVIDENCE_FILE, SUMS_FILE] {
         if !dir.join(required).is_file() {
             return Err(Error::input_hint(
-                format!("{}: no {required}: not a medgate evidence bundle", dir.display()),
+                format!(
+                    "{}: no {required}: not a medgate evidence bundle",
+                    dir.display()
+                ),
                 "pass the bundle directory written by `medgate run --out DIR`",
             ));
         }
     }
     let files = bundle::check_sha256sums(dir)?;
-    let sums_text = std::fs::read_to_string(dir.join(SUMS_FILE)).map_err(|e| Error::io(dir.join(SUMS_FILE), e))?;
+    let sums_text = std::fs::read_to_string(dir.join(SUMS_FILE))
+        .map_err(|e| Error::io(dir.join(SUMS_FILE), e))?;
     let files_checked = sums_text.lines().filter(|l| !l.trim().is_empty()).count();
     let mut report = VerifyReport {
         bundle: dir.display().to_string(),
@@ -232,9 +236,10 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
         .map_err(|e| Error::io(&ev_path, e))
         .and_then(|t| {
             // Exact numbers: see `exactjson` for why not serde_json here.
-            let raw: Value = exactjson::parse(&t).map_err(|e| Error::input(format!("not JSON: {e}")))?;
-            let ev: Evidence =
-                serde_json::from_value(raw.clone()).map_err(|e| Error::input(format!("not a medgate evidence record: {e}")))?;
+            let raw: Value =
+                exactjson::parse(&t).map_err(|e| Error::input(format!("not JSON: {e}")))?;
+            let ev: Evidence = serde_json::from_value(raw.clone())
+                .map_err(|e| Error::input(format!("not a medgate evidence record: {e}")))?;
             Ok((raw, ev))
         });
     let (raw, evidence) = match load_or_classify(EVIDENCE_FILE, &report.files, parsed)? {
@@ -254,7 +259,11 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
     let protocol = check_protocol_copy(dir, &evidence, &raw, &mut report)?;
 
     // cases.parquet.
-    let rows = match load_or_classify(CASES_FILE, &report.files, bundle::read_cases(&dir.join(CASES_FILE)))? {
+    let rows = match load_or_classify(
+        CASES_FILE,
+        &report.files,
+        bundle::read_cases(&dir.join(CASES_FILE)),
+    )? {
         Loaded::Ok(r) => r,
         Loaded::Tampered(msg) => {
             report.checks.push(check("cases.readable", false, msg));
@@ -269,15 +278,28 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
             let mut n = 0;
             let mut cmp = |key: &str, value: Value, d: &mut Vec<Discrepancy>| {
                 n += count_leaves(&value);
-                jsondiff::diff(&format!("$.{key}"), &value, raw.get(key).unwrap_or(&Value::Null), d);
+                jsondiff::diff(
+                    &format!("$.{key}"),
+                    &value,
+                    raw.get(key).unwrap_or(&Value::Null),
+                    d,
+                );
             };
             cmp("accountability", to_value(&a.accountability)?, &mut d);
             cmp("statistics", to_value(&a.statistics)?, &mut d);
-            cmp("equivocal_analyses", to_value(&a.equivocal_analyses)?, &mut d);
+            cmp(
+                "equivocal_analyses",
+                to_value(&a.equivocal_analyses)?,
+                &mut d,
+            );
             cmp("curves", to_value(&a.curves)?, &mut d);
             cmp("criteria", to_value(&a.criteria)?, &mut d);
             cmp("verdict", to_value(&a.verdict)?, &mut d);
-            cmp("results_sha256", Value::String(a.results_sha256.clone()), &mut d);
+            cmp(
+                "results_sha256",
+                Value::String(a.results_sha256.clone()),
+                &mut d,
+            );
             let traceability = recompute_traceability(&a.criteria, &evidence.traceability);
             cmp("traceability", to_value(&traceability)?, &mut d);
             report.values_compared = n;
@@ -305,9 +327,23 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
 
     check_provenance(&evidence, &protocol, &rows, &mut report);
     let images = read_image_hashes(&dir.join(CASES_FILE));
-    check_journal(dir, &evidence, &protocol, &rows, images.as_deref(), &mut report)?;
+    check_journal(
+        dir,
+        &evidence,
+        &protocol,
+        &rows,
+        images.as_deref(),
+        &mut report,
+    )?;
     if let Some(gs) = &opts.golden_set {
-        check_golden_set(gs, &evidence, &protocol, &rows, images.as_deref(), &mut report)?;
+        check_golden_set(
+            gs,
+            &evidence,
+            &protocol,
+            &rows,
+            images.as_deref(),
+            &mut report,
+        )?;
     }
     if opts.rerun {
         report.rerun = Some(rerun::rerun(&evidence, &protocol, &rows, opts, world)?);
@@ -329,7 +365,12 @@ fn count_leaves(v: &Value) -> usize {
 
 /// Reads `protocol.yaml`, checks its hash and that it parses to the recorded protocol, and
 /// returns the protocol to recompute with (the file's, when it parses).
-fn check_protocol_copy(dir: &Path, evidence: &Evidence, raw: &Value, report: &mut VerifyReport) -> Result<Protocol> {
+fn check_protocol_copy(
+    dir: &Path,
+    evidence: &Evidence,
+    raw: &Value,
+    report: &mut VerifyReport,
+) -> Result<Protocol> {
     let path = dir.join(PROTOCOL_FILE);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -348,7 +389,10 @@ fn check_protocol_copy(dir: &Path, evidence: &Evidence, raw: &Value, report: &mu
         "protocol.sha256",
         &sha == recorded,
         if &sha == recorded {
-            format!("{PROTOCOL_FILE} hashes to the recorded protocol_file.sha256 {}", short(recorded))
+            format!(
+                "{PROTOCOL_FILE} hashes to the recorded protocol_file.sha256 {}",
+                short(recorded)
+            )
         } else {
             format!("{PROTOCOL_FILE} hashes to {sha}, evidence records {recorded}")
         },
@@ -357,7 +401,12 @@ fn check_protocol_copy(dir: &Path, evidence: &Evidence, raw: &Value, report: &mu
     match crate::protocol::parse_protocol(PROTOCOL_FILE, &text) {
         Ok(p) => {
             let before = report.discrepancies.len();
-            jsondiff::diff("$.protocol", &to_value(&p)?, raw.get("protocol").unwrap_or(&Value::Null), &mut report.discrepancies);
+            jsondiff::diff(
+                "$.protocol",
+                &to_value(&p)?,
+                raw.get("protocol").unwrap_or(&Value::Null),
+                &mut report.discrepancies,
+            );
             let same = report.discrepancies.len() == before;
             report.checks.push(check(
                 "protocol.parsed",
@@ -371,7 +420,11 @@ fn check_protocol_copy(dir: &Path, evidence: &Evidence, raw: &Value, report: &mu
             Ok(p)
         }
         Err(diags) => {
-            let msg = diags.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ");
+            let msg = diags
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
             report.checks.push(check(
                 "protocol.parsed",
                 false,
@@ -388,7 +441,10 @@ fn check_protocol_copy(dir: &Path, evidence: &Evidence, raw: &Value, report: &mu
 /// Items the run added implicitly (a criterion naming an ID absent from the files) carry no
 /// text and no source; they are left out here so that `build_traceability` adds them again in
 /// the same way and order.
-pub fn recompute_traceability(criteria: &[crate::trace::CriterionResult], recorded: &Traceability) -> Traceability {
+pub fn recompute_traceability(
+    criteria: &[crate::trace::CriterionResult],
+    recorded: &Traceability,
+) -> Traceability {
     let implicit = |t: &crate::trace::TracedItem| t.text.is_empty() && t.source.is_none();
     let reqs: Vec<Requirement> = recorded
         .requirements
@@ -412,7 +468,9 @@ pub fn recompute_traceability(criteria: &[crate::trace::CriterionResult], record
         })
         .collect();
     let reqs = (!reqs.is_empty()).then_some(RequirementsFile { requirements: reqs });
-    let risks = (!risks.is_empty()).then_some(RisksFile { risk_controls: risks });
+    let risks = (!risks.is_empty()).then_some(RisksFile {
+        risk_controls: risks,
+    });
     crate::trace::build_traceability(criteria, reqs.as_ref(), risks.as_ref())
 }
 
@@ -436,7 +494,12 @@ fn check_run_id(evidence: &Evidence, results_sha256: &str, report: &mut VerifyRe
     ));
 }
 
-fn check_provenance(evidence: &Evidence, protocol: &Protocol, rows: &[CaseRow], report: &mut VerifyReport) {
+fn check_provenance(
+    evidence: &Evidence,
+    protocol: &Protocol,
+    rows: &[CaseRow],
+    report: &mut VerifyReport,
+) {
     let n = rows.len() as u64;
     report.checks.push(check(
         "golden_set.cases",
@@ -450,7 +513,10 @@ fn check_provenance(evidence: &Evidence, protocol: &Protocol, rows: &[CaseRow], 
     report.checks.push(check(
         "model.backend",
         evidence.model.backend == backend,
-        format!("protocol backend {backend}, evidence records {}", evidence.model.backend),
+        format!(
+            "protocol backend {backend}, evidence records {}",
+            evidence.model.backend
+        ),
     ));
     if let Some(pinned) = protocol.model.pinned_sha256() {
         let recorded = evidence.model.sha256.as_deref().unwrap_or("none");
@@ -458,7 +524,11 @@ fn check_provenance(evidence: &Evidence, protocol: &Protocol, rows: &[CaseRow], 
         report.checks.push(check(
             "model.sha256",
             ok,
-            format!("protocol pins {}, evidence records {}", short(pinned), short(recorded)),
+            format!(
+                "protocol pins {}, evidence records {}",
+                short(pinned),
+                short(recorded)
+            ),
         ));
     }
 }
@@ -466,7 +536,11 @@ fn check_provenance(evidence: &Evidence, protocol: &Protocol, rows: &[CaseRow], 
 /// The `image_sha256` column of `cases.parquet`, when present.
 fn read_image_hashes(path: &Path) -> Option<Vec<Option<String>>> {
     let df = crate::table::read_table(path).ok()?;
-    let c = df.column("image_sha256").ok()?.cast(&polars::prelude::DataType::String).ok()?;
+    let c = df
+        .column("image_sha256")
+        .ok()?
+        .cast(&polars::prelude::DataType::String)
+        .ok()?;
     let ca = c.str().ok()?;
     Some(ca.iter().map(|v| v.map(String::from)).collect())
 }
@@ -501,23 +575,42 @@ fn check_journal(
     let mut lines = text.lines();
     let header: Option<JournalHeader> = lines.next().and_then(|l| serde_json::from_str(l).ok());
     let Some(h) = header else {
-        report
-            .checks
-            .push(check("journal.header", false, "journal.jsonl has no readable header line"));
+        report.checks.push(check(
+            "journal.header",
+            false,
+            "journal.jsonl has no readable header line",
+        ));
         return Ok(());
     };
-    let model = evidence.model.sha256.clone().unwrap_or_else(|| "unpinned".into());
+    let model = evidence
+        .model
+        .sha256
+        .clone()
+        .unwrap_or_else(|| "unpinned".into());
     let task = crate::hash::canonical_sha256(&protocol.task)?;
-    let settings = crate::hash::canonical_sha256(&crate::hash::canonicalize(&evidence.model.settings))?;
+    let settings =
+        crate::hash::canonical_sha256(&crate::hash::canonicalize(&evidence.model.settings))?;
     let mut bad = Vec::new();
     if h.model_sha256 != model {
-        bad.push(format!("model {} vs evidence {}", short(&h.model_sha256), short(&model)));
+        bad.push(format!(
+            "model {} vs evidence {}",
+            short(&h.model_sha256),
+            short(&model)
+        ));
     }
     if h.task_sha256 != task {
-        bad.push(format!("task {} vs protocol task {}", short(&h.task_sha256), short(&task)));
+        bad.push(format!(
+            "task {} vs protocol task {}",
+            short(&h.task_sha256),
+            short(&task)
+        ));
     }
     if h.settings_sha256 != settings {
-        bad.push(format!("settings {} vs evidence model.settings {}", short(&h.settings_sha256), short(&settings)));
+        bad.push(format!(
+            "settings {} vs evidence model.settings {}",
+            short(&h.settings_sha256),
+            short(&settings)
+        ));
     }
     report.checks.push(check(
         "journal.header",
@@ -616,13 +709,21 @@ fn check_golden_set(
     report.checks.push(check(
         "golden_set.root_hash",
         root == &evidence.golden_set.root_hash,
-        format!("set root {}, evidence records {}", short(root), short(&evidence.golden_set.root_hash)),
+        format!(
+            "set root {}, evidence records {}",
+            short(root),
+            short(&evidence.golden_set.root_hash)
+        ),
     ));
     let lock_sha = crate::hash::sha256_file(&lock_path)?.0;
     report.checks.push(check(
         "golden_set.lock_sha256",
         lock_sha == evidence.golden_set.lock_sha256,
-        format!("LOCK hashes to {}, evidence records {}", short(&lock_sha), short(&evidence.golden_set.lock_sha256)),
+        format!(
+            "LOCK hashes to {}, evidence records {}",
+            short(&lock_sha),
+            short(&evidence.golden_set.lock_sha256)
+        ),
     ));
     let set_cases = match golden_cases(gs, protocol) {
         Ok(c) => c,
@@ -635,7 +736,8 @@ fn check_golden_set(
             manifest_cases(gs, protocol)?
         }
     };
-    let by_id: BTreeMap<&str, &SetCase> = set_cases.iter().map(|c| (c.case_id.as_str(), c)).collect();
+    let by_id: BTreeMap<&str, &SetCase> =
+        set_cases.iter().map(|c| (c.case_id.as_str(), c)).collect();
     let mut seen = std::collections::BTreeSet::new();
     for (i, row) in rows.iter().enumerate() {
         seen.insert(row.case_id.as_str());
@@ -656,16 +758,23 @@ fn check_golden_set(
             )),
             None => diffs.push("the manifest's label is not 0/1 or true/false".into()),
         }
-        if let (Some(Some(img)), Some(set_img)) = (images.and_then(|im| im.get(i)), &c.image_sha256) {
+        if let (Some(Some(img)), Some(set_img)) = (images.and_then(|im| im.get(i)), &c.image_sha256)
+        {
             if img != set_img {
-                diffs.push(format!("image hash {} in the set, {} in {CASES_FILE}", short(set_img), short(img)));
+                diffs.push(format!(
+                    "image hash {} in the set, {} in {CASES_FILE}",
+                    short(set_img),
+                    short(img)
+                ));
             }
         }
         for a in &protocol.subgroups.attributes {
             let set_v = c.attributes.get(a).cloned().unwrap_or_default();
             let row_v = row.attributes.get(a).cloned().unwrap_or_default();
             if set_v != row_v {
-                diffs.push(format!("{a} `{set_v}` in the manifest, `{row_v}` in {CASES_FILE}"));
+                diffs.push(format!(
+                    "{a} `{set_v}` in the manifest, `{row_v}` in {CASES_FILE}"
+                ));
             }
         }
         if !diffs.is_empty() {
@@ -698,7 +807,8 @@ struct SetCase {
 fn golden_cases(gs: &Path, protocol: &Protocol) -> Result<Vec<SetCase>> {
     let mut spec = protocol.golden_set.clone();
     spec.path = gs.to_path_buf();
-    let set = crate::golden::GoldenSet::open(&spec, Path::new("."), &protocol.subgroups.attributes)?;
+    let set =
+        crate::golden::GoldenSet::open(&spec, Path::new("."), &protocol.subgroups.attributes)?;
     Ok(set
         .cases
         .iter()
@@ -721,8 +831,12 @@ fn manifest_cases(gs: &Path, protocol: &Protocol) -> Result<Vec<SetCase>> {
         let c = df
             .column(name)
             .map_err(|_| Error::input(format!("{}: no `{name}` column", path.display())))?;
-        let s = c.str().map_err(|e| Error::input(format!("{}: {e}", path.display())))?;
-        Ok(s.iter().map(|v| v.unwrap_or_default().to_string()).collect())
+        let s = c
+            .str()
+            .map_err(|e| Error::input(format!("{}: {e}", path.display())))?;
+        Ok(s.iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect())
     };
     let ids = col(&g.case_id_column)?;
     let labels = col(&g.label_column)?;
@@ -743,7 +857,10 @@ fn manifest_cases(gs: &Path, protocol: &Protocol) -> Result<Vec<SetCase>> {
                 _ => None,
             },
             image_sha256: None,
-            attributes: attrs.iter().map(|(a, v)| (a.clone(), v[i].clone())).collect(),
+            attributes: attrs
+                .iter()
+                .map(|(a, v)| (a.clone(), v[i].clone()))
+                .collect(),
         })
         .collect())
 }
@@ -753,7 +870,13 @@ mod tests {
     use super::*;
     use crate::trace::{TracedItem, Verdict};
 
-    fn item(id: &str, text: &str, source: Option<&str>, criteria: &[&str], verdict: Option<Verdict>) -> TracedItem {
+    fn item(
+        id: &str,
+        text: &str,
+        source: Option<&str>,
+        criteria: &[&str],
+        verdict: Option<Verdict>,
+    ) -> TracedItem {
         TracedItem {
             id: id.into(),
             text: text.into(),
@@ -770,27 +893,36 @@ mod tests {
 
     #[test]
     fn traceability_rebuilt_from_recorded_texts_matches_the_original() {
-        let crit = |id: &str, req: &str, rc: Option<&str>, v: Verdict| crate::trace::CriterionResult {
-            id: id.into(),
-            requirement: req.into(),
-            risk_control: rc.map(String::from),
-            metric: "sensitivity".into(),
-            scope: "overall".into(),
-            bound: crate::protocol::Bound::Lower,
-            comparator: "at_least".into(),
-            goal: 0.8,
-            observations: Vec::new(),
-            verdict: v,
-            rationale: None,
-        };
+        let crit =
+            |id: &str, req: &str, rc: Option<&str>, v: Verdict| crate::trace::CriterionResult {
+                id: id.into(),
+                requirement: req.into(),
+                risk_control: rc.map(String::from),
+                metric: "sensitivity".into(),
+                scope: "overall".into(),
+                bound: crate::protocol::Bound::Lower,
+                comparator: "at_least".into(),
+                goal: 0.8,
+                observations: Vec::new(),
+                verdict: v,
+                rationale: None,
+            };
         let criteria = vec![
             crit("AC-1", "SRS-1", Some("RC-1"), Verdict::Pass),
             crit("AC-2", "SRS-9", Some("RC-9"), Verdict::Fail),
         ];
         let reqs = RequirementsFile {
             requirements: vec![
-                Requirement { id: "SRS-1".into(), text: "detect".into(), source: Some("UN-1".into()) },
-                Requirement { id: "SRS-2".into(), text: "uncovered".into(), source: None },
+                Requirement {
+                    id: "SRS-1".into(),
+                    text: "detect".into(),
+                    source: Some("UN-1".into()),
+                },
+                Requirement {
+                    id: "SRS-2".into(),
+                    text: "uncovered".into(),
+                    source: None,
+                },
             ],
         };
         let risks = RisksFile {
@@ -803,7 +935,10 @@ mod tests {
         };
         let original = crate::trace::build_traceability(&criteria, Some(&reqs), Some(&risks));
         // SRS-9 and RC-9 are implicit (named only by a criterion).
-        assert_eq!(original.requirements[2], item("SRS-9", "", None, &["AC-2"], Some(Verdict::Fail)));
+        assert_eq!(
+            original.requirements[2],
+            item("SRS-9", "", None, &["AC-2"], Some(Verdict::Fail))
+        );
         assert_eq!(recompute_traceability(&criteria, &original), original);
         // A verdict edited in the recorded matrix is not reproduced.
         let mut edited = original.clone();

@@ -82,7 +82,10 @@ pub struct RerunReport {
 impl RerunReport {
     /// True when the model, settings, every score (within tolerance) and every verdict agree.
     pub fn consistent(&self) -> bool {
-        self.model_sha256_matches && self.settings_match && self.moved.is_empty() && self.verdict_changes.is_empty()
+        self.model_sha256_matches
+            && self.settings_match
+            && self.moved.is_empty()
+            && self.verdict_changes.is_empty()
     }
 
     /// Problems found, for counts.
@@ -97,7 +100,12 @@ impl RerunReport {
 /// Builds the backend a protocol names, as `medgate run` does. `protocol_dir` is where the
 /// protocol's relative paths resolve; `case_ids` are the golden set's cases in manifest order
 /// (the replay backend checks its file covers exactly these).
-pub fn build_backend(p: &Protocol, protocol_dir: &Path, case_ids: &[String], world: &dyn World) -> Result<Box<dyn Backend>> {
+pub fn build_backend(
+    p: &Protocol,
+    protocol_dir: &Path,
+    case_ids: &[String],
+    world: &dyn World,
+) -> Result<Box<dyn Backend>> {
     Ok(match &p.model {
         ModelSpec::CandleClip(spec) => {
             let prompts = p
@@ -105,10 +113,20 @@ pub fn build_backend(p: &Protocol, protocol_dir: &Path, case_ids: &[String], wor
                 .prompts
                 .as_ref()
                 .ok_or_else(|| Error::input("candle-clip needs task.prompts"))?;
-            Box::new(crate::model::clip::ClipBackend::load(spec, prompts, protocol_dir)?)
+            Box::new(crate::model::clip::ClipBackend::load(
+                spec,
+                prompts,
+                protocol_dir,
+            )?)
         }
-        ModelSpec::Openai(spec) => Box::new(crate::model::openai::OpenaiBackend::new(spec, &p.task, world)?),
-        ModelSpec::Replay(spec) => Box::new(crate::model::replay::ReplayBackend::load(spec, protocol_dir, case_ids)?),
+        ModelSpec::Openai(spec) => Box::new(crate::model::openai::OpenaiBackend::new(
+            spec, &p.task, world,
+        )?),
+        ModelSpec::Replay(spec) => Box::new(crate::model::replay::ReplayBackend::load(
+            spec,
+            protocol_dir,
+            case_ids,
+        )?),
     })
 }
 
@@ -144,14 +162,20 @@ pub fn rerun(
     })?;
     let info = backend.info();
     let model_sha256_matches = info.model_sha256 == evidence.model.sha256;
-    let settings_match = crate::hash::canonicalize(&info.settings) == crate::hash::canonicalize(&evidence.model.settings);
+    let settings_match = crate::hash::canonicalize(&info.settings)
+        == crate::hash::canonicalize(&evidence.model.settings);
 
     // Infer every case of the bundle (matched by ID), in the backend's batch size.
-    let by_id: BTreeMap<&str, &crate::golden::Case> = set.cases.iter().map(|c| (c.case_id.as_str(), c)).collect();
+    let by_id: BTreeMap<&str, &crate::golden::Case> =
+        set.cases.iter().map(|c| (c.case_id.as_str(), c)).collect();
     let mut inputs = Vec::with_capacity(rows.len());
     for r in rows {
         let c = by_id.get(r.case_id.as_str()).ok_or_else(|| {
-            Error::input(format!("case {} of the bundle is not in the golden set {}", r.case_id, set.dir.display()))
+            Error::input(format!(
+                "case {} of the bundle is not in the golden set {}",
+                r.case_id,
+                set.dir.display()
+            ))
         })?;
         inputs.push(CaseInput {
             case_id: c.case_id.clone(),

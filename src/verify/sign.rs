@@ -107,7 +107,8 @@ pub fn fingerprint(key: &VerifyingKey) -> String {
 }
 
 fn decode_hex<const N: usize>(s: &str, what: &str, file: &Path) -> Result<[u8; N]> {
-    let bytes = hex::decode(s.trim()).map_err(|e| Error::input(format!("{}: {what} is not hex: {e}", file.display())))?;
+    let bytes = hex::decode(s.trim())
+        .map_err(|e| Error::input(format!("{}: {what} is not hex: {e}", file.display())))?;
     bytes.try_into().map_err(|b: Vec<u8>| {
         Error::input(format!(
             "{}: {what} has {} bytes, expected {N}",
@@ -129,9 +130,11 @@ pub fn public_key_path(secret: &Path) -> PathBuf {
 pub fn keygen(out: &Path) -> Result<VerifyingKey> {
     use rand::TryRngCore;
     let mut seed = [0u8; 32];
-    rand::rngs::OsRng
-        .try_fill_bytes(&mut seed)
-        .map_err(|e| Error::infra(format!("the operating system's random number generator failed: {e}")))?;
+    rand::rngs::OsRng.try_fill_bytes(&mut seed).map_err(|e| {
+        Error::infra(format!(
+            "the operating system's random number generator failed: {e}"
+        ))
+    })?;
     let key = SigningKey::from_bytes(&seed);
     let public = key.verifying_key();
     let pub_path = public_key_path(out);
@@ -144,7 +147,8 @@ pub fn keygen(out: &Path) -> Result<VerifyingKey> {
         }
     }
     write_secret(out, &format!("{}\n", hex::encode(seed)))?;
-    std::fs::write(&pub_path, format!("{}\n", hex::encode(public.as_bytes()))).map_err(|e| Error::io(&pub_path, e))?;
+    std::fs::write(&pub_path, format!("{}\n", hex::encode(public.as_bytes())))
+        .map_err(|e| Error::io(&pub_path, e))?;
     Ok(public)
 }
 
@@ -158,7 +162,8 @@ fn write_secret(path: &Path, text: &str) -> Result<()> {
         .mode(0o600)
         .open(path)
         .map_err(|e| Error::io(path, e))?;
-    f.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::io(path, e))?;
     f.sync_all().map_err(|e| Error::io(path, e))
 }
 
@@ -176,8 +181,12 @@ fn write_secret(path: &Path, text: &str) -> Result<()> {
 /// Reads a secret key file written by [`keygen`].
 pub fn read_secret_key(path: &Path) -> Result<SigningKey> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let seed: [u8; 32] = decode_hex(&text, "the secret key", path)
-        .map_err(|e| Error::input_hint(e.to_string(), "pass the secret key written by `medgate keygen --out KEY` (not KEY.pub)"))?;
+    let seed: [u8; 32] = decode_hex(&text, "the secret key", path).map_err(|e| {
+        Error::input_hint(
+            e.to_string(),
+            "pass the secret key written by `medgate keygen --out KEY` (not KEY.pub)",
+        )
+    })?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
@@ -185,7 +194,12 @@ pub fn read_secret_key(path: &Path) -> Result<SigningKey> {
 pub fn read_public_key(path: &Path) -> Result<VerifyingKey> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let bytes: [u8; 32] = decode_hex(&text, "the public key", path)?;
-    VerifyingKey::from_bytes(&bytes).map_err(|e| Error::input(format!("{}: not an Ed25519 public key: {e}", path.display())))
+    VerifyingKey::from_bytes(&bytes).map_err(|e| {
+        Error::input(format!(
+            "{}: not an Ed25519 public key: {e}",
+            path.display()
+        ))
+    })
 }
 
 /// SHA-256 of the bundle's `SHA256SUMS` bytes.
@@ -206,7 +220,11 @@ fn slug(name: &str) -> String {
         }
     }
     let s = s.trim_end_matches('-').to_string();
-    if s.is_empty() { "signer".into() } else { s.chars().take(40).collect() }
+    if s.is_empty() {
+        "signer".into()
+    } else {
+        s.chars().take(40).collect()
+    }
 }
 
 /// Signature files in a bundle (relative paths, sorted).
@@ -249,7 +267,9 @@ pub fn sign_bundle(
         sha256sums_sha256: sums_sha256(bundle)?,
         name: name.trim().to_string(),
         meaning: meaning.trim().to_string(),
-        signed_at: world.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        signed_at: world
+            .now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
     let signature: Signature = key.sign(&statement.message()?);
     let record = SignatureRecord {
@@ -263,13 +283,20 @@ pub fn sign_bundle(
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let seq = signature_files(bundle)?
         .iter()
-        .filter_map(|f| f.trim_start_matches("signatures/").split('-').next()?.parse::<u32>().ok())
+        .filter_map(|f| {
+            f.trim_start_matches("signatures/")
+                .split('-')
+                .next()?
+                .parse::<u32>()
+                .ok()
+        })
         .max()
         .unwrap_or(0)
         + 1;
     let rel = format!("{SIGNATURES_DIR}/{seq:03}-{}.json", slug(name));
     let path = bundle.join(&rel);
-    let mut json = serde_json::to_string_pretty(&record).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut json =
+        serde_json::to_string_pretty(&record).map_err(|e| Error::Internal(e.to_string()))?;
     json.push('\n');
     // create_new: a signature file is never overwritten.
     {
@@ -279,14 +306,19 @@ pub fn sign_bundle(
             .create_new(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        f.write_all(json.as_bytes()).map_err(|e| Error::io(&path, e))?;
+        f.write_all(json.as_bytes())
+            .map_err(|e| Error::io(&path, e))?;
     }
     Ok((rel, record))
 }
 
 /// Checks every signature in the bundle against the current `SHA256SUMS` and run ID.
 /// `trusted`: when not empty, only signatures by these keys are valid.
-pub fn check_signatures(bundle: &Path, run_id: &str, trusted: &[VerifyingKey]) -> Result<Vec<SignatureCheck>> {
+pub fn check_signatures(
+    bundle: &Path,
+    run_id: &str,
+    trusted: &[VerifyingKey],
+) -> Result<Vec<SignatureCheck>> {
     let files = signature_files(bundle)?;
     if files.is_empty() {
         return Ok(Vec::new());
@@ -299,7 +331,13 @@ pub fn check_signatures(bundle: &Path, run_id: &str, trusted: &[VerifyingKey]) -
     Ok(out)
 }
 
-fn check_one(bundle: &Path, rel: &str, current_sums: &str, run_id: &str, trusted: &[VerifyingKey]) -> SignatureCheck {
+fn check_one(
+    bundle: &Path,
+    rel: &str,
+    current_sums: &str,
+    run_id: &str,
+    trusted: &[VerifyingKey],
+) -> SignatureCheck {
     let mut c = SignatureCheck {
         file: rel.to_string(),
         name: String::new(),
@@ -381,7 +419,10 @@ fn check_one(bundle: &Path, rel: &str, current_sums: &str, run_id: &str, trusted
     }
     if c.trusted == Some(false) {
         ok = false;
-        c.problems.push(format!("key {} is not among the --trusted-key keys", c.key_fingerprint));
+        c.problems.push(format!(
+            "key {} is not among the --trusted-key keys",
+            c.key_fingerprint
+        ));
     }
     c.valid = ok;
     c
@@ -406,10 +447,11 @@ mod tests {
     #[test]
     fn rfc8032_test_vector_1_signs_as_published() {
         // RFC 8032 section 7.1, TEST 1 (empty message).
-        let seed: [u8; 32] = hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
-            .unwrap()
-            .try_into()
-            .unwrap();
+        let seed: [u8; 32] =
+            hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+                .unwrap()
+                .try_into()
+                .unwrap();
         let k = SigningKey::from_bytes(&seed);
         assert_eq!(
             hex::encode(k.verifying_key().as_bytes()),
@@ -430,13 +472,17 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&kp).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&kp).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         assert!(keygen(&kp).is_err(), "never overwrites a key");
         assert_eq!(read_public_key(&public_key_path(&kp)).unwrap(), public);
         let key = read_secret_key(&kp).unwrap();
         let w = FixedWorld::default();
-        let (rel, rec) = sign_bundle(d.path(), &key, "RUN-1", "Jane Q. Doe", "approved", &w).unwrap();
+        let (rel, rec) =
+            sign_bundle(d.path(), &key, "RUN-1", "Jane Q. Doe", "approved", &w).unwrap();
         assert_eq!(rel, "signatures/001-jane-q-doe.json");
         assert_eq!(rec.statement.signed_at, "2026-01-01T00:00:00Z");
         let checks = check_signatures(d.path(), "RUN-1", &[]).unwrap();
@@ -448,12 +494,15 @@ mod tests {
         let other = SigningKey::from_bytes(&[7u8; 32]).verifying_key();
         assert!(!check_signatures(d.path(), "RUN-1", &[other]).unwrap()[0].valid);
         // A second signature gets the next number.
-        let (rel2, _) = sign_bundle(d.path(), &key, "RUN-1", "Jane Q. Doe", "reviewed", &w).unwrap();
+        let (rel2, _) =
+            sign_bundle(d.path(), &key, "RUN-1", "Jane Q. Doe", "reviewed", &w).unwrap();
         assert_eq!(rel2, "signatures/002-jane-q-doe.json");
 
         // Editing the meaning in the signature file breaks it.
         let p = d.path().join(&rel);
-        let text = std::fs::read_to_string(&p).unwrap().replace("\"approved\"", "\"reviewed\"");
+        let text = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("\"approved\"", "\"reviewed\"");
         std::fs::write(&p, text).unwrap();
         let c = &check_signatures(d.path(), "RUN-1", &[]).unwrap()[0];
         assert!(!c.valid);
@@ -464,6 +513,13 @@ mod tests {
         crate::trace::bundle::write_sha256sums(d.path()).unwrap();
         let cs = check_signatures(d.path(), "RUN-1", &[]).unwrap();
         assert!(cs.iter().all(|c| !c.valid));
-        assert!(cs[1].problems.iter().any(|p| p.contains("SHA256SUMS changed")), "{:?}", cs[1].problems);
+        assert!(
+            cs[1]
+                .problems
+                .iter()
+                .any(|p| p.contains("SHA256SUMS changed")),
+            "{:?}",
+            cs[1].problems
+        );
     }
 }
