@@ -15,7 +15,8 @@
 //!    agree; the journal's run key and every journaled answer agree with `cases.parquet`;
 //!    with `--golden-set`, the set is intact, its root hash is the recorded one, and its
 //!    labels, case IDs and image hashes are those of `cases.parquet` (a relabelled case is
-//!    caught).
+//!    caught); and the set's audit ledger, when at hand, records this run with the same
+//!    verdict, model and set, in an intact hash chain.
 //! 4. **Signatures** ([`sign`]): every `signatures/*.json` is a valid Ed25519 signature over
 //!    the current `SHA256SUMS`.
 //! 5. **Re-run** ([`rerun`], optional): inference again with the recorded backend and
@@ -344,6 +345,12 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
             images.as_deref(),
             &mut report,
         )?;
+        let ledger = match &protocol.ledger.path {
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) => protocol_dir(&evidence, opts).join(p),
+            None => gs.join(crate::trace::ledger::LEDGER_FILE),
+        };
+        check_ledger(&ledger, &evidence, &mut report)?;
     }
     if opts.rerun {
         report.rerun = Some(rerun::rerun(&evidence, &protocol, &rows, opts, world)?);
@@ -792,6 +799,96 @@ fn check_golden_set(
             });
         }
     }
+    Ok(())
+}
+
+/// Checks that the golden set's audit ledger records this run (same verdict, model and set)
+/// and that its hash chain is intact. Skipped when the ledger is not at hand.
+fn check_ledger(path: &Path, evidence: &Evidence, report: &mut VerifyReport) -> Result<()> {
+    use crate::trace::ledger;
+    if !path.is_file() {
+        return Ok(());
+    }
+    let entries = match ledger::read(path) {
+        Ok(e) => e,
+        Err(e) => {
+            report.checks.push(check(
+                "ledger.chain",
+                false,
+                format!("{}: {e}", path.display()),
+            ));
+            return Ok(());
+        }
+    };
+    let breaks = ledger::verify(&entries)?;
+    report.checks.push(check(
+        "ledger.chain",
+        breaks.is_empty(),
+        if breaks.is_empty() {
+            format!(
+                "{}: hash chain intact ({} entries)",
+                path.display(),
+                entries.len()
+            )
+        } else {
+            let b: Vec<String> = breaks
+                .iter()
+                .map(|b| format!("line {}: {}", b.line, b.problem))
+                .collect();
+            format!("{}: {}", path.display(), b.join("; "))
+        },
+    ));
+    let model = evidence
+        .model
+        .sha256
+        .clone()
+        .unwrap_or_else(|| "unpinned".into());
+    let verdict = evidence.verdict.label();
+    let (ok, detail) = match entries.iter().find(|e| e.run_id == evidence.run_id) {
+        None => (
+            false,
+            format!(
+                "run {} is not recorded in {}",
+                evidence.run_id,
+                path.display()
+            ),
+        ),
+        Some(e) => {
+            let mut bad = Vec::new();
+            if e.verdict != verdict {
+                bad.push(format!(
+                    "verdict {} in the ledger, {verdict} in the evidence",
+                    e.verdict
+                ));
+            }
+            if e.model_sha256 != model {
+                bad.push(format!(
+                    "model {} in the ledger, {} in the evidence",
+                    short(&e.model_sha256),
+                    short(&model)
+                ));
+            }
+            if e.set_root != evidence.golden_set.root_hash {
+                bad.push(format!(
+                    "set root {} in the ledger, {} in the evidence",
+                    short(&e.set_root),
+                    short(&evidence.golden_set.root_hash)
+                ));
+            }
+            if bad.is_empty() {
+                (
+                    true,
+                    format!(
+                        "entry {} records this run ({verdict}, same model and set)",
+                        e.seq
+                    ),
+                )
+            } else {
+                (false, format!("entry {}: {}", e.seq, bad.join("; ")))
+            }
+        }
+    };
+    report.checks.push(check("ledger.entry", ok, detail));
     Ok(())
 }
 
