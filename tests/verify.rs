@@ -398,11 +398,9 @@ fn rerun_reproduces_the_scores_and_reports_cases_that_moved() {
     // (predictions) hash.
     let preds = std::fs::read_to_string(&f.project.predictions).unwrap();
     let mut lines: Vec<String> = preds.lines().map(String::from).collect();
-    let (id, score) = lines[1]
-        .split_once(',')
-        .map(|(a, b)| (a.to_string(), b.parse::<f64>().unwrap()))
-        .unwrap();
-    lines[1] = format!("{id},{:.3}", 1.0 - score);
+    let cols: Vec<String> = lines[1].split(',').map(String::from).collect();
+    let (id, score) = (cols[0].clone(), cols[1].parse::<f64>().unwrap());
+    lines[1] = format!("{id},{:.3},{}", 1.0 - score, cols[2]);
     std::fs::write(&f.project.predictions, lines.join("\n") + "\n").unwrap();
     let (c, v) = verify_json(&f.bundle, &["--rerun", "--tolerance", "1e-9"], &f.root);
     assert_eq!(c, 1, "{v:#}");

@@ -37,7 +37,13 @@ pub struct DemoProject {
     pub labels: Vec<bool>,
     /// Score per case (exactly as written to the predictions file).
     pub scores: Vec<f64>,
+    /// Whether the recorded answer is equivocal ([`EQUIVOCAL_EVERY`]).
+    pub equivocal: Vec<bool>,
 }
+
+/// Every case whose index is 7 modulo this has an equivocal recorded answer (3 of 120), so the
+/// run exercises the primary (worst-case) imputation and the one-sided equivocal analyses.
+pub const EQUIVOCAL_EVERY: usize = 40;
 
 /// The protocol's operating point.
 pub const THRESHOLD: f64 = 0.5;
@@ -70,9 +76,10 @@ pub fn write_demo_project(dir: &Path) -> Result<DemoProject> {
     // A synthetic model: about 85% of positives and 80% of negatives on the right side of the
     // threshold, scores on a 1/1000 grid (so ties occur, as with real models).
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
-    let mut text = String::from("case_id,score\n");
+    let mut text = String::from("case_id,score,answer\n");
     let mut scores = Vec::with_capacity(labels.len());
-    for (id, &y) in case_ids.iter().zip(&labels) {
+    let mut equivocal = Vec::with_capacity(labels.len());
+    for (i, (id, &y)) in case_ids.iter().zip(&labels).enumerate() {
         let right: bool = rng.random::<f64>() < if y { 0.85 } else { 0.80 };
         let high = right == y;
         let u: f64 = rng.random();
@@ -83,7 +90,12 @@ pub fn write_demo_project(dir: &Path) -> Result<DemoProject> {
                 .parse::<f64>()
                 .map_err(|e| Error::Internal(e.to_string()))?,
         );
-        text.push_str(&format!("{id},{shown}\n"));
+        let eq = i % EQUIVOCAL_EVERY == 7;
+        equivocal.push(eq);
+        text.push_str(&format!(
+            "{id},{shown},{}\n",
+            if eq { "equivocal" } else { "" }
+        ));
     }
     let predictions = dir.join("predictions.csv");
     std::fs::write(&predictions, text).map_err(|e| Error::io(&predictions, e))?;
@@ -97,6 +109,7 @@ pub fn write_demo_project(dir: &Path) -> Result<DemoProject> {
         case_ids,
         labels,
         scores,
+        equivocal,
     })
 }
 
@@ -265,11 +278,25 @@ pub fn cases(dir: &Path, world: &dyn World) -> Result<Vec<SelftestCase>> {
     let run = crate::pipeline::run(&project.protocol, &opts, world)?;
     let ev = &run.evidence;
     let mut out = Vec::new();
-    let tally = "independent tally of the generated labels and scores";
+    let tally = "independent tally of the generated labels, scores and equivocal answers";
 
-    // Independent expectations.
+    // Independent expectations. The primary analysis counts an equivocal answer against the
+    // truth (a positive as missed, a negative as a false alarm; domain notes): give it a score
+    // below or above every real one.
+    let primary: Vec<f64> = project
+        .labels
+        .iter()
+        .zip(&project.scores)
+        .zip(&project.equivocal)
+        .map(|((&y, &s), &eq)| match (eq, y) {
+            (false, _) => s,
+            (true, true) => -1.0,
+            (true, false) => 2.0,
+        })
+        .collect();
+    let n_eq = project.equivocal.iter().filter(|e| **e).count();
     let (mut tp, mut fp, mut tn, mut fn_) = (0u64, 0u64, 0u64, 0u64);
-    for (&y, &s) in project.labels.iter().zip(&project.scores) {
+    for (&y, &s) in project.labels.iter().zip(&primary) {
         match (y, s >= THRESHOLD) {
             (true, true) => tp += 1,
             (true, false) => fn_ += 1,
@@ -282,7 +309,7 @@ pub fn cases(dir: &Path, world: &dyn World) -> Result<Vec<SelftestCase>> {
         "e2e/accountability",
         "every enrolled case accounted for: enrolled, evaluated, equivocal, not evaluated",
         tally,
-        json!([CASES, CASES, 0, 0]),
+        json!([CASES, CASES - n_eq, n_eq, 0]),
         json!([a.enrolled, a.evaluated, a.equivocal, a.not_evaluated.len()]),
     ));
     let o = &ev.statistics.overall;
@@ -320,9 +347,9 @@ pub fn cases(dir: &Path, world: &dyn World) -> Result<Vec<SelftestCase>> {
     ));
     out.push(within(
         "e2e/auroc",
-        "AUROC (Mann-Whitney, ties 1/2), as written to evidence.json",
+        "AUROC (Mann-Whitney, ties 1/2; equivocal answers counted against the truth), as written to evidence.json",
         "pairwise count over every positive-negative pair, computed independently in the self-test",
-        &[auroc_reference(&project.labels, &project.scores)],
+        &[auroc_reference(&project.labels, &primary)],
         &[o.auroc.as_ref().map(|e| e.estimate)],
         1e-12,
     ));
