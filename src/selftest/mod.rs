@@ -189,9 +189,9 @@ pub fn render_markdown(r: &SelftestReport) -> String {
         o,
         "| conclusion | **{}** |\n",
         if r.all_passed() {
-            "PASS: medgate is fit for its intended use on this system"
+            "PASS: every case met its acceptance criterion"
         } else {
-            "FAIL: do not use this installation for quality decisions"
+            "FAIL: at least one case did not; do not rely on this installation until resolved"
         }
     );
     let mut groups: Vec<&str> = Vec::new();
@@ -255,6 +255,14 @@ pub fn render_markdown(r: &SelftestReport) -> String {
         o,
         "\nRe-run with `medgate selftest --out DIR`; the JSON record (`tool-validation.json`) holds the same data."
     );
+    let _ = writeln!(o, "\n## Review and approval\n");
+    let _ = writeln!(
+        o,
+        "| role | printed name | signature | date |\n|---|---|---|---|"
+    );
+    for role in ["Executed by", "Reviewed by (QA)", "Approved by"] {
+        let _ = writeln!(o, "| {role} | | | |");
+    }
     o
 }
 
