@@ -123,7 +123,11 @@ pub fn render_text(r: &VerifyReport, color: bool) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "bundle: {}", r.bundle);
     if !r.run_id.is_empty() {
-        let _ = writeln!(o, "run: {}  (protocol {})", r.run_id, r.protocol);
+        let _ = writeln!(
+            o,
+            "run: {}  (protocol {}, recorded verdict {})",
+            r.run_id, r.protocol, r.verdict
+        );
     }
     let _ = writeln!(o);
     let _ = writeln!(

@@ -114,6 +114,8 @@ pub struct VerifyReport {
     pub run_id: String,
     /// Protocol ID recorded in the bundle.
     pub protocol: String,
+    /// Overall verdict recorded in the bundle (`PASS`, `FAIL`, `NOT EVALUABLE`).
+    pub verdict: String,
     /// Files listed in `SHA256SUMS` that were checked.
     pub files_checked: usize,
     /// Files that are changed, missing or unlisted.
@@ -221,6 +223,7 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
         bundle: dir.display().to_string(),
         run_id: String::new(),
         protocol: String::new(),
+        verdict: String::new(),
         files_checked,
         files,
         values_compared: 0,
@@ -252,6 +255,7 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
     };
     report.run_id = evidence.run_id.clone();
     report.protocol = evidence.protocol.protocol.clone();
+    report.verdict = evidence.verdict.label().to_string();
 
     // Signatures do not depend on recomputation: check them even if the rest fails.
     report.signatures = sign::check_signatures(dir, &evidence.run_id, &opts.trusted_keys)?;
