@@ -489,18 +489,30 @@ fn short(h: &str) -> &str {
     &h[..h.len().min(12)]
 }
 
+/// The run ID is `<protocol>-<start time>-<first 8 of results_sha256>` (see `pipeline::run`):
+/// checks it against the recorded protocol, start time and the recomputed results hash.
 fn check_run_id(evidence: &Evidence, results_sha256: &str, report: &mut VerifyReport) {
     let id = &evidence.run_id;
-    let prefix = format!("{}-", evidence.protocol.protocol);
-    let suffix = format!("-{}", &results_sha256[..results_sha256.len().min(8)]);
-    let ok = id.starts_with(&prefix) && id.ends_with(&suffix);
+    let started = chrono::DateTime::parse_from_rfc3339(&evidence.provenance.started_at)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y%m%dT%H%M%SZ")
+                .to_string()
+        })
+        .unwrap_or_else(|_| "<unreadable provenance.started_at>".into());
+    let expected = format!(
+        "{}-{started}-{}",
+        evidence.protocol.protocol,
+        &results_sha256[..results_sha256.len().min(8)]
+    );
+    let ok = id == &expected;
     report.checks.push(check(
         "run_id",
         ok,
         if ok {
-            format!("run ID {id} names the protocol and the recomputed results hash")
+            format!("run ID {id} names the protocol, start time and recomputed results hash")
         } else {
-            format!("run ID {id} should start with `{prefix}` and end with `{suffix}` (protocol ID, results hash)")
+            format!("run ID {id} should be {expected} (protocol ID, provenance.started_at, results hash)")
         },
     ));
 }
