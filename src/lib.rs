@@ -17,6 +17,7 @@ pub mod exit;
 pub mod hash;
 pub mod model;
 pub mod protocol;
+pub mod report;
 pub mod stats;
 pub mod table;
 pub mod trace;
