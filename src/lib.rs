@@ -11,6 +11,7 @@
 //! | [`stats`] | pure computation, no I/O | [`stats::StatsReport`] |
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod diag;
 pub mod error;
 pub mod exit;
@@ -21,7 +22,6 @@ pub mod report;
 pub mod stats;
 pub mod table;
 pub mod trace;
-pub mod cli;
 pub mod world;
 
 pub use error::{Error, Result};

@@ -73,7 +73,12 @@ pub fn run(args: ReportArgs, global: &GlobalArgs) -> crate::Result<Outcome> {
     })?;
     let evidence: Evidence = serde_json::from_str(&text).map_err(|e| {
         Error::input_hint(
-            format!("{}: line {} column {}: {e}", path.display(), e.line(), e.column()),
+            format!(
+                "{}: line {} column {}: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            ),
             "evidence.json must be the unmodified file written by `medgate run`",
         )
     })?;

@@ -125,7 +125,10 @@ mod tests {
 
     #[test]
     fn typst_string_literal_escape() {
-        assert_eq!(typst_str_escape(r#"say "hi" \ now"#), r#"say \"hi\" \\ now"#);
+        assert_eq!(
+            typst_str_escape(r#"say "hi" \ now"#),
+            r#"say \"hi\" \\ now"#
+        );
         assert_eq!(typst_str_escape("a\nb"), "a b");
     }
 

@@ -114,7 +114,8 @@ impl World for ReportWorld {
     fn today(&self, _offset: Option<Duration>) -> Option<Datetime> {
         // The report's date is the run's (UTC) date; the offset is ignored on purpose so the
         // document does not depend on where it is rendered.
-        self.date.and_then(|d| Datetime::from_ymd(d.year()?, d.month()?, d.day()?))
+        self.date
+            .and_then(|d| Datetime::from_ymd(d.year()?, d.month()?, d.day()?))
     }
 }
 
@@ -130,7 +131,11 @@ fn render_diags(world: &ReportWorld, diags: &[SourceDiagnostic]) -> String {
                     format!("report.typ:{line}: near `{snippet}`: ")
                 })
                 .unwrap_or_default();
-            let hints: String = d.hints.iter().map(|h| format!(" (hint: {})", h.v)).collect();
+            let hints: String = d
+                .hints
+                .iter()
+                .map(|h| format!(" (hint: {})", h.v))
+                .collect();
             format!("{loc}{}{hints}", d.message)
         })
         .collect::<Vec<_>>()
@@ -148,8 +153,9 @@ pub fn compile_pdf(
     ident: &str,
 ) -> crate::Result<Vec<u8>> {
     let world = ReportWorld::new(source, files, date)?;
-    let doc = typst::compile(&world).output.map_err(|errs| {
-        crate::Error::Input {
+    let doc = typst::compile(&world)
+        .output
+        .map_err(|errs| crate::Error::Input {
             message: format!(
                 "the report template does not compile:\n{}",
                 render_diags(&world, &errs)
@@ -159,8 +165,7 @@ pub fn compile_pdf(
                  otherwise this is a bug in medgate"
                     .into(),
             ),
-        }
-    })?;
+        })?;
     let options = typst_pdf::PdfOptions {
         ident: Smart::Custom(ident.to_string()),
         creator: Smart::Custom(Some(format!(
@@ -217,7 +222,10 @@ mod tests {
         assert_eq!(a, b);
         // The creation date is the run's, not the clock's.
         let text = String::from_utf8_lossy(&a);
-        assert!(text.contains("D:20260115091441"), "creation date from evidence");
+        assert!(
+            text.contains("D:20260115091441"),
+            "creation date from evidence"
+        );
     }
 
     #[test]
@@ -229,7 +237,10 @@ mod tests {
     #[test]
     fn dates_parse() {
         let d = parse_date("2026-01-15T09:14:41Z").unwrap();
-        assert_eq!((d.year(), d.month(), d.day()), (Some(2026), Some(1), Some(15)));
+        assert_eq!(
+            (d.year(), d.month(), d.day()),
+            (Some(2026), Some(1), Some(15))
+        );
         assert!(parse_date("garbage").is_none());
     }
 }

@@ -48,8 +48,7 @@ fn register_fonts() -> crate::Result<()> {
         let mut regular = None;
         let mut bold = None;
         for data in typst_assets::fonts() {
-            let Some(font) = typst::text::Font::new(typst::foundations::Bytes::new(data), 0)
-            else {
+            let Some(font) = typst::text::Font::new(typst::foundations::Bytes::new(data), 0) else {
                 continue;
             };
             let info = font.info();
@@ -106,18 +105,18 @@ fn roc(ev: &Evidence) -> crate::Result<String> {
             _ => "ROC curve (AUROC n/a)".into(),
         };
         let mut chart = ChartBuilder::on(&root)
-            .caption(caption, font(18.0))
+            .caption(caption, font(20.0))
             .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
+            .x_label_area_size(48)
+            .y_label_area_size(58)
             .build_cartesian_2d(0f64..1f64, 0f64..1f64)
             .map_err(err("ROC"))?;
         chart
             .configure_mesh()
             .x_desc("1 - specificity (false positive rate)")
             .y_desc("Sensitivity (true positive rate)")
-            .label_style(font(13.0))
-            .axis_desc_style(font(14.0))
+            .label_style(font(16.0))
+            .axis_desc_style(font(17.0))
             .x_labels(6)
             .y_labels(6)
             .x_label_formatter(&|v| format!("{v:.1}"))
@@ -158,7 +157,7 @@ fn roc(ev: &Evidence) -> crate::Result<String> {
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::LowerRight)
-            .label_font(font(13.0))
+            .label_font(font(15.0))
             .background_style(WHITE.mix(0.9))
             .border_style(GREY)
             .draw()
@@ -174,18 +173,18 @@ fn calibration(ev: &Evidence) -> crate::Result<String> {
         let root = SVGBackend::with_string(&mut svg, (460, 420)).into_drawing_area();
         root.fill(&WHITE).map_err(err("calibration"))?;
         let mut chart = ChartBuilder::on(&root)
-            .caption("Calibration (10 equal-width score bins)", font(18.0))
+            .caption("Calibration (10 equal-width score bins)", font(20.0))
             .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
+            .x_label_area_size(48)
+            .y_label_area_size(58)
             .build_cartesian_2d(0f64..1f64, 0f64..1f64)
             .map_err(err("calibration"))?;
         chart
             .configure_mesh()
             .x_desc("Mean score in bin")
             .y_desc("Observed fraction positive")
-            .label_style(font(13.0))
-            .axis_desc_style(font(14.0))
+            .label_style(font(16.0))
+            .axis_desc_style(font(17.0))
             .x_labels(6)
             .y_labels(6)
             .x_label_formatter(&|v| format!("{v:.1}"))
@@ -224,7 +223,7 @@ fn calibration(ev: &Evidence) -> crate::Result<String> {
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperLeft)
-            .label_font(font(13.0))
+            .label_font(font(15.0))
             .background_style(WHITE.mix(0.9))
             .border_style(GREY)
             .draw()
@@ -266,28 +265,29 @@ fn forest(ev: &Evidence) -> crate::Result<String> {
     }];
     rows.extend(st.subgroups.iter().map(row_of));
     let n = rows.len() as i32;
-    let height = (90 + 26 * rows.len()) as u32;
+    let height = (100 + 30 * rows.len()) as u32;
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (900, height)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (820, height)).into_drawing_area();
         root.fill(&WHITE).map_err(err("forest"))?;
         let root = root
             .titled(
                 "Sensitivity and specificity by subgroup (point estimate and confidence interval)",
-                font(18.0),
+                font(20.0),
             )
             .map_err(err("forest"))?;
-        let (left, right) = root.split_horizontally(560);
+        let (left, right) = root.split_horizontally(540);
         let panels = [
-            (left, "Sensitivity", 300u32, true),
+            (left, "Sensitivity", 290u32, true),
             (right, "Specificity", 0u32, false),
         ];
         for (area, name, label_w, is_sens) in panels {
             let mut chart = ChartBuilder::on(&area)
                 .margin(8)
-                .x_label_area_size(36)
+                .margin_right(if is_sens { 28 } else { 14 })
+                .x_label_area_size(46)
                 .y_label_area_size(label_w)
-                .build_cartesian_2d(0f64..1f64, (0..n).into_segmented())
+                .build_cartesian_2d(0f64..1f64, (0..n - 1).into_segmented())
                 .map_err(err("forest"))?;
             let labels: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
             let fmt_y = move |v: &SegmentValue<i32>| match v {
@@ -300,8 +300,8 @@ fn forest(ev: &Evidence) -> crate::Result<String> {
             chart
                 .configure_mesh()
                 .x_desc(name)
-                .label_style(font(13.0))
-                .axis_desc_style(font(14.0))
+                .label_style(font(16.0))
+                .axis_desc_style(font(17.0))
                 .x_labels(6)
                 .x_label_formatter(&|v| format!("{v:.1}"))
                 .y_labels(rows.len())
@@ -310,7 +310,11 @@ fn forest(ev: &Evidence) -> crate::Result<String> {
                 .light_line_style(WHITE)
                 .draw()
                 .map_err(err("forest"))?;
-            let overall = if is_sens { &rows[0].sens } else { &rows[0].spec };
+            let overall = if is_sens {
+                &rows[0].sens
+            } else {
+                &rows[0].spec
+            };
             if let Some(o) = overall {
                 chart
                     .draw_series([PathElement::new(

@@ -43,8 +43,16 @@ fn metrics(tp: u64, fp: u64, tn: u64, fn_: u64, auc: Option<(f64, f64, f64)>) ->
         est(p, (centre - half).max(0.0), (centre + half).min(1.0))
     };
     let n = tp + fp + tn + fn_;
-    let sens = if tp + fn_ > 0 { Some(tp as f64 / (tp + fn_) as f64) } else { None };
-    let ppv = if tp + fp > 0 { Some(tp as f64 / (tp + fp) as f64) } else { None };
+    let sens = if tp + fn_ > 0 {
+        Some(tp as f64 / (tp + fn_) as f64)
+    } else {
+        None
+    };
+    let ppv = if tp + fp > 0 {
+        Some(tp as f64 / (tp + fp) as f64)
+    } else {
+        None
+    };
     let f1 = match (sens, ppv) {
         (Some(s), Some(p)) if s + p > 0.0 => Some(2.0 * s * p / (s + p)),
         _ => None,
@@ -63,8 +71,20 @@ fn metrics(tp: u64, fp: u64, tn: u64, fn_: u64, auc: Option<(f64, f64, f64)>) ->
     })
 }
 
-fn subgroup(attr: &str, value: &str, tp: u64, fp: u64, tn: u64, fn_: u64, small: bool) -> serde_json::Value {
-    let auc = if tp + fn_ > 0 && tn + fp > 0 { Some((0.93, 0.88, 0.97)) } else { None };
+fn subgroup(
+    attr: &str,
+    value: &str,
+    tp: u64,
+    fp: u64,
+    tn: u64,
+    fn_: u64,
+    small: bool,
+) -> serde_json::Value {
+    let auc = if tp + fn_ > 0 && tn + fp > 0 {
+        Some((0.93, 0.88, 0.97))
+    } else {
+        None
+    };
     json!({
         "attribute": attr, "value": value, "n": tp + fp + tn + fn_, "positives": tp + fn_,
         "small": small, "metrics": metrics(tp, fp, tn, fn_, auc),
@@ -287,7 +307,8 @@ fn build(s: &Strings) -> Evidence {
         "verdict": "FAIL",
         "results_sha256": "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0",
     });
-    let mut ev: Evidence = serde_json::from_value(v).expect("the sample evidence matches the evidence types");
+    let mut ev: Evidence =
+        serde_json::from_value(v).expect("the sample evidence matches the evidence types");
     // Criteria in the protocol copy mirror the results (the report reads the results).
     ev.protocol.acceptance = Vec::new();
     ev

@@ -572,7 +572,7 @@ fn opt(s: &Option<String>) -> String {
 
 /// Picks the observation that decides a criterion: the first failing one, else the first not
 /// evaluable one, else the one closest to the goal.
-fn deciding<'a>(c: &'a CriterionResult) -> Option<&'a Observation> {
+fn deciding(c: &CriterionResult) -> Option<&Observation> {
     let first = |v: Verdict| c.observations.iter().find(|o| o.verdict == v);
     first(Verdict::Fail)
         .or_else(|| first(Verdict::NotEvaluable))
@@ -623,7 +623,12 @@ fn criterion_view(c: &CriterionResult) -> CriterionView {
             Bound::Upper => "upper",
         }
         .into(),
-        comparator: if c.comparator == "at_most" { "≤" } else { "≥" }.into(),
+        comparator: if c.comparator == "at_most" {
+            "≤"
+        } else {
+            "≥"
+        }
+        .into(),
         goal: fmt3(Some(c.goal)),
         observed,
         tested: fmt3(dec.and_then(|o| o.tested)),
@@ -830,7 +835,12 @@ pub fn build(ev: &Evidence) -> ReportView {
     let criteria: Vec<CriterionView> = ev.criteria.iter().map(criterion_view).collect();
 
     let trace = TraceView {
-        requirements: ev.traceability.requirements.iter().map(traced_view).collect(),
+        requirements: ev
+            .traceability
+            .requirements
+            .iter()
+            .map(traced_view)
+            .collect(),
         risk_controls: ev
             .traceability
             .risk_controls
