@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | [`protocol`] | [`protocol::load`] | [`protocol::Protocol`]: the pre-specified analysis plan |
 //! | [`stats`] | pure computation, no I/O | [`stats::StatsReport`] |
+//! | [`report`] | [`report::render_bundle`] | `report.pdf`, `report.typ`, `report.html`, `report.md`, `plots/*.svg` |
 #![warn(missing_docs)]
 
 pub mod cli;

@@ -249,3 +249,41 @@ fn missing_evidence_is_an_input_error() {
     assert!(err.contains("evidence.json not found"), "{err}");
     assert!(err.contains("hint"), "{err}");
 }
+
+#[cfg(unix)]
+#[test]
+fn typst_bin_renders_externally_with_reproducible_date() {
+    use std::os::unix::fs::PermissionsExt;
+    let ev = sample::sample_evidence();
+    let dir = bundle(&ev);
+    // A stand-in for the `typst` CLI that records how it was called.
+    let tools = tempfile::tempdir().unwrap();
+    let fake = tools.path().join("typst");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\ntest -f report.typ && test -f plots/roc.svg || exit 3\necho \"$SOURCE_DATE_EPOCH $*\" > report.pdf\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = report(
+        dir.path(),
+        &["--format", "pdf", "--typst-bin", fake.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pdf = std::fs::read_to_string(dir.path().join("report.pdf")).unwrap();
+    // 2026-01-15T09:14:41Z, the run's finish time, as SOURCE_DATE_EPOCH.
+    assert_eq!(pdf.trim(), "1768468481 compile report.typ report.pdf");
+
+    // A failing external Typst is reported, not ignored.
+    std::fs::write(&fake, "#!/bin/sh\necho 'error: boom' >&2\nexit 1\n").unwrap();
+    let out = report(
+        dir.path(),
+        &["--format", "pdf", "--typst-bin", fake.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error: boom"));
+}

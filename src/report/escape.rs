@@ -59,7 +59,7 @@ pub fn md_escape(s: &str) -> String {
             '\r' | '\n' | '\t' => out.push(' '),
             c if c.is_control() => {}
             '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' | '|' | '~' | '$' | '&' | '!'
-            | '{' | '}' | '^' => {
+            | '{' | '}' | '^' | '@' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -149,6 +149,7 @@ mod tests {
         assert_eq!(md_escape("&amp;"), r"\&amp;");
         assert_eq!(md_escape("x\ny"), "x y");
         assert_eq!(md_escape("---"), r"\---");
+        assert_eq!(md_escape("@team"), r"\@team");
         assert_eq!(md_escape("-0.5"), "-0.5");
     }
 

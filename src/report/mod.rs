@@ -361,6 +361,66 @@ mod tests {
         assert!(md.contains("](plots/forest.svg)"));
     }
 
+    /// An evidence record with nothing in it: no cases, no criteria, no subgroups, no curves,
+    /// no git. Every format must still render (with `n/a`, never `NaN`).
+    fn empty_evidence() -> Evidence {
+        let mut ev = sample::sample_evidence();
+        let zero = crate::stats::Metrics {
+            tp: 0,
+            fp: 0,
+            tn: 0,
+            fn_: 0,
+            sensitivity: None,
+            specificity: None,
+            ppv: None,
+            npv: None,
+            accuracy: None,
+            auroc: None,
+            f1: None,
+            kappa: None,
+            prevalence: None,
+        };
+        ev.statistics.n = 0;
+        ev.statistics.positives = 0;
+        ev.statistics.negatives = 0;
+        ev.statistics.overall = zero;
+        ev.statistics.subgroups.clear();
+        ev.statistics.gaps.clear();
+        ev.equivocal_analyses.clear();
+        ev.curves = Default::default();
+        ev.criteria.clear();
+        ev.traceability = Default::default();
+        ev.warnings.clear();
+        ev.provenance.git = None;
+        ev.protocol.report.signatories.clear();
+        ev.accountability.not_evaluated.clear();
+        ev.accountability.excluded.clear();
+        ev.accountability.equivocal = 0;
+        ev
+    }
+
+    #[test]
+    fn empty_evidence_renders_every_format() {
+        let ev = empty_evidence();
+        let dir = tempfile::tempdir().unwrap();
+        let files = render_bundle(
+            &ev,
+            &[ReportFormat::Pdf, ReportFormat::Html, ReportFormat::Md],
+            &RenderOptions::default(),
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(files.len(), 7);
+        let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+        assert!(
+            md.contains("| Sensitivity | 0/0 | n/a | Wilson score |"),
+            "{md}"
+        );
+        assert!(!md.contains("NaN"));
+        let pdf = std::fs::read(dir.path().join("report.pdf")).unwrap();
+        assert!(pdf.starts_with(b"%PDF-"));
+    }
+
     #[test]
     fn typst_source_escapes_user_strings() {
         let ev = sample::escaping_corpus();
