@@ -235,9 +235,62 @@ fn site_templates_override_by_file_name() {
         md,
         "ACME Corp header\nProtocol VP-PTX-001 verdict FAIL Pneumothorax detection on frontal chest radiographs\n"
     );
+    // A site report.typ with its own logo compiles through the embedded Typst.
+    std::fs::write(
+        site.path().join("logo.svg"),
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20"><rect width="40" height="20" fill="navy"/></svg>"#,
+    )
+    .unwrap();
+    std::fs::write(
+        site.path().join("report.typ"),
+        "#image(\"assets/logo.svg\", width: 2cm)\nACME Corp validation record {{ r.doc.protocol_id }}: {{ r.verdict.label }}\n",
+    )
+    .unwrap();
+    let out = report(
+        dir.path(),
+        &[
+            "--format",
+            "pdf",
+            "--templates",
+            site.path().to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("assets/logo.svg").is_file());
+    if let Some(text) = pdf_text(&dir.path().join("report.pdf")) {
+        assert!(
+            text.contains("ACME Corp validation record VP-PTX-001: FAIL"),
+            "{text}"
+        );
+    }
     // Templates not overridden stay built in.
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert!(html.contains("OVERALL VERDICT: FAIL"));
+}
+
+#[test]
+fn broken_site_template_is_an_input_error_naming_the_file() {
+    let ev = sample::sample_evidence();
+    let dir = bundle(&ev);
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("report.md"), "{{ r.no_such_field }}\n").unwrap();
+    let out = report(
+        dir.path(),
+        &[
+            "--format",
+            "md",
+            "--templates",
+            site.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("template report.md"), "{err}");
+    assert!(err.contains("report.md (or remove it"), "{err}");
 }
 
 #[test]

@@ -240,6 +240,33 @@ pub fn render_with(ev: &Evidence, name: &str, overrides: Option<&Path>) -> crate
     render_template(&env, name, ev, &plots, overrides)
 }
 
+/// Image files a site template directory provides (logos), served to Typst as `assets/NAME`
+/// and copied into the bundle's `assets/` so `typst compile report.typ` finds them too.
+fn site_assets(dir: &Path) -> crate::Result<Vec<(String, Vec<u8>)>> {
+    const EXT: [&str; 5] = ["png", "jpg", "jpeg", "svg", "gif"];
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let path = entry.path();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .unwrap_or_default();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if path.is_file() && EXT.contains(&ext.as_str()) {
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            out.push((name.to_string(), bytes));
+        }
+    }
+    // Directory order is not stable across file systems.
+    out.sort();
+    Ok(out)
+}
+
 fn plot_files(plots: &plots::Plots) -> Vec<(String, Vec<u8>)> {
     plots
         .files()
@@ -256,7 +283,9 @@ fn write(path: &Path, bytes: &[u8], written: &mut Vec<PathBuf>) -> crate::Result
 
 /// Renders `evidence` into `out_dir` in each of `formats` and returns the files written
 /// (sorted): `report.pdf` + `report.typ` for PDF, `report.html`, `report.md`, and the plots
-/// under `plots/` (which `report.typ` and `report.md` reference).
+/// under `plots/` (which `report.typ` and `report.md` reference). Images in a site template
+/// directory (`*.png`, `*.jpg`, `*.svg`, `*.gif`: logos) are copied to `assets/` and can be
+/// used from a site `report.typ` as `image("assets/logo.png")`.
 pub fn render_bundle(
     evidence: &Evidence,
     formats: &[ReportFormat],
@@ -295,6 +324,18 @@ pub fn render_bundle(
                 let src = render_template(&env, "report.typ", evidence, &plots, overrides)?;
                 write(&out_dir.join("report.typ"), src.as_bytes(), &mut written)?;
                 let pdf_path = out_dir.join("report.pdf");
+                let mut files = plot_files(&plots);
+                if let Some(d) = overrides {
+                    let assets = site_assets(d)?;
+                    if !assets.is_empty() {
+                        let dir = out_dir.join("assets");
+                        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                        for (name, bytes) in assets {
+                            write(&dir.join(&name), &bytes, &mut written)?;
+                            files.push((format!("assets/{name}"), bytes));
+                        }
+                    }
+                }
                 match &opts.typst_bin {
                     Some(bin) => {
                         pdf::compile_external(bin, out_dir, &evidence.provenance.finished_at)?;
@@ -303,7 +344,7 @@ pub fn render_bundle(
                     None => {
                         let bytes = pdf::compile_pdf(
                             src,
-                            &plot_files(&plots),
+                            &files,
                             &evidence.provenance.finished_at,
                             &evidence.run_id,
                         )?;
