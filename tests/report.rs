@@ -188,6 +188,8 @@ fn escaping_corpus_renders_literally() {
     assert!(md.contains(r"back\\slash \\\\ end"));
     let typ = std::fs::read_to_string(dir.path().join("report.typ")).unwrap();
     assert!(typ.contains(r"\#sys\.exit\(\)"));
+    // In a Typst string literal (the PDF author) only quotes and backslashes are escaped.
+    assert!(typ.contains(r#"author: "quote\" back\\ #user","#));
     assert!(typ.contains(r"\$x\$"));
     match pdf_text(&dir.path().join("report.pdf")) {
         Some(text) => {

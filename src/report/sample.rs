@@ -136,6 +136,7 @@ struct Strings {
     exclusion: String,
     warning: String,
     case_id: String,
+    user: String,
 }
 
 impl Strings {
@@ -150,6 +151,7 @@ impl Strings {
             exclusion: "image unreadable".into(),
             warning: "golden set used by 4 model versions (limit 5)".into(),
             case_id: "case-0193".into(),
+            user: "alex".into(),
         }
     }
 
@@ -164,6 +166,7 @@ impl Strings {
             exclusion: HOSTILE[2].into(),
             warning: format!("Warning {all}"),
             case_id: HOSTILE[1].into(),
+            user: r#"quote" back\ #user"#.into(),
         }
     }
 }
@@ -221,7 +224,7 @@ fn build(s: &Strings) -> Evidence {
             "command": "medgate run protocols/ptx.yaml --out bundles/ptx-2026-01-15",
             "host": {"hostname": "qa-runner-01", "os": "linux 6.8.0", "arch": "x86_64",
                      "cpu": "AMD EPYC 7763 64-Core Processor", "cpus": 16},
-            "user": "alex",
+            "user": s.user,
             "started_at": "2026-01-15T09:12:03Z",
             "finished_at": "2026-01-15T09:14:41Z",
             "trace_files": [
