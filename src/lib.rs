@@ -9,8 +9,10 @@
 //! |---|---|---|
 //! | [`protocol`] | [`protocol::load`] | [`protocol::Protocol`]: the pre-specified analysis plan |
 //! | [`stats`] | pure computation, no I/O | [`stats::StatsReport`] |
+//! | [`report`] | [`report::render_bundle`] | `report.pdf`, `report.typ`, `report.html`, `report.md`, `plots/*.svg` |
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod diag;
 pub mod error;
 pub mod exit;
@@ -19,10 +21,10 @@ pub mod harness;
 pub mod model;
 pub mod pipeline;
 pub mod protocol;
+pub mod report;
 pub mod stats;
 pub mod table;
 pub mod trace;
-pub mod cli;
 pub mod world;
 
 pub use error::{Error, Result};

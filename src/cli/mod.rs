@@ -20,6 +20,8 @@ pub mod summary;
 use crate::error::Error;
 use crate::exit::Outcome;
 
+pub mod report;
+
 /// Machine- or human-readable output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum OutputFormat {
@@ -73,7 +75,9 @@ impl GlobalArgs {
         match self.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            ColorChoice::Auto => {
+                std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
         }
     }
 }
@@ -101,6 +105,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// List or verify the hash-chained audit ledger of a golden set.
     Ledger(ledger::LedgerArgs),
+    /// Re-render a bundle's report (PDF, HTML, Markdown) from its evidence.json.
+    Report(report::ReportArgs),
 }
 
 /// Runs a parsed command line and returns the process status.
@@ -111,6 +117,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Schema(a) => schema::run(a, &global),
         Command::Run(a) => run::run(a, &global),
         Command::Ledger(a) => ledger::run(a, &global),
+        Command::Report(args) => report::run(args, &global),
     };
     match result {
         Ok(outcome) => outcome.into(),
