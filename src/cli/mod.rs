@@ -14,6 +14,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::error::Error;
 use crate::exit::Outcome;
 
+pub mod stats;
+
 /// Machine- or human-readable output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum OutputFormat {
@@ -57,7 +59,9 @@ impl GlobalArgs {
         match self.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            ColorChoice::Auto => {
+                std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
         }
     }
 }
@@ -76,12 +80,18 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Sensitivity, specificity, AUROC and subgroup gaps with confidence intervals for any
+    /// table of predictions.
+    Stats(stats::StatsArgs),
+}
 
 /// Runs a parsed command line and returns the process status.
 pub fn main(cli: Cli) -> ExitCode {
     let global = cli.global.clone();
-    let result: Result<Outcome, Error> = match cli.command {};
+    let result: Result<Outcome, Error> = match cli.command {
+        Command::Stats(args) => stats::run(args, &global),
+    };
     match result {
         Ok(outcome) => outcome.into(),
         Err(e) => {
