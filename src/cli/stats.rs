@@ -238,8 +238,8 @@ fn read_labels(path: &Path, col: &Column) -> Result<Vec<bool>> {
                 .iter()
                 .enumerate()
                 .map(|(i, v)| match v {
-                    Some(x) if x == 1.0 => Ok(true),
-                    Some(x) if x == 0.0 => Ok(false),
+                    Some(1.0) => Ok(true),
+                    Some(0.0) => Ok(false),
                     Some(x) => Err(bad_label(path, col, i, &x.to_string())),
                     None => Err(bad_label(path, col, i, "empty")),
                 })

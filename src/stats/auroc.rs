@@ -151,11 +151,13 @@ pub(crate) mod tests {
         Some((auc, Some(s10 / m + s01 / n)))
     }
 
-    /// The pROC fixtures: (case, labels, scores) and (case, confidence, auc, var, lo, hi).
-    pub(crate) fn proc_fixtures() -> (
-        Vec<(String, Vec<bool>, Vec<f64>)>,
-        Vec<(String, f64, [f64; 4])>,
-    ) {
+    /// One pROC case: name, labels, scores.
+    pub(crate) type ProcCase = (String, Vec<bool>, Vec<f64>);
+    /// One pROC expectation: case, confidence, [auc, variance, lower, upper].
+    pub(crate) type ProcExpected = (String, f64, [f64; 4]);
+
+    /// The pROC fixtures.
+    pub(crate) fn proc_fixtures() -> (Vec<ProcCase>, Vec<ProcExpected>) {
         let mut cases: Vec<(String, Vec<bool>, Vec<f64>)> = Vec::new();
         for line in include_str!("../../tests/fixtures/stats/delong_cases.csv")
             .lines()

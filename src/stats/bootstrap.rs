@@ -201,7 +201,10 @@ mod tests {
         let mut b = resample_rng(20_070_315, 1);
         let xa: Vec<u32> = (0..3).map(|_| uniform_below(&mut a, 1000)).collect();
         let xb: Vec<u32> = (0..3).map(|_| uniform_below(&mut b, 1000)).collect();
-        assert_ne!(xa, xb);
+        // Recorded from rand_chacha 0.9.0; if this changes, every published bootstrap interval
+        // changes with it.
+        assert_eq!(xa, [845, 841, 765]);
+        assert_eq!(xb, [264, 317, 116]);
         let mut a2 = resample_rng(20_070_315, 0);
         assert_eq!(
             xa,

@@ -148,13 +148,15 @@ impl Prepared {
                 });
             }
         }
-        // Adding 0.0 turns -0.0 into 0.0, so total_cmp ties them.
-        let key: Vec<f64> = scores.iter().map(|s| s + 0.0).collect();
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        // The index breaks ties, so the order (and every float sum over it) is unique.
-        order.par_sort_unstable_by(|&a, &b| {
-            key[a as usize].total_cmp(&key[b as usize]).then(a.cmp(&b))
-        });
+        // Adding 0.0 turns -0.0 into 0.0, so total_cmp ties them. Sorting (score, index) pairs
+        // keeps the comparisons in cache; the index breaks ties, so the order (and every float
+        // sum over it) is unique whatever the thread count.
+        let mut pairs: Vec<(f64, u32)> = scores
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s + 0.0, i as u32))
+            .collect();
+        pairs.par_sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let stride = 1 + factors.len();
         let mut offsets = Vec::with_capacity(factors.len());
         let mut n_levels = 1;
@@ -166,15 +168,15 @@ impl Prepared {
         let mut levels = Vec::with_capacity(n * stride);
         let mut runs = Vec::new();
         let mut cut_run = None;
-        for (pos, &i) in order.iter().enumerate() {
+        for (pos, &(score, i)) in pairs.iter().enumerate() {
             let i = i as usize;
             positive.push(labels[i]);
             levels.push(0);
             for (f, &off) in factors.iter().zip(&offsets) {
                 levels.push((off + f.codes[i] as usize) as u32);
             }
-            if pos == 0 || key[i] != key[order[pos - 1] as usize] {
-                if cut_run.is_none() && key[i] >= threshold {
+            if pos == 0 || score != pairs[pos - 1].0 {
+                if cut_run.is_none() && score >= threshold {
                     cut_run = Some(runs.len());
                 }
                 runs.push(pos);
