@@ -293,3 +293,68 @@ fn missing_column_and_file_are_input_errors() {
     ]);
     assert_eq!(code, 2);
 }
+
+#[test]
+fn plan_prints_sample_size() {
+    // (1.959964 * 0.4 + 0.841621 * 0.3)^2 / 0.1^2 = 107.4 -> 108 positives; / 0.3 -> 360.
+    let (code, out, err) = medgate(&[
+        "plan",
+        "--expected",
+        "0.9",
+        "--goal",
+        "0.8",
+        "--prevalence",
+        "0.3",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["positives"], 108);
+    assert_eq!(v["total_cases"], 360);
+    let (code, _, err) = medgate(&["plan", "--expected", "0.8", "--goal", "0.9"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("must exceed --goal"), "{err}");
+}
+
+#[test]
+fn negative_threshold_and_intersections() {
+    let input = fixture("asah_predictions.csv");
+    let (code, out, err) = medgate(&[
+        "stats",
+        "--input",
+        input.to_str().unwrap(),
+        "--label",
+        "label",
+        "--score",
+        "ndka",
+        "--threshold",
+        "-1",
+        "--subgroup",
+        "gender",
+        "--subgroup",
+        "wfns",
+        "--intersect",
+        "gender,wfns",
+        "--interval",
+        "clopper-pearson",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    // Every case is positive at threshold -1: specificity 0/72 with the exact upper bound
+    // 1 - 0.025^(1/72).
+    let spec = &v["overall"]["specificity"];
+    close(&spec["estimate"], 0.0, 1e-15);
+    close(&spec["upper"], 1.0 - 0.025f64.powf(1.0 / 72.0), 1e-12);
+    assert!(v["overall"]["npv"].is_null());
+    let subgroups = v["subgroups"].as_array().unwrap();
+    assert!(
+        subgroups
+            .iter()
+            .any(|s| s["attribute"] == "gender x wfns" && s["value"] == "Female x 1")
+    );
+    // Small levels (< 30 cases) are flagged.
+    assert!(subgroups.iter().any(|s| s["small"] == true));
+}

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::error::Error;
 use crate::exit::Outcome;
 
+pub mod plan;
 pub mod stats;
 
 /// Machine- or human-readable output.
@@ -84,6 +85,8 @@ pub enum Command {
     /// Sensitivity, specificity, AUROC and subgroup gaps with confidence intervals for any
     /// table of predictions.
     Stats(stats::StatsArgs),
+    /// Sample size: positive cases needed for a sensitivity goal.
+    Plan(plan::PlanArgs),
 }
 
 /// Runs a parsed command line and returns the process status.
@@ -91,6 +94,7 @@ pub fn main(cli: Cli) -> ExitCode {
     let global = cli.global.clone();
     let result: Result<Outcome, Error> = match cli.command {
         Command::Stats(args) => stats::run(args, &global),
+        Command::Plan(args) => plan::run(args, &global),
     };
     match result {
         Ok(outcome) => outcome.into(),

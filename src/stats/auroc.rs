@@ -63,7 +63,7 @@ pub fn delong(labels: &[bool], scores: &[f64]) -> Result<Option<DelongAuc>, Stat
 /// false-positive and true-positive rate.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RocPoint {
-    /// Operating point (`+inf` for the origin).
+    /// Operating point: positive when `score >= threshold`.
     pub threshold: f64,
     /// 1 - specificity.
     pub fpr: f64,
@@ -71,8 +71,22 @@ pub struct RocPoint {
     pub tpr: f64,
 }
 
-/// ROC curve points from `(0, 0)` (threshold `+inf`) to `(1, 1)`, one per distinct score in
-/// descending order; empty when a class is absent.
+/// The smallest double greater than `x` (`x` itself for `+inf`).
+fn next_above(x: f64) -> f64 {
+    if x == f64::INFINITY {
+        x
+    } else if x == 0.0 {
+        f64::from_bits(1)
+    } else if x > 0.0 {
+        f64::from_bits(x.to_bits() + 1)
+    } else {
+        f64::from_bits(x.to_bits() - 1)
+    }
+}
+
+/// ROC curve points from `(0, 0)` to `(1, 1)`, one per distinct score in descending order;
+/// empty when a class is absent. The origin's threshold is the next double above the highest
+/// score (no case is predicted positive there).
 pub fn roc_curve(labels: &[bool], scores: &[f64]) -> Result<Vec<RocPoint>, StatsError> {
     let prep = Prepared::new(labels, scores, &[], f64::INFINITY)?;
     let p = prep.positive.iter().filter(|&&y| y).count() as f64;
@@ -83,8 +97,11 @@ pub fn roc_curve(labels: &[bool], scores: &[f64]) -> Result<Vec<RocPoint>, Stats
     // Sorted scores, for the thresholds; same order as `prep`.
     let mut sorted: Vec<f64> = scores.iter().map(|s| s + 0.0).collect();
     sorted.sort_unstable_by(|a, b| a.total_cmp(b));
+    // The origin's threshold is the smallest double above every score (finite, so it survives
+    // a JSON round trip, unlike infinity).
+    let top = sorted.last().copied().unwrap_or(0.0);
     let mut points = vec![RocPoint {
-        threshold: f64::INFINITY,
+        threshold: next_above(top),
         fpr: 0.0,
         tpr: 0.0,
     }];
@@ -240,12 +257,15 @@ pub(crate) mod tests {
         assert_eq!(
             got,
             [
-                (f64::INFINITY, 0.0, 0.0),
+                (f64::from_bits(0.9f64.to_bits() + 1), 0.0, 0.0),
                 (0.9, 0.0, 0.5),
                 (0.8, 0.5, 1.0),
                 (0.1, 1.0, 1.0)
             ]
         );
+        assert_eq!(next_above(-1.0), f64::from_bits((-1.0f64).to_bits() - 1));
+        assert_eq!(next_above(0.0), f64::from_bits(1));
+        assert!(roc_curve(&[true], &[0.5]).unwrap().is_empty());
     }
 
     proptest! {
