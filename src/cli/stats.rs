@@ -325,6 +325,17 @@ fn stats_error(path: &Path, e: StatsError) -> Error {
             format!("--intersect names `{a}`, which is not a --subgroup column"),
             "list each intersected column with --subgroup too",
         ),
+        StatsError::Confidence(c) => Error::input_hint(
+            format!("--confidence {c} is not strictly between 0 and 1"),
+            "give a level such as 0.95",
+        ),
+        StatsError::NoResamples => Error::input_hint(
+            "--interval bootstrap with --bootstrap 0",
+            "use at least 1000 resamples, e.g. --bootstrap 2000",
+        ),
+        StatsError::NanThreshold => {
+            Error::input_hint("--threshold is NaN", "give a number, e.g. --threshold 0.5")
+        }
         other => Error::input(format!("{}: {other}", path.display())),
     }
 }
@@ -403,13 +414,13 @@ pub fn render_text(path: &Path, r: &StatsReport, multiplicity: Multiplicity) -> 
             .max(5);
         let _ = writeln!(
             out,
-            "  {:<wa$}  {:<wv$} {:>8} {:>8}  {:<20} {:<20} {:<20}",
-            "attribute", "level", "n", "pos", "sensitivity", "specificity", "auroc"
+            "  {:<wa$}  {:<wv$} {:>8} {:>8}  {:<20} {:<20} auroc",
+            "attribute", "level", "n", "pos", "sensitivity", "specificity"
         );
         for s in &r.subgroups {
             let _ = writeln!(
                 out,
-                "  {:<wa$}  {:<wv$} {:>8} {:>8}  {:<20} {:<20} {:<20}{}",
+                "  {:<wa$}  {:<wv$} {:>8} {:>8}  {:<20} {:<20} {}{}",
                 s.attribute,
                 s.value,
                 s.n,
@@ -417,7 +428,7 @@ pub fn render_text(path: &Path, r: &StatsReport, multiplicity: Multiplicity) -> 
                 est(&s.metrics.sensitivity),
                 est(&s.metrics.specificity),
                 est(&s.metrics.auroc),
-                if s.small { " small" } else { "" }
+                if s.small { "  small" } else { "" }
             );
         }
     }
