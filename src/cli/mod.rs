@@ -21,6 +21,8 @@ use crate::error::Error;
 use crate::exit::Outcome;
 
 pub mod report;
+pub mod plan;
+pub mod stats;
 
 /// Machine- or human-readable output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -107,6 +109,11 @@ pub enum Command {
     Ledger(ledger::LedgerArgs),
     /// Re-render a bundle's report (PDF, HTML, Markdown) from its evidence.json.
     Report(report::ReportArgs),
+    /// Sensitivity, specificity, AUROC and subgroup gaps with confidence intervals for any
+    /// table of predictions.
+    Stats(stats::StatsArgs),
+    /// Sample size: positive cases needed for a sensitivity goal.
+    Plan(plan::PlanArgs),
 }
 
 /// Runs a parsed command line and returns the process status.
@@ -118,6 +125,8 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Run(a) => run::run(a, &global),
         Command::Ledger(a) => ledger::run(a, &global),
         Command::Report(args) => report::run(args, &global),
+        Command::Stats(args) => stats::run(args, &global),
+        Command::Plan(args) => plan::run(args, &global),
     };
     match result {
         Ok(outcome) => outcome.into(),
