@@ -14,6 +14,7 @@
 pub mod diag;
 pub mod error;
 pub mod exit;
+pub mod golden;
 pub mod hash;
 pub mod model;
 pub mod protocol;

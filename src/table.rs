@@ -71,12 +71,12 @@ pub fn read_table_as_strings(path: &Path) -> Result<DataFrame> {
         TableFormat::Parquet => {
             let df = read_table(path)?;
             let cols = df
-                .get_columns()
+                .columns()
                 .iter()
                 .map(|c| c.cast(&DataType::String))
                 .collect::<PolarsResult<Vec<_>>>()
                 .map_err(|e| polars_err(path, e))?;
-            DataFrame::new(cols).map_err(|e| polars_err(path, e))
+            DataFrame::new_infer_height(cols).map_err(|e| polars_err(path, e))
         }
     }
 }

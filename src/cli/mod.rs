@@ -14,6 +14,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::error::Error;
 use crate::exit::Outcome;
 
+pub mod demo_data;
+
 /// Machine- or human-readable output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum OutputFormat {
@@ -76,12 +78,17 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Write the deterministic synthetic demo golden set.
+    DemoData(demo_data::DemoDataArgs),
+}
 
 /// Runs a parsed command line and returns the process status.
 pub fn main(cli: Cli) -> ExitCode {
     let global = cli.global.clone();
-    let result: Result<Outcome, Error> = match cli.command {};
+    let result: Result<Outcome, Error> = match cli.command {
+        Command::DemoData(a) => demo_data::run(a, &global),
+    };
     match result {
         Ok(outcome) => outcome.into(),
         Err(e) => {
