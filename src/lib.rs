@@ -16,6 +16,7 @@ pub mod cli;
 pub mod diag;
 pub mod error;
 pub mod exit;
+pub mod golden;
 pub mod hash;
 pub mod harness;
 pub mod model;

@@ -23,6 +23,10 @@ use crate::exit::Outcome;
 pub mod report;
 pub mod plan;
 pub mod stats;
+pub mod demo_data;
+pub mod inspect;
+pub mod lock;
+pub mod verify_set;
 
 /// Machine- or human-readable output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -114,6 +118,14 @@ pub enum Command {
     Stats(stats::StatsArgs),
     /// Sample size: positive cases needed for a sensitivity goal.
     Plan(plan::PlanArgs),
+    /// Write the deterministic synthetic demo golden set.
+    DemoData(demo_data::DemoDataArgs),
+    /// Hash every file of a golden set and write its LOCK.
+    Lock(lock::LockArgs),
+    /// Re-hash a golden set and compare it with its LOCK.
+    VerifySet(verify_set::VerifySetArgs),
+    /// Summarise a golden set: cases, labels, subgroups, images.
+    Inspect(inspect::InspectArgs),
 }
 
 /// Runs a parsed command line and returns the process status.
@@ -127,6 +139,10 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Report(args) => report::run(args, &global),
         Command::Stats(args) => stats::run(args, &global),
         Command::Plan(args) => plan::run(args, &global),
+        Command::DemoData(a) => demo_data::run(a, &global),
+        Command::Lock(a) => lock::run(a, &global),
+        Command::VerifySet(a) => verify_set::run(a, &global),
+        Command::Inspect(a) => inspect::run(a, &global),
     };
     match result {
         Ok(outcome) => outcome.into(),
