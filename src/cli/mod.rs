@@ -7,6 +7,8 @@
 //! - each command returns an [`Outcome`] or an [`Error`]; [`main`] maps both to the exit codes
 //!   in [`crate::exit`], and nowhere else decides a process status.
 
+pub mod serve;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -76,12 +78,17 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Serve a model over the OpenAI-compatible chat-completions API.
+    Serve(serve::ServeArgs),
+}
 
 /// Runs a parsed command line and returns the process status.
 pub fn main(cli: Cli) -> ExitCode {
     let global = cli.global.clone();
-    let result: Result<Outcome, Error> = match cli.command {};
+    let result: Result<Outcome, Error> = match cli.command {
+        Command::Serve(args) => serve::run(args, &global),
+    };
     match result {
         Ok(outcome) => outcome.into(),
         Err(e) => {

@@ -7,6 +7,10 @@
 //! negative answer: a case that fails after retries comes back as `Err`, and the harness
 //! records it as "not evaluated".
 
+pub mod openai;
+pub mod replay;
+pub mod serve;
+
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
