@@ -11,6 +11,7 @@
 //! | [`stats`] | pure computation, no I/O | [`stats::StatsReport`] |
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod diag;
 pub mod error;
 pub mod exit;
@@ -19,7 +20,6 @@ pub mod model;
 pub mod protocol;
 pub mod stats;
 pub mod table;
-pub mod cli;
 pub mod world;
 
 pub use error::{Error, Result};

@@ -13,6 +13,12 @@ pub mod serve;
 
 use std::path::PathBuf;
 
+pub mod clip;
+pub mod clip_ckpt;
+pub mod image_shim;
+
+pub use clip::ClipBackend;
+
 use serde::{Deserialize, Serialize};
 
 /// One case handed to a backend.
