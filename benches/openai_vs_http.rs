@@ -25,7 +25,10 @@ use medgate::protocol::{OpenaiSpec, TaskSpec};
 use rand::{Rng, SeedableRng};
 
 fn env_usize(k: &str, d: usize) -> usize {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 fn main() {
@@ -48,7 +51,11 @@ fn main() {
     }
 
     let (_server, base, model) = match std::env::var("MEDGATE_BENCH_BASE_URL") {
-        Ok(url) => (None, url, std::env::var("MEDGATE_BENCH_MODEL").unwrap_or_else(|_| "medgate".into())),
+        Ok(url) => (
+            None,
+            url,
+            std::env::var("MEDGATE_BENCH_MODEL").unwrap_or_else(|_| "medgate".into()),
+        ),
         Err(_) => {
             let cfg = ServeConfig {
                 port: 0,
@@ -56,7 +63,9 @@ fn main() {
                 model_id: "bench".into(),
                 ..Default::default()
             };
-            let s = Server::bind(cfg, Arc::new(MeanIntensityScorer)).expect("bind").spawn();
+            let s = Server::bind(cfg, Arc::new(MeanIntensityScorer))
+                .expect("bind")
+                .spawn();
             let b = s.base_url();
             (Some(s), b, "bench".to_string())
         }
@@ -69,7 +78,8 @@ fn main() {
         "kind": "binary", "question": "Is there a finding? Answer yes or no.", "threshold": 0.5
     }))
     .expect("task");
-    let backend = OpenaiBackend::new(&spec, &task, &medgate::world::SystemWorld::default()).expect("backend");
+    let backend =
+        OpenaiBackend::new(&spec, &task, &medgate::world::SystemWorld::default()).expect("backend");
 
     // The plain loop's request bodies, built before timing.
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
@@ -121,7 +131,11 @@ fn main() {
         let t = Instant::now();
         let mut ok = 0;
         for chunk in cases.chunks(backend.batch_size()) {
-            ok += backend.predict_batch(chunk).iter().filter(|r| r.is_ok()).count();
+            ok += backend
+                .predict_batch(chunk)
+                .iter()
+                .filter(|r| r.is_ok())
+                .count();
         }
         assert_eq!(ok, n, "some cases failed");
         n as f64 / t.elapsed().as_secs_f64()

@@ -15,6 +15,14 @@ use medgate::protocol::{OpenaiSpec, ReplaySpec, TaskSpec};
 use medgate::world::FixedWorld;
 use serde_json::json;
 
+/// The binary under test. `MEDGATE_TEST_BIN` overrides it for machines where several
+/// checkouts share one target directory (and so one `target/debug/medgate`).
+fn medgate_bin() -> PathBuf {
+    std::env::var_os("MEDGATE_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_medgate")))
+}
+
 /// A `medgate serve` child process; killed with SIGTERM on drop.
 struct ServeProcess {
     child: Child,
@@ -23,7 +31,7 @@ struct ServeProcess {
 
 impl ServeProcess {
     fn start(args: &[&str]) -> ServeProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_medgate"))
+        let mut child = Command::new(medgate_bin())
             .arg("serve")
             .args(["--port", "0"])
             .args(args)
@@ -32,7 +40,9 @@ impl ServeProcess {
             .spawn()
             .expect("start medgate serve");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let base_url = line
             .trim()
             .strip_prefix("listening on ")
@@ -43,7 +53,10 @@ impl ServeProcess {
 
     /// Sends SIGTERM and returns the exit status and stderr.
     fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        let st = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let st = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(st.success());
         let status = self.child.wait().unwrap();
         let mut err = String::new();
@@ -66,7 +79,9 @@ fn grey_cases(dir: &Path, n: usize) -> (Vec<CaseInput>, Vec<f64>) {
     for i in 0..n {
         let level = ((i * 37 + 11) % 256) as u8;
         let path = dir.join(format!("img{i:03}.png"));
-        image::GrayImage::from_pixel(16, 16, image::Luma([level])).save(&path).unwrap();
+        image::GrayImage::from_pixel(16, 16, image::Luma([level]))
+            .save(&path)
+            .unwrap();
         let bytes = std::fs::read(&path).unwrap();
         cases.push(CaseInput {
             case_id: format!("C{i:03}"),
@@ -110,8 +125,16 @@ fn scores_from_serve_logprobs_match_the_pixels_in_order() {
     for (i, (r, want)) in out.iter().zip(&expected).enumerate() {
         let p = r.as_ref().unwrap_or_else(|e| panic!("case {i}: {e}"));
         assert_eq!(p.score_source, ScoreSource::Logprobs);
-        assert!((p.score - want).abs() < 1e-12, "case {i}: {} vs {want}", p.score);
-        let want_answer = if *want >= 0.5 { Answer::Positive } else { Answer::Negative };
+        assert!(
+            (p.score - want).abs() < 1e-12,
+            "case {i}: {} vs {want}",
+            p.score
+        );
+        let want_answer = if *want >= 0.5 {
+            Answer::Positive
+        } else {
+            Answer::Negative
+        };
         assert_eq!(p.answer, want_answer);
         assert_eq!(p.raw, if *want >= 0.5 { "yes" } else { "no" });
         assert_eq!(p.attempts, 1);
@@ -150,7 +173,11 @@ fn chaos_loses_nothing_and_keeps_order() {
         match r {
             Ok(p) => {
                 // The right score in the right slot: order survived the retries.
-                assert!((p.score - want).abs() < 1e-12, "case {i}: {} vs {want}", p.score);
+                assert!(
+                    (p.score - want).abs() < 1e-12,
+                    "case {i}: {} vs {want}",
+                    p.score
+                );
                 assert!((1..=4).contains(&p.attempts));
                 retried += usize::from(p.attempts > 1);
             }
@@ -169,7 +196,12 @@ fn chaos_loses_nothing_and_keeps_order() {
 fn equivocal_answers_are_recorded_verbatim() {
     let tmp = tempfile::tempdir().unwrap();
     let (cases, _) = grey_cases(tmp.path(), 5);
-    let srv = ServeProcess::start(&["--test-scorer", "mean-intensity", "--chaos-equivocal-rate", "1"]);
+    let srv = ServeProcess::start(&[
+        "--test-scorer",
+        "mean-intensity",
+        "--chaos-equivocal-rate",
+        "1",
+    ]);
     let b = backend(&spec(std::slice::from_ref(&srv.base_url), "mean-intensity"));
     for r in b.predict_batch(&cases) {
         let p = r.unwrap();
@@ -199,7 +231,11 @@ fn unreachable_server_fails_every_case_after_retries() {
     let tmp = tempfile::tempdir().unwrap();
     let (cases, _) = grey_cases(tmp.path(), 2);
     // Bind and drop a listener to get a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let b = backend(&spec(&[format!("http://127.0.0.1:{port}/v1")], "m"));
     for r in b.predict_batch(&cases) {
         let e = r.unwrap_err();
@@ -219,7 +255,9 @@ fn cases_are_sharded_round_robin_across_servers() {
             model_id: "m".into(),
             ..Default::default()
         };
-        Server::bind(cfg, Arc::new(MeanIntensityScorer)).unwrap().spawn()
+        Server::bind(cfg, Arc::new(MeanIntensityScorer))
+            .unwrap()
+            .spawn()
     };
     let (a, c) = (start(), start());
     let b = backend(&spec(&[a.base_url(), format!("{}/", c.base_url())], "m"));
@@ -232,7 +270,9 @@ fn cases_are_sharded_round_robin_across_servers() {
 }
 
 /// A scripted HTTP double: replies from a list in turn and records the requests' headers.
-fn scripted_server(replies: Vec<(u16, String)>) -> (String, Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
+fn scripted_server(
+    replies: Vec<(u16, String)>,
+) -> (String, Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
     let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1", server.server_addr().to_ip().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -249,14 +289,16 @@ fn scripted_server(replies: Vec<(u16, String)>) -> (String, Arc<Mutex<Vec<String
             let mut b = String::new();
             std::io::Read::read_to_string(req.as_reader(), &mut b).unwrap();
             seen2.lock().unwrap().push(format!("{auth}\n{b}"));
-            req.respond(tiny_http::Response::from_string(body).with_status_code(status)).unwrap();
+            req.respond(tiny_http::Response::from_string(body).with_status_code(status))
+                .unwrap();
         }
     });
     (url, seen, h)
 }
 
 fn completion(content: &str) -> String {
-    json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}).to_string()
+    json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]})
+        .to_string()
 }
 
 #[test]
@@ -271,7 +313,9 @@ fn api_key_is_sent_but_never_recorded_and_429_is_retried() {
     let mut s = spec(&[url], "vlm");
     s.api_key_env = Some("MEDGATE_TEST_API_KEY".into());
     let mut world = FixedWorld::default();
-    world.env.insert("MEDGATE_TEST_API_KEY".into(), "sk-very-secret-123".into());
+    world
+        .env
+        .insert("MEDGATE_TEST_API_KEY".into(), "sk-very-secret-123".into());
     let b = OpenaiBackend::new(&s, &task(), &world)
         .unwrap()
         .with_backoff_base(Duration::from_millis(5));
@@ -279,18 +323,28 @@ fn api_key_is_sent_but_never_recorded_and_429_is_retried() {
     h.join().unwrap();
     // No logprobs in the reply: the score comes from the parsed answer.
     assert_eq!(p.answer, Answer::Negative);
-    assert_eq!((p.score, p.score_source, p.attempts), (0.0, ScoreSource::Parsed, 3));
+    assert_eq!(
+        (p.score, p.score_source, p.attempts),
+        (0.0, ScoreSource::Parsed, 3)
+    );
     assert_eq!(p.raw, "No, the lungs are clear.");
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 3);
-    assert!(seen.iter().all(|r| r.starts_with("Bearer sk-very-secret-123\n")));
-    let body: serde_json::Value = serde_json::from_str(seen[0].split_once('\n').unwrap().1).unwrap();
+    assert!(
+        seen.iter()
+            .all(|r| r.starts_with("Bearer sk-very-secret-123\n"))
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(seen[0].split_once('\n').unwrap().1).unwrap();
     assert_eq!(body["model"], "vlm");
     assert_eq!(body["temperature"], 0.0);
     assert_eq!(body["seed"], 1);
     assert_eq!(body["logprobs"], true);
     assert_eq!(body["top_logprobs"], 5);
-    assert_eq!(body["messages"][0]["content"][0]["text"], "Is there a pneumothorax? Answer yes or no.");
+    assert_eq!(
+        body["messages"][0]["content"][0]["text"],
+        "Is there a pneumothorax? Answer yes or no."
+    );
     assert!(
         body["messages"][0]["content"][1]["image_url"]["url"]
             .as_str()
@@ -337,8 +391,17 @@ fn ids(v: &[&str]) -> Vec<String> {
 #[test]
 fn replay_matches_case_ids_and_keeps_leading_zeros() {
     let tmp = tempfile::tempdir().unwrap();
-    let p = write(tmp.path(), "p.csv", "case_id,score,answer\n007,0.9,yes\n008,0.2,\n009,0.6,equivocal\n");
-    let b = ReplayBackend::load(&replay_spec("p.csv"), tmp.path(), &ids(&["009", "007", "008"])).unwrap();
+    let p = write(
+        tmp.path(),
+        "p.csv",
+        "case_id,score,answer\n007,0.9,yes\n008,0.2,\n009,0.6,equivocal\n",
+    );
+    let b = ReplayBackend::load(
+        &replay_spec("p.csv"),
+        tmp.path(),
+        &ids(&["009", "007", "008"]),
+    )
+    .unwrap();
     let cases: Vec<CaseInput> = ["008", "007", "009"]
         .iter()
         .map(|id| CaseInput {
@@ -347,7 +410,11 @@ fn replay_matches_case_ids_and_keeps_leading_zeros() {
             image_sha256: String::new(),
         })
         .collect();
-    let out: Vec<_> = b.predict_batch(&cases).into_iter().map(Result::unwrap).collect();
+    let out: Vec<_> = b
+        .predict_batch(&cases)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(out[0].score, 0.2);
     assert_eq!(out[0].answer, Answer::Negative); // no answer: score < 0.5
     assert_eq!(out[1].answer, Answer::Positive);
@@ -369,7 +436,12 @@ fn replay_matches_case_ids_and_keeps_leading_zeros() {
 fn replay_refuses_mismatched_case_ids_naming_them() {
     let tmp = tempfile::tempdir().unwrap();
     write(tmp.path(), "p.csv", "case_id,score\nA,0.1\nB,0.2\nX,0.3\n");
-    let e = ReplayBackend::load(&replay_spec("p.csv"), tmp.path(), &ids(&["A", "B", "C", "D"])).unwrap_err();
+    let e = ReplayBackend::load(
+        &replay_spec("p.csv"),
+        tmp.path(),
+        &ids(&["A", "B", "C", "D"]),
+    )
+    .unwrap_err();
     let msg = e.render();
     assert_eq!(e.exit_code(), 2);
     assert!(msg.contains("2 golden-set case(s) missing: C, D"), "{msg}");
@@ -382,16 +454,27 @@ fn replay_refuses_nan_out_of_range_and_duplicates() {
     let all = ids(&["A", "B"]);
     write(tmp.path(), "nan.csv", "case_id,score\nA,0.1\nB,NaN\n");
     let e = ReplayBackend::load(&replay_spec("nan.csv"), tmp.path(), &all).unwrap_err();
-    assert!(e.to_string().contains("nan.csv line 3: case B: score NaN"), "{e}");
+    assert!(
+        e.to_string().contains("nan.csv line 3: case B: score NaN"),
+        "{e}"
+    );
     write(tmp.path(), "big.csv", "case_id,score\nA,1.5\nB,0.2\n");
     let e = ReplayBackend::load(&replay_spec("big.csv"), tmp.path(), &all).unwrap_err();
     assert!(e.to_string().contains("line 2: case A: score 1.5"), "{e}");
     write(tmp.path(), "txt.csv", "case_id,score\nA,high\nB,0.2\n");
     let e = ReplayBackend::load(&replay_spec("txt.csv"), tmp.path(), &all).unwrap_err();
     assert!(e.to_string().contains("`high` is not a number"), "{e}");
-    write(tmp.path(), "dup.csv", "case_id,score\nA,0.1\nB,0.2\nA,0.3\n");
+    write(
+        tmp.path(),
+        "dup.csv",
+        "case_id,score\nA,0.1\nB,0.2\nA,0.3\n",
+    );
     let e = ReplayBackend::load(&replay_spec("dup.csv"), tmp.path(), &all).unwrap_err();
-    assert!(e.to_string().contains("duplicate case IDs: A (dup.csv line 4)"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("duplicate case IDs: A (dup.csv line 4)"),
+        "{e}"
+    );
     write(tmp.path(), "nocol.csv", "case,score\nA,0.1\n");
     let e = ReplayBackend::load(&replay_spec("nocol.csv"), tmp.path(), &all).unwrap_err();
     assert!(e.to_string().contains("no `case_id` column"), "{e}");

@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
 use crate::exit::Outcome;
-use crate::model::serve::{Chaos, MeanIntensityScorer, Scorer, ServeConfig, Server};
+use crate::model::clip::ClipBackend;
+use crate::model::serve::{Chaos, ClipScorer, MeanIntensityScorer, Scorer, ServeConfig, Server};
+use crate::protocol::{CandleClipSpec, ModelSpec, Prompts, Protocol};
 
 /// Arguments of `medgate serve`.
 #[derive(Debug, clap::Args)]
@@ -54,6 +56,9 @@ pub struct ServeArgs {
     /// Worker threads (requests scored at once).
     #[arg(long, default_value_t = 4)]
     pub threads: usize,
+    /// Device for --model: `cpu`, `cuda:N` or `auto` (a protocol names its own).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Model ID served (default: the checkpoint directory's name).
     #[arg(long, value_name = "NAME")]
     pub model_name: Option<String>,
@@ -86,13 +91,84 @@ fn resolve_scorer(args: &ServeArgs) -> Result<(Arc<dyn Scorer>, String)> {
         return match name.as_str() {
             "mean-intensity" => Ok((
                 Arc::new(MeanIntensityScorer),
-                args.model_name.clone().unwrap_or_else(|| "mean-intensity".into()),
+                args.model_name
+                    .clone()
+                    .unwrap_or_else(|| "mean-intensity".into()),
             )),
-            other => Err(Error::input_hint(format!("unknown test scorer `{other}`"), "use mean-intensity")),
+            other => Err(Error::input_hint(
+                format!("unknown test scorer `{other}`"),
+                "use mean-intensity",
+            )),
         };
     }
-    // PENDING: candle-clip adapter lands with the merge of branch `clip`.
-    Err(Error::input("serving a candle-clip checkpoint needs the candle-clip backend (not merged yet)"))
+    clip_scorer(args)
+}
+
+/// Loads the `candle-clip` model from `--model` or `--protocol`; CLI prompts override the
+/// protocol's.
+fn clip_scorer(args: &ServeArgs) -> Result<(Arc<dyn Scorer>, String)> {
+    let (spec, protocol_prompts, dir) = match (&args.protocol, &args.model) {
+        (Some(file), _) => {
+            let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+            let protocol: Protocol = serde_saphyr::from_str(&text)
+                .map_err(|e| Error::input(format!("{}: {e}", file.display())))?;
+            let dir = file
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."));
+            match protocol.model {
+                ModelSpec::CandleClip(spec) => (spec, protocol.task.prompts, dir),
+                other => {
+                    return Err(Error::input_hint(
+                        format!(
+                            "{}: medgate serve hosts candle-clip models; this protocol's backend is {}",
+                            file.display(),
+                            other.backend_name()
+                        ),
+                        "use a protocol whose model.backend is candle-clip, or --model DIR",
+                    ));
+                }
+            }
+        }
+        (None, Some(path)) => (
+            CandleClipSpec {
+                path: path.clone(),
+                sha256: None,
+                device: args.device.clone(),
+                batch_size: 32,
+                precision: "f32".into(),
+            },
+            None,
+            PathBuf::from("."),
+        ),
+        (None, None) => {
+            return Err(Error::input_hint(
+                "no model to serve",
+                "pass --model DIR or --protocol FILE",
+            ));
+        }
+    };
+    let prompts = if args.prompts_positive.is_empty() && args.prompts_negative.is_empty() {
+        protocol_prompts.ok_or_else(|| {
+            Error::input_hint(
+                "no prompts: a contrastive model needs texts for both classes",
+                "pass --prompts-positive TEXT and --prompts-negative TEXT (repeatable)",
+            )
+        })?
+    } else {
+        Prompts {
+            positive: args.prompts_positive.clone(),
+            negative: args.prompts_negative.clone(),
+        }
+    };
+    let backend = ClipBackend::load(&spec, &prompts, &dir)?;
+    let name = args.model_name.clone().unwrap_or_else(|| {
+        spec.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "medgate".into())
+    });
+    Ok((Arc::new(ClipScorer::new(backend)?), name))
 }
 
 /// Runs `medgate serve`.
@@ -123,7 +199,10 @@ pub fn run(args: ServeArgs, global: &GlobalArgs) -> Result<Outcome> {
         .map_err(|e| Error::io("<stdout>", e))?;
     drop(out);
     if !global.quiet {
-        eprintln!("serving model `{model_id}` with {} worker thread(s); Ctrl-C to stop", args.threads);
+        eprintln!(
+            "serving model `{model_id}` with {} worker thread(s); Ctrl-C to stop",
+            args.threads
+        );
     }
     let stats = server.run(shutdown)?;
     if !global.quiet {

@@ -89,7 +89,10 @@ impl std::fmt::Debug for OpenaiBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Hand-written so that the API key can never reach a log through `{:?}`.
         f.debug_struct("OpenaiBackend")
-            .field("servers", &self.servers.iter().map(|s| &s.shown).collect::<Vec<_>>())
+            .field(
+                "servers",
+                &self.servers.iter().map(|s| &s.shown).collect::<Vec<_>>(),
+            )
             .field("model", &self.spec.model)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .finish()
@@ -111,18 +114,25 @@ fn redact_url(url: &str) -> String {
 }
 
 fn compile_rule(which: &str, pattern: &str) -> Result<Regex> {
-    RegexBuilder::new(pattern).case_insensitive(true).build().map_err(|e| {
-        Error::input_hint(
-            format!("task.answer.{which}: invalid regex `{pattern}`: {e}"),
-            "write a Rust regex, e.g. `^\\W*yes\\b`",
-        )
-    })
+    RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .build()
+        .map_err(|e| {
+            Error::input_hint(
+                format!("task.answer.{which}: invalid regex `{pattern}`: {e}"),
+                "write a Rust regex, e.g. `^\\W*yes\\b`",
+            )
+        })
 }
 
 impl OpenaiBackend {
     /// Checks the settings, reads the API key from the environment variable the protocol
     /// names, and prepares one connection pool per server. Sends nothing.
-    pub fn new(spec: &OpenaiSpec, task: &TaskSpec, world: &dyn crate::world::World) -> Result<Self> {
+    pub fn new(
+        spec: &OpenaiSpec,
+        task: &TaskSpec,
+        world: &dyn crate::world::World,
+    ) -> Result<Self> {
         let question = task.question.clone().ok_or_else(|| {
             Error::input_hint(
                 "task.question is required by the openai backend",
@@ -136,11 +146,17 @@ impl OpenaiBackend {
             ));
         }
         if spec.concurrency == 0 {
-            return Err(Error::input_hint("model.concurrency is 0", "use at least 1"));
+            return Err(Error::input_hint(
+                "model.concurrency is 0",
+                "use at least 1",
+            ));
         }
         if !(spec.timeout_s.is_finite() && spec.timeout_s > 0.0) {
             return Err(Error::input_hint(
-                format!("model.timeout_s {} is not a positive number of seconds", spec.timeout_s),
+                format!(
+                    "model.timeout_s {} is not a positive number of seconds",
+                    spec.timeout_s
+                ),
                 "e.g. `timeout_s: 60`",
             ));
         }
@@ -151,7 +167,10 @@ impl OpenaiBackend {
             ));
         }
         if spec.max_tokens == 0 {
-            return Err(Error::input_hint("model.max_tokens is 0", "use at least 1 (e.g. 8)"));
+            return Err(Error::input_hint(
+                "model.max_tokens is 0",
+                "use at least 1 (e.g. 8)",
+            ));
         }
         let positive = compile_rule("positive", &task.answer.positive)?;
         let negative = compile_rule("negative", &task.answer.negative)?;
@@ -170,7 +189,10 @@ impl OpenaiBackend {
             let base = url.trim().trim_end_matches('/');
             if !(base.starts_with("http://") || base.starts_with("https://")) {
                 return Err(Error::input_hint(
-                    format!("model.base_urls: `{}` is not an http(s) URL", redact_url(base)),
+                    format!(
+                        "model.base_urls: `{}` is not an http(s) URL",
+                        redact_url(base)
+                    ),
                     "e.g. http://127.0.0.1:8000/v1",
                 ));
             }
@@ -208,13 +230,18 @@ impl OpenaiBackend {
 
     /// The wait before attempt `attempt + 1` after attempt `attempt` (1-based) failed.
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self.backoff_base.saturating_mul(1u32 << (attempt - 1).min(16));
+        let exp = self
+            .backoff_base
+            .saturating_mul(1u32 << (attempt - 1).min(16));
         exp.max(retry_after.unwrap_or_default()).min(BACKOFF_CAP)
     }
 
     /// The request body for one image (PNG or JPEG bytes).
     fn request_body(&self, mime: &str, image: &[u8]) -> Vec<u8> {
-        let url = format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(image));
+        let url = format!(
+            "data:{mime};base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(image)
+        );
         let mut body = json!({
             "model": self.spec.model,
             "messages": [{"role": "user", "content": [
@@ -235,15 +262,25 @@ impl OpenaiBackend {
     }
 
     /// One HTTP exchange.
-    fn attempt(&self, server: &ServerConn, body: &[u8]) -> std::result::Result<Completion, AttemptError> {
-        let mut req = server.agent.post(&server.endpoint).header("Content-Type", "application/json");
+    fn attempt(
+        &self,
+        server: &ServerConn,
+        body: &[u8],
+    ) -> std::result::Result<Completion, AttemptError> {
+        let mut req = server
+            .agent
+            .post(&server.endpoint)
+            .header("Content-Type", "application/json");
         if let Some(key) = &self.api_key {
             req = req.header("Authorization", &format!("Bearer {key}"));
         }
         let mut resp = match req.send(body) {
             Ok(r) => r,
             Err(ureq::Error::Timeout(_)) => {
-                return Err(AttemptError::retry(format!("timed out after {} s", self.spec.timeout_s)));
+                return Err(AttemptError::retry(format!(
+                    "timed out after {} s",
+                    self.spec.timeout_s
+                )));
             }
             Err(e @ (ureq::Error::BadUri(_) | ureq::Error::RequireHttpsOnly(_))) => {
                 return Err(AttemptError::fatal(e.to_string()));
@@ -261,9 +298,16 @@ impl OpenaiBackend {
         let text = match resp.body_mut().read_to_string() {
             Ok(t) => t,
             Err(ureq::Error::Timeout(_)) => {
-                return Err(AttemptError::retry(format!("timed out after {} s", self.spec.timeout_s)));
+                return Err(AttemptError::retry(format!(
+                    "timed out after {} s",
+                    self.spec.timeout_s
+                )));
             }
-            Err(e) => return Err(AttemptError::retry(format!("HTTP {status}: unreadable body: {e}"))),
+            Err(e) => {
+                return Err(AttemptError::retry(format!(
+                    "HTTP {status}: unreadable body: {e}"
+                )));
+            }
         };
         if !(200..300).contains(&status) {
             let msg = format!("HTTP {status}: {}", error_message(&text));
@@ -281,8 +325,15 @@ impl OpenaiBackend {
     }
 
     /// Runs one case to a prediction or an error, with retries.
-    fn predict_one(&self, server: &ServerConn, case: &CaseInput) -> std::result::Result<Prediction, CaseError> {
-        let (mime, bytes) = read_image(case).map_err(|reason| CaseError { reason, attempts: 0 })?;
+    fn predict_one(
+        &self,
+        server: &ServerConn,
+        case: &CaseInput,
+    ) -> std::result::Result<Prediction, CaseError> {
+        let (mime, bytes) = read_image(case).map_err(|reason| CaseError {
+            reason,
+            attempts: 0,
+        })?;
         let body = self.request_body(mime, &bytes);
         let max_attempts = self.spec.retries.saturating_add(1);
         let mut attempt = 0u32;
@@ -296,7 +347,10 @@ impl OpenaiBackend {
                 Err(e) => {
                     let plural = if attempt == 1 { "" } else { "s" };
                     return Err(CaseError {
-                        reason: format!("{}: {} (after {attempt} attempt{plural})", server.shown, e.message),
+                        reason: format!(
+                            "{}: {} (after {attempt} attempt{plural})",
+                            server.shown, e.message
+                        ),
                         attempts: attempt,
                     });
                 }
@@ -309,9 +363,16 @@ impl OpenaiBackend {
         let answer = parse_answer(&c.content, &self.positive, &self.negative);
         let (score, score_source) = match answer {
             Answer::Equivocal => (0.5, ScoreSource::Parsed),
-            _ => match c.tokens.as_deref().and_then(|t| score_from_logprobs(t, &self.positive, &self.negative)) {
+            _ => match c
+                .tokens
+                .as_deref()
+                .and_then(|t| score_from_logprobs(t, &self.positive, &self.negative))
+            {
                 Some(p) => (p, ScoreSource::Logprobs),
-                None => (if answer == Answer::Positive { 1.0 } else { 0.0 }, ScoreSource::Parsed),
+                None => (
+                    if answer == Answer::Positive { 1.0 } else { 0.0 },
+                    ScoreSource::Parsed,
+                ),
             },
         };
         Prediction {
@@ -360,8 +421,12 @@ struct Completion {
 /// The message of an OpenAI-style error body, or the start of the body.
 fn error_message(text: &str) -> String {
     let from_json = serde_json::from_str::<Value>(text).ok().and_then(|v| {
-        v.get("error")
-            .and_then(|e| e.get("message").and_then(Value::as_str).map(str::to_string).or_else(|| e.as_str().map(str::to_string)))
+        v.get("error").and_then(|e| {
+            e.get("message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or_else(|| e.as_str().map(str::to_string))
+        })
     });
     let s = from_json.unwrap_or_else(|| text.trim().to_string());
     truncate(&s, 200)
@@ -447,7 +512,10 @@ pub fn score_from_logprobs(tokens: &[Value], positive: &Regex, negative: &Regex)
     let mut candidates: Vec<(&str, f64)> = Vec::new();
     let tops = tok.get("top_logprobs").and_then(Value::as_array);
     for c in tops.into_iter().flatten().chain(std::iter::once(tok)) {
-        let (Some(t), Some(lp)) = (c.get("token").and_then(Value::as_str), c.get("logprob").and_then(Value::as_f64)) else {
+        let (Some(t), Some(lp)) = (
+            c.get("token").and_then(Value::as_str),
+            c.get("logprob").and_then(Value::as_f64),
+        ) else {
             continue;
         };
         if !seen.contains(&t) {
@@ -510,9 +578,13 @@ impl Backend for OpenaiBackend {
         self.spec.concurrency.max(1) * self.servers.len() * 8
     }
 
-    fn predict_batch(&self, cases: &[CaseInput]) -> Vec<std::result::Result<Prediction, CaseError>> {
+    fn predict_batch(
+        &self,
+        cases: &[CaseInput],
+    ) -> Vec<std::result::Result<Prediction, CaseError>> {
         let n_servers = self.servers.len();
-        let mut results: Vec<Option<std::result::Result<Prediction, CaseError>>> = vec![None; cases.len()];
+        let mut results: Vec<Option<std::result::Result<Prediction, CaseError>>> =
+            vec![None; cases.len()];
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::scope(|s| {
             for (si, server) in self.servers.iter().enumerate() {
@@ -561,14 +633,20 @@ mod tests {
 
     fn rules() -> (Regex, Regex) {
         let r = AnswerRule::default();
-        (compile_rule("positive", &r.positive).unwrap(), compile_rule("negative", &r.negative).unwrap())
+        (
+            compile_rule("positive", &r.positive).unwrap(),
+            compile_rule("negative", &r.negative).unwrap(),
+        )
     }
 
     #[test]
     fn parses_answers_with_default_rule() {
         let (p, n) = rules();
         assert_eq!(parse_answer("Yes.", &p, &n), Answer::Positive);
-        assert_eq!(parse_answer("  **No**, there is none", &p, &n), Answer::Negative);
+        assert_eq!(
+            parse_answer("  **No**, there is none", &p, &n),
+            Answer::Negative
+        );
         assert_eq!(parse_answer("Not sure", &p, &n), Answer::Equivocal);
         assert_eq!(parse_answer("yesterday", &p, &n), Answer::Equivocal);
         assert_eq!(parse_answer("", &p, &n), Answer::Equivocal);
@@ -590,7 +668,9 @@ mod tests {
         let s = score_from_logprobs(&tokens, &p, &n).unwrap();
         assert!((s - 0.7 / 0.9).abs() < 1e-12, "{s}");
         // No matching candidate: no score.
-        let tokens = vec![json!({"token": "The", "logprob": -0.1, "top_logprobs": [{"token": "The", "logprob": -0.1}]})];
+        let tokens = vec![
+            json!({"token": "The", "logprob": -0.1, "top_logprobs": [{"token": "The", "logprob": -0.1}]}),
+        ];
         assert_eq!(score_from_logprobs(&tokens, &p, &n), None);
         // Only the sampled token, no alternatives: p(yes) only -> 1.
         let tokens = vec![json!({"token": "yes", "logprob": -0.2})];
@@ -599,19 +679,32 @@ mod tests {
 
     #[test]
     fn redacts_credentials_in_urls() {
-        assert_eq!(redact_url("https://u:secret@h.example/v1"), "https://h.example/v1");
-        assert_eq!(redact_url("http://127.0.0.1:8000/v1"), "http://127.0.0.1:8000/v1");
+        assert_eq!(
+            redact_url("https://u:secret@h.example/v1"),
+            "https://h.example/v1"
+        );
+        assert_eq!(
+            redact_url("http://127.0.0.1:8000/v1"),
+            "http://127.0.0.1:8000/v1"
+        );
     }
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let spec: OpenaiSpec = serde_json::from_value(json!({"base_urls": ["http://127.0.0.1:1/v1"], "model": "m"})).unwrap();
-        let task: TaskSpec = serde_json::from_value(json!({"kind": "binary", "question": "q?", "threshold": 0.5})).unwrap();
+        let spec: OpenaiSpec =
+            serde_json::from_value(json!({"base_urls": ["http://127.0.0.1:1/v1"], "model": "m"}))
+                .unwrap();
+        let task: TaskSpec =
+            serde_json::from_value(json!({"kind": "binary", "question": "q?", "threshold": 0.5}))
+                .unwrap();
         let b = OpenaiBackend::new(&spec, &task, &crate::world::FixedWorld::default()).unwrap();
         assert_eq!(b.backoff(1, None), Duration::from_millis(500));
         assert_eq!(b.backoff(3, None), Duration::from_secs(2));
         assert_eq!(b.backoff(10, None), BACKOFF_CAP);
-        assert_eq!(b.backoff(1, Some(Duration::from_secs(4))), Duration::from_secs(4));
+        assert_eq!(
+            b.backoff(1, Some(Duration::from_secs(4))),
+            Duration::from_secs(4)
+        );
     }
 
     #[test]
@@ -620,10 +713,13 @@ mod tests {
             json!({"base_urls": ["http://127.0.0.1:1/v1"], "model": "m", "api_key_env": "MEDGATE_TEST_KEY"}),
         )
         .unwrap();
-        let task: TaskSpec = serde_json::from_value(json!({"kind": "binary", "question": "q?", "threshold": 0.5})).unwrap();
+        let task: TaskSpec =
+            serde_json::from_value(json!({"kind": "binary", "question": "q?", "threshold": 0.5}))
+                .unwrap();
         let e = OpenaiBackend::new(&spec, &task, &crate::world::FixedWorld::default()).unwrap_err();
         assert!(e.to_string().contains("MEDGATE_TEST_KEY"), "{e}");
-        let task: TaskSpec = serde_json::from_value(json!({"kind": "binary", "threshold": 0.5})).unwrap();
+        let task: TaskSpec =
+            serde_json::from_value(json!({"kind": "binary", "threshold": 0.5})).unwrap();
         let e = OpenaiBackend::new(&spec, &task, &crate::world::FixedWorld::default()).unwrap_err();
         assert!(e.to_string().contains("task.question"), "{e}");
     }

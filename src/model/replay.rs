@@ -74,40 +74,57 @@ fn column_strings(col: &Column, path: &Path) -> Result<Vec<Option<String>>> {
     let s = c
         .str()
         .map_err(|e| Error::input(format!("{}: column `{}`: {e}", path.display(), col.name())))?;
-    Ok(s.into_iter().map(|v| v.map(str::to_string)).collect())
+    Ok(s.iter().map(|v| v.map(str::to_string)).collect())
 }
 
 /// The score column's cells as numbers; an error text per cell that is not one.
 fn column_scores(col: &Column, path: &Path) -> Result<Vec<std::result::Result<f64, String>>> {
     let parse = |v: Option<&str>| match v.map(str::trim) {
         None | Some("") => Err("empty".to_string()),
-        Some(t) => t.parse::<f64>().map_err(|_| format!("`{t}` is not a number")),
+        Some(t) => t
+            .parse::<f64>()
+            .map_err(|_| format!("`{t}` is not a number")),
     };
     if col.dtype() == &DataType::String {
-        return Ok(column_strings(col, path)?.iter().map(|v| parse(v.as_deref())).collect());
+        return Ok(column_strings(col, path)?
+            .iter()
+            .map(|v| parse(v.as_deref()))
+            .collect());
     }
     let c = col.cast(&DataType::Float64).map_err(|e| {
         Error::input_hint(
-            format!("{}: column `score` ({}) is not numeric: {e}", path.display(), col.dtype()),
+            format!(
+                "{}: column `score` ({}) is not numeric: {e}",
+                path.display(),
+                col.dtype()
+            ),
             "scores must be numbers in [0, 1]",
         )
     })?;
     let f = c
         .f64()
         .map_err(|e| Error::input(format!("{}: column `score`: {e}", path.display())))?;
-    Ok(f.into_iter().map(|v| v.ok_or_else(|| "empty".to_string())).collect())
+    Ok(f.iter()
+        .map(|v| v.ok_or_else(|| "empty".to_string()))
+        .collect())
 }
 
 impl ReplayBackend {
     /// Reads and checks the predictions file against the golden set's case IDs.
-    pub fn load(spec: &ReplaySpec, protocol_dir: &Path, expected_case_ids: &[String]) -> Result<Self> {
+    pub fn load(
+        spec: &ReplaySpec,
+        protocol_dir: &Path,
+        expected_case_ids: &[String],
+    ) -> Result<Self> {
         let path = protocol_dir.join(&spec.predictions);
         let shown = spec.predictions.display().to_string();
         let (sha256, _) = crate::hash::sha256_file(&path)?;
         if let Some(pinned) = &spec.sha256 {
             if !pinned.trim().eq_ignore_ascii_case(&sha256) {
                 return Err(Error::input_hint(
-                    format!("{shown}: SHA-256 {sha256} differs from the pinned model.sha256 {pinned}"),
+                    format!(
+                        "{shown}: SHA-256 {sha256} differs from the pinned model.sha256 {pinned}"
+                    ),
                     "the predictions file changed after the protocol was approved; restore it or revise the protocol",
                 ));
             }
@@ -125,7 +142,10 @@ impl ReplayBackend {
         let column = |name: &str| {
             df.column(name).map_err(|_| {
                 Error::input_hint(
-                    format!("{shown}: no `{name}` column (found: {})", crate::table::column_names(&df).join(", ")),
+                    format!(
+                        "{shown}: no `{name}` column (found: {})",
+                        crate::table::column_names(&df).join(", ")
+                    ),
                     "a predictions file needs columns case_id, score and optionally answer",
                 )
             })
@@ -142,13 +162,21 @@ impl ReplayBackend {
         for (i, (id, score)) in ids.iter().zip(&scores).enumerate() {
             let id = match id.as_deref().map(str::trim) {
                 Some(s) if !s.is_empty() => s.to_string(),
-                _ => return Err(Error::input_hint(format!("{}: empty case_id", where_row(i)), "every row needs a case ID")),
+                _ => {
+                    return Err(Error::input_hint(
+                        format!("{}: empty case_id", where_row(i)),
+                        "every row needs a case ID",
+                    ));
+                }
             };
             let score = match score {
                 Ok(s) if s.is_finite() && (0.0..=1.0).contains(s) => *s,
                 Ok(s) => {
                     return Err(Error::input_hint(
-                        format!("{}: case {id}: score {s} is not a finite number in [0, 1]", where_row(i)),
+                        format!(
+                            "{}: case {id}: score {s} is not a finite number in [0, 1]",
+                            where_row(i)
+                        ),
                         "record probabilities (e.g. a softmax or sigmoid output), not logits or NaN",
                     ));
                 }
@@ -159,11 +187,17 @@ impl ReplayBackend {
                     ));
                 }
             };
-            let cell = answers.as_ref().and_then(|a| a[i].clone()).filter(|s| !s.trim().is_empty());
+            let cell = answers
+                .as_ref()
+                .and_then(|a| a[i].clone())
+                .filter(|s| !s.trim().is_empty());
             let answer = match &cell {
                 Some(text) => parse_answer(text).ok_or_else(|| {
                     Error::input_hint(
-                        format!("{}: case {id}: answer `{text}` is not recognised", where_row(i)),
+                        format!(
+                            "{}: case {id}: answer `{text}` is not recognised",
+                            where_row(i)
+                        ),
                         "use yes/no, positive/negative, 1/0, true/false or equivocal",
                     )
                 })?,
@@ -171,13 +205,19 @@ impl ReplayBackend {
                 None => Answer::Negative,
             };
             let raw = cell.unwrap_or_else(|| score.to_string());
-            if rows.insert(id.clone(), Row { score, answer, raw }).is_some() {
+            if rows
+                .insert(id.clone(), Row { score, answer, raw })
+                .is_some()
+            {
                 duplicates.push(format!("{id} ({})", where_row(i)));
             }
         }
         if !duplicates.is_empty() {
             return Err(Error::input_hint(
-                format!("{shown}: duplicate case IDs: {}", list_ids(&duplicates, duplicates.len())),
+                format!(
+                    "{shown}: duplicate case IDs: {}",
+                    list_ids(&duplicates, duplicates.len())
+                ),
                 "each case must have exactly one recorded prediction",
             ));
         }
@@ -202,7 +242,10 @@ impl ReplayBackend {
                 ));
             }
             return Err(Error::input_hint(
-                format!("{shown}: case IDs do not match the golden set: {}", parts.join("; ")),
+                format!(
+                    "{shown}: case IDs do not match the golden set: {}",
+                    parts.join("; ")
+                ),
                 "replayed predictions must cover exactly the locked golden set's cases",
             ));
         }
@@ -233,7 +276,10 @@ impl Backend for ReplayBackend {
         1024
     }
 
-    fn predict_batch(&self, cases: &[CaseInput]) -> Vec<std::result::Result<Prediction, CaseError>> {
+    fn predict_batch(
+        &self,
+        cases: &[CaseInput],
+    ) -> Vec<std::result::Result<Prediction, CaseError>> {
         cases
             .iter()
             .map(|c| match self.rows.get(&c.case_id) {

@@ -35,6 +35,7 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -92,6 +93,69 @@ impl Scorer for MeanIntensityScorer {
     }
 }
 
+/// Serves a `candle-clip` checkpoint: each image's bytes are written to a private temporary
+/// file and read back with [`crate::model::image_shim::load_image`] (the golden set's loader), so the server decodes
+/// exactly as a validation run does (same loader, same conversions), then scored with
+/// [`crate::model::clip::ClipBackend::score_images`].
+pub struct ClipScorer {
+    backend: crate::model::clip::ClipBackend,
+    tmp: PathBuf,
+    counter: AtomicU64,
+}
+
+impl std::fmt::Debug for ClipScorer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClipScorer")
+            .field("tmp", &self.tmp)
+            .finish()
+    }
+}
+
+impl ClipScorer {
+    /// Wraps a loaded backend; creates a private temporary directory for decoding.
+    pub fn new(backend: crate::model::clip::ClipBackend) -> Result<Self> {
+        let tmp = std::env::temp_dir().join(format!("medgate-serve-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        Ok(ClipScorer {
+            backend,
+            tmp,
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<crate::model::image_shim::LoadedImage> {
+        let ext = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+            "png"
+        } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            "jpg"
+        } else {
+            return Err(Error::input("the image is neither PNG nor JPEG"));
+        };
+        let n = self.counter.fetch_add(1, Ordering::SeqCst);
+        let path = self.tmp.join(format!("{n}.{ext}"));
+        std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+        let img = crate::model::image_shim::load_image(&path);
+        let _ = std::fs::remove_file(&path);
+        img
+    }
+}
+
+impl Drop for ClipScorer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.tmp);
+    }
+}
+
+impl Scorer for ClipScorer {
+    fn score_encoded(&self, images: &[&[u8]]) -> Result<Vec<f64>> {
+        let decoded = images
+            .iter()
+            .map(|b| self.decode(b))
+            .collect::<Result<Vec<_>>>()?;
+        self.backend.score_images(&decoded)
+    }
+}
+
 /// Fault injection settings (all rates in [0, 1], applied in the order listed).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Chaos {
@@ -134,7 +198,10 @@ enum Fault {
 
 impl Chaos {
     fn is_off(&self) -> bool {
-        self.fail_rate <= 0.0 && self.slow_rate <= 0.0 && self.garbage_rate <= 0.0 && self.equivocal_rate <= 0.0
+        self.fail_rate <= 0.0
+            && self.slow_rate <= 0.0
+            && self.garbage_rate <= 0.0
+            && self.equivocal_rate <= 0.0
     }
 
     fn validate(&self) -> Result<()> {
@@ -234,7 +301,10 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("addr", &self.addr).field("config", &self.config).finish()
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -243,10 +313,16 @@ impl Server {
     pub fn bind(config: ServeConfig, scorer: Arc<dyn Scorer>) -> Result<Server> {
         config.chaos.validate()?;
         if config.threads == 0 {
-            return Err(Error::input_hint("--threads 0", "use at least one worker thread"));
+            return Err(Error::input_hint(
+                "--threads 0",
+                "use at least one worker thread",
+            ));
         }
         let http = tiny_http::Server::http((config.host.as_str(), config.port)).map_err(|e| {
-            Error::infra(format!("cannot listen on {}:{}: {e}", config.host, config.port))
+            Error::infra(format!(
+                "cannot listen on {}:{}: {e}",
+                config.host, config.port
+            ))
         })?;
         let addr = http
             .server_addr()
@@ -399,7 +475,13 @@ fn handle(mut req: tiny_http::Request, state: &State) {
 }
 
 fn route(req: &mut tiny_http::Request, state: &State) -> Reply {
-    let path = req.url().split('?').next().unwrap_or("").trim_end_matches('/').to_string();
+    let path = req
+        .url()
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('/')
+        .to_string();
     let method = req.method().clone();
     match (method, path.as_str()) {
         (tiny_http::Method::Get, "/v1/models") => Reply::json(
@@ -416,19 +498,31 @@ fn route(req: &mut tiny_http::Request, state: &State) -> Reply {
                 state.faults.fetch_add(1, Ordering::SeqCst);
             }
             match fault {
-                Fault::Fail => return Reply::error(500, "server_error", "injected failure (chaos)"),
+                Fault::Fail => {
+                    return Reply::error(500, "server_error", "injected failure (chaos)");
+                }
                 Fault::Garbage => {
                     return Reply {
                         status: 200,
                         body: b"<html>\x00garbage{\"choices\": [".to_vec(),
                     };
                 }
-                Fault::Slow => sleep_unless_shutdown(state, Duration::from_millis(state.config.chaos.slow_ms)),
+                Fault::Slow => {
+                    sleep_unless_shutdown(state, Duration::from_millis(state.config.chaos.slow_ms))
+                }
                 Fault::None | Fault::Equivocal => {}
             }
             let mut body = Vec::new();
-            if let Err(e) = req.as_reader().take(MAX_BODY_BYTES + 1).read_to_end(&mut body) {
-                return Reply::error(400, "invalid_request_error", format!("cannot read body: {e}"));
+            if let Err(e) = req
+                .as_reader()
+                .take(MAX_BODY_BYTES + 1)
+                .read_to_end(&mut body)
+            {
+                return Reply::error(
+                    400,
+                    "invalid_request_error",
+                    format!("cannot read body: {e}"),
+                );
             }
             if body.len() as u64 > MAX_BODY_BYTES {
                 return Reply::error(413, "invalid_request_error", "request body over 64 MiB");
@@ -460,7 +554,8 @@ struct ChatRequest {
 
 fn parse_request(body: &[u8]) -> std::result::Result<ChatRequest, (u16, String)> {
     let bad = |m: String| (400u16, m);
-    let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
     let model = v
         .get("model")
         .and_then(Value::as_str)
@@ -486,12 +581,25 @@ fn parse_request(body: &[u8]) -> std::result::Result<ChatRequest, (u16, String)>
     }
     let url = match urls.as_slice() {
         [one] => *one,
-        [] => return Err(bad("no image_url content part: this model needs exactly one image".into())),
-        _ => return Err(bad(format!("{} images sent: this model scores exactly one", urls.len()))),
+        [] => {
+            return Err(bad(
+                "no image_url content part: this model needs exactly one image".into(),
+            ));
+        }
+        _ => {
+            return Err(bad(format!(
+                "{} images sent: this model scores exactly one",
+                urls.len()
+            )));
+        }
     };
     let image = decode_data_url(url).map_err(bad)?;
     let logprobs = v.get("logprobs").and_then(Value::as_bool).unwrap_or(false);
-    let top_logprobs = v.get("top_logprobs").and_then(Value::as_u64).unwrap_or(0).min(20) as usize;
+    let top_logprobs = v
+        .get("top_logprobs")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+        .min(20) as usize;
     Ok(ChatRequest {
         model,
         image,
@@ -502,9 +610,9 @@ fn parse_request(body: &[u8]) -> std::result::Result<ChatRequest, (u16, String)>
 
 /// Decodes `data:<mime>;base64,<payload>` into bytes.
 fn decode_data_url(url: &str) -> std::result::Result<Vec<u8>, String> {
-    let rest = url
-        .strip_prefix("data:")
-        .ok_or_else(|| "only base64 data: URLs are accepted (the server fetches nothing)".to_string())?;
+    let rest = url.strip_prefix("data:").ok_or_else(|| {
+        "only base64 data: URLs are accepted (the server fetches nothing)".to_string()
+    })?;
     let (meta, payload) = rest
         .split_once(',')
         .ok_or_else(|| "data: URL without a comma".to_string())?;
@@ -517,7 +625,11 @@ fn decode_data_url(url: &str) -> std::result::Result<Vec<u8>, String> {
 }
 
 fn clamp_logprob(lp: f64) -> f64 {
-    if lp.is_nan() { MIN_LOGPROB } else { lp.max(MIN_LOGPROB) }
+    if lp.is_nan() {
+        MIN_LOGPROB
+    } else {
+        lp.max(MIN_LOGPROB)
+    }
 }
 
 /// The OpenAI `logprobs` object for a one-token yes/no answer with probability `p` of yes.
@@ -546,7 +658,10 @@ fn chat_completion(body: &[u8], state: &State, n: u64, equivocal: bool) -> Reply
         return Reply::error(
             404,
             "invalid_request_error",
-            format!("The model `{}` does not exist; this server serves `{}`", req.model, state.config.model_id),
+            format!(
+                "The model `{}` does not exist; this server serves `{}`",
+                req.model, state.config.model_id
+            ),
         );
     }
     let id = format!("chatcmpl-medgate-{n}");
@@ -599,7 +714,10 @@ mod tests {
     }
 
     fn data_url(bytes: &[u8]) -> String {
-        format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+        format!(
+            "data:image/png;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        )
     }
 
     fn spawn(chaos: Chaos) -> RunningServer {
@@ -610,12 +728,20 @@ mod tests {
             chaos,
             ..Default::default()
         };
-        Server::bind(cfg, Arc::new(MeanIntensityScorer)).unwrap().spawn()
+        Server::bind(cfg, Arc::new(MeanIntensityScorer))
+            .unwrap()
+            .spawn()
     }
 
     fn post(base: &str, body: &Value) -> (u16, String) {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut r = agent.post(format!("{base}/chat/completions")).send_json(body).unwrap();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut r = agent
+            .post(format!("{base}/chat/completions"))
+            .send_json(body)
+            .unwrap();
         (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
     }
 
@@ -650,8 +776,14 @@ mod tests {
     #[test]
     fn models_endpoint_and_errors() {
         let srv = spawn(Chaos::default());
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut r = agent.get(format!("{}/models", srv.base_url())).call().unwrap();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut r = agent
+            .get(format!("{}/models", srv.base_url()))
+            .call()
+            .unwrap();
         let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
         assert_eq!(v["data"][0]["id"], "m");
         let (status, body) = post(&srv.base_url(), &request("other", &data_url(&png_bytes(1))));
@@ -684,7 +816,14 @@ mod tests {
         assert!((frac(Fault::Slow) - 0.1).abs() < 0.016);
         assert!((frac(Fault::Garbage) - 0.1).abs() < 0.016);
         assert!((frac(Fault::Equivocal) - 0.1).abs() < 0.016);
-        assert!(Chaos { fail_rate: 1.5, ..c }.validate().is_err());
+        assert!(
+            Chaos {
+                fail_rate: 1.5,
+                ..c
+            }
+            .validate()
+            .is_err()
+        );
     }
 
     #[test]
