@@ -94,9 +94,13 @@ fn grey_cases(dir: &Path, n: usize) -> (Vec<CaseInput>, Vec<f64>) {
 }
 
 fn spec(base_urls: &[String], model: &str) -> OpenaiSpec {
+    spec_with_timeout(base_urls, model, 0.5)
+}
+
+fn spec_with_timeout(base_urls: &[String], model: &str, timeout_s: f64) -> OpenaiSpec {
     serde_json::from_value(json!({
         "base_urls": base_urls, "model": model, "seed": 1, "concurrency": 4,
-        "timeout_s": 0.5, "retries": 3
+        "timeout_s": timeout_s, "retries": 3
     }))
     .unwrap()
 }
@@ -142,6 +146,162 @@ fn scores_from_serve_logprobs_match_the_pixels_in_order() {
     let (status, err) = srv.terminate();
     assert!(status.success(), "serve exited with {status:?}: {err}");
     assert!(err.contains("stopped after 20 request(s)"), "{err}");
+}
+
+#[test]
+fn serve_hosts_a_clip_checkpoint_with_the_same_scores_as_in_process() {
+    use medgate::model::clip::ClipBackend;
+    use medgate::model::clip_ckpt;
+    use medgate::protocol::{CandleClipSpec, Prompts};
+    use rand::{Rng, SeedableRng};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("tiny-clip");
+    let texts = ["a photo of a lesion", "a lesion", "a normal photo"];
+    clip_ckpt::write_random_checkpoint(&ckpt, &clip_ckpt::tiny_test_arch(), texts, 7).unwrap();
+    // Seeded RGB noise, not square, so resizing and cropping run on the server too.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let mut cases = Vec::new();
+    for i in 0..20 {
+        let img = image::RgbImage::from_fn(40, 48, |_, _| {
+            image::Rgb([rng.random(), rng.random(), rng.random()])
+        });
+        let path = tmp.path().join(format!("{i}.png"));
+        img.save(&path).unwrap();
+        cases.push(CaseInput {
+            case_id: format!("{i}"),
+            image_sha256: medgate::hash::sha256_hex(&std::fs::read(&path).unwrap()),
+            image_path: path,
+        });
+    }
+    let prompts = Prompts {
+        positive: vec![texts[0].into(), texts[1].into()],
+        negative: vec![texts[2].into()],
+    };
+    let spec = CandleClipSpec {
+        path: ckpt.clone(),
+        sha256: None,
+        device: "cpu".into(),
+        batch_size: 1,
+        precision: "f32".into(),
+    };
+    let local = ClipBackend::load(&spec, &prompts, Path::new(".")).unwrap();
+    let images: Vec<_> = cases
+        .iter()
+        .map(|c| medgate::model::image_shim::load_image(&c.image_path).unwrap())
+        .collect();
+    let want = local.score_images(&images).unwrap();
+    let spread = want.iter().cloned().fold(f64::MIN, f64::max)
+        - want.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(
+        spread > 1e-4,
+        "the random model scores every image alike ({want:?}): the test would prove little"
+    );
+
+    let ckpt_arg = ckpt.to_string_lossy().into_owned();
+    let srv = ServeProcess::start(&[
+        "--model",
+        &ckpt_arg,
+        "--prompts-positive",
+        texts[0],
+        "--prompts-positive",
+        texts[1],
+        "--prompts-negative",
+        texts[2],
+        "--threads",
+        "2",
+    ]);
+    let b = backend(&spec_with_timeout(
+        std::slice::from_ref(&srv.base_url),
+        "tiny-clip",
+        30.0,
+    ));
+    let out = b.predict_batch(&cases);
+    assert_eq!(out.len(), 20);
+    for (i, (r, w)) in out.iter().zip(&want).enumerate() {
+        let p = r.as_ref().unwrap_or_else(|e| panic!("case {i}: {e}"));
+        assert_eq!(p.score_source, ScoreSource::Logprobs);
+        assert!(
+            (p.score - w).abs() < 1e-6,
+            "case {i}: served {} vs in-process {w}",
+            p.score
+        );
+        assert_eq!(p.answer == Answer::Positive, p.score >= 0.5, "case {i}");
+    }
+    let (status, err) = srv.terminate();
+    assert!(status.success(), "{status:?}: {err}");
+
+    // The same model and prompts taken from a protocol file.
+    let protocol = format!(
+        "medgate_protocol: 1
+protocol: VP-TEST-001
+title: Serve test
+version: \"1.0\"
+intended_use: Testing.
+model:
+  backend: candle-clip
+  path: tiny-clip
+  batch_size: 1
+task:
+  kind: binary
+  prompts:
+    positive: [\"{}\", \"{}\"]
+    negative: [\"{}\"]
+  threshold: 0.5
+golden_set:
+  path: set
+  label_column: label
+acceptance: []
+",
+        texts[0], texts[1], texts[2]
+    );
+    let pfile = write(tmp.path(), "protocol.yaml", &protocol);
+    let srv = ServeProcess::start(&["--protocol", &pfile.to_string_lossy()]);
+    let b = backend(&spec_with_timeout(
+        std::slice::from_ref(&srv.base_url),
+        "tiny-clip",
+        30.0,
+    ));
+    let out = b.predict_batch(&cases[..3]);
+    for (r, w) in out.iter().zip(&want) {
+        assert!((r.as_ref().unwrap().score - w).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn serve_refuses_a_protocol_for_another_backend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pfile = write(
+        tmp.path(),
+        "p.yaml",
+        "medgate_protocol: 1
+protocol: P
+title: T
+version: \"1\"
+intended_use: U
+model:
+  backend: replay
+  predictions: p.csv
+task:
+  kind: binary
+  threshold: 0.5
+golden_set:
+  path: set
+  label_column: label
+acceptance: []
+",
+    );
+    let out = Command::new(medgate_bin())
+        .args(["serve", "--port", "0", "--protocol"])
+        .arg(&pfile)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("hosts candle-clip models; this protocol's backend is replay"),
+        "{err}"
+    );
 }
 
 #[test]
