@@ -642,7 +642,7 @@ fn logprobs_json(answer: &str, p: f64, top: usize) -> Value {
     } else {
         vec![entry("no", lp_no), entry("yes", lp_yes)]
     };
-    tops.truncate(top.max(1).min(2));
+    tops.truncate(top.clamp(1, 2));
     let chosen = if answer == "yes" { lp_yes } else { lp_no };
     json!({"content": [{
         "token": answer, "logprob": chosen, "bytes": answer.as_bytes(), "top_logprobs": tops
