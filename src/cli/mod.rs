@@ -7,6 +7,8 @@
 //! - each command returns an [`Outcome`] or an [`Error`]; [`main`] maps both to the exit codes
 //!   in [`crate::exit`], and nowhere else decides a process status.
 
+pub mod serve;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -126,6 +128,8 @@ pub enum Command {
     VerifySet(verify_set::VerifySetArgs),
     /// Summarise a golden set: cases, labels, subgroups, images.
     Inspect(inspect::InspectArgs),
+    /// Serve a model over the OpenAI-compatible chat-completions API.
+    Serve(serve::ServeArgs),
 }
 
 /// Runs a parsed command line and returns the process status.
@@ -143,6 +147,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Lock(a) => lock::run(a, &global),
         Command::VerifySet(a) => verify_set::run(a, &global),
         Command::Inspect(a) => inspect::run(a, &global),
+        Command::Serve(args) => serve::run(args, &global),
     };
     match result {
         Ok(outcome) => outcome.into(),
