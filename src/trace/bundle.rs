@@ -67,7 +67,9 @@ pub fn write_cases(
     for (name, vals) in attributes {
         cols.push(Column::new(format!("attr:{name}").into(), vals.clone()));
     }
-    let pred = |r: &CaseResult| r.prediction.as_ref();
+    fn pred(r: &CaseResult) -> Option<&crate::model::Prediction> {
+        r.prediction.as_ref()
+    }
     cols.push(Column::new("status".into(), results.iter().map(|r| status_str(&r.status)).collect::<Vec<_>>()));
     cols.push(Column::new(
         "answer".into(),
