@@ -7,6 +7,8 @@
 //! - each command returns an [`Outcome`] or an [`Error`]; [`main`] maps both to the exit codes
 //!   in [`crate::exit`], and nowhere else decides a process status.
 
+pub mod serve;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -23,6 +25,14 @@ pub mod verify;
 
 use crate::error::Error;
 use crate::exit::Outcome;
+
+pub mod report;
+pub mod plan;
+pub mod stats;
+pub mod demo_data;
+pub mod inspect;
+pub mod lock;
+pub mod verify_set;
 
 /// Machine- or human-readable output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -77,7 +87,9 @@ impl GlobalArgs {
         match self.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            ColorChoice::Auto => {
+                std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
         }
     }
 }
@@ -105,6 +117,23 @@ pub enum Command {
     Run(run::RunArgs),
     /// List or verify the hash-chained audit ledger of a golden set.
     Ledger(ledger::LedgerArgs),
+    /// Re-render a bundle's report (PDF, HTML, Markdown) from its evidence.json.
+    Report(report::ReportArgs),
+    /// Sensitivity, specificity, AUROC and subgroup gaps with confidence intervals for any
+    /// table of predictions.
+    Stats(stats::StatsArgs),
+    /// Sample size: positive cases needed for a sensitivity goal.
+    Plan(plan::PlanArgs),
+    /// Write the deterministic synthetic demo golden set.
+    DemoData(demo_data::DemoDataArgs),
+    /// Hash every file of a golden set and write its LOCK.
+    Lock(lock::LockArgs),
+    /// Re-hash a golden set and compare it with its LOCK.
+    VerifySet(verify_set::VerifySetArgs),
+    /// Summarise a golden set: cases, labels, subgroups, images.
+    Inspect(inspect::InspectArgs),
+    /// Serve a model over the OpenAI-compatible chat-completions API.
+    Serve(serve::ServeArgs),
     /// Verify an evidence bundle by recomputing it; check its signatures.
     Verify(verify::VerifyArgs),
     /// Generate an Ed25519 key pair for signing bundles.
@@ -123,6 +152,14 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Schema(a) => schema::run(a, &global),
         Command::Run(a) => run::run(a, &global),
         Command::Ledger(a) => ledger::run(a, &global),
+        Command::Report(args) => report::run(args, &global),
+        Command::Stats(args) => stats::run(args, &global),
+        Command::Plan(args) => plan::run(args, &global),
+        Command::DemoData(a) => demo_data::run(a, &global),
+        Command::Lock(a) => lock::run(a, &global),
+        Command::VerifySet(a) => verify_set::run(a, &global),
+        Command::Inspect(a) => inspect::run(a, &global),
+        Command::Serve(args) => serve::run(args, &global),
         Command::Verify(a) => verify::run(a, &global),
         Command::Keygen(a) => keygen::run(a, &global),
         Command::Sign(a) => sign::run(a, &global),

@@ -66,7 +66,7 @@ impl Journal {
             let mut lines = BufReader::new(f).lines();
             let first = lines.next().transpose().map_err(|e| Error::io(path, e))?;
             let existing: Option<JournalHeader> = first.as_deref().and_then(|l| serde_json::from_str(l).ok());
-            match existing {
+            match &existing {
                 Some(h) if h.compatible(header) => {}
                 Some(h) => {
                     return Err(Error::input_hint(

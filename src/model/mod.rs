@@ -7,7 +7,17 @@
 //! negative answer: a case that fails after retries comes back as `Err`, and the harness
 //! records it as "not evaluated".
 
+pub mod openai;
+pub mod replay;
+pub mod serve;
+
 use std::path::PathBuf;
+
+pub mod clip;
+pub mod clip_ckpt;
+pub mod image_shim;
+
+pub use clip::ClipBackend;
 
 use serde::{Deserialize, Serialize};
 

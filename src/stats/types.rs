@@ -77,13 +77,18 @@ pub struct Gap {
     pub metric: String,
     /// metric(between[0]) - metric(between[1]), >= 0.
     pub difference: f64,
-    /// Bootstrap percentile lower bound of the difference.
+    /// Lower confidence bound of the difference: bootstrap percentile when the report's
+    /// `interval` is `bootstrap`, otherwise Newcombe's hybrid score interval (sensitivity,
+    /// specificity) or the DeLong normal interval (AUROC) of two independent levels. See
+    /// [`crate::stats`] ("Subgroups and gaps").
     pub lower: f64,
-    /// Bootstrap percentile upper bound of the difference.
+    /// Upper confidence bound of the difference (same method as `lower`).
     pub upper: f64,
     /// The two levels compared (higher first).
     pub between: [String; 2],
-    /// Two-sided bootstrap p-value for "no difference".
+    /// Two-sided p-value for "no difference": bootstrap when `interval` is `bootstrap`,
+    /// otherwise the pooled two-proportion z-test (sensitivity, specificity) or the DeLong
+    /// z-test (AUROC).
     pub p_value: f64,
     /// p-value after the protocol's multiplicity adjustment.
     pub p_adjusted: f64,

@@ -67,7 +67,9 @@ pub fn write_cases(
     for (name, vals) in attributes {
         cols.push(Column::new(format!("attr:{name}").into(), vals.clone()));
     }
-    let pred = |r: &CaseResult| r.prediction.as_ref();
+    fn pred(r: &CaseResult) -> Option<&crate::model::Prediction> {
+        r.prediction.as_ref()
+    }
     cols.push(Column::new("status".into(), results.iter().map(|r| status_str(&r.status)).collect::<Vec<_>>()));
     cols.push(Column::new(
         "answer".into(),
@@ -98,7 +100,7 @@ pub fn write_cases(
     cols.push(Column::new("error".into(), results.iter().map(|r| r.error.clone()).collect::<Vec<_>>()));
     cols.push(Column::new("attempts".into(), results.iter().map(|r| pred(r).map(|p| p.attempts)).collect::<Vec<_>>()));
     cols.push(Column::new("latency_ms".into(), results.iter().map(|r| r.latency_ms).collect::<Vec<_>>()));
-    let mut df = DataFrame::new(cols).map_err(|e| pe(path, e))?;
+    let mut df = DataFrame::new_infer_height(cols).map_err(|e| pe(path, e))?;
     crate::table::write_table(path, &mut df)
 }
 
@@ -110,7 +112,7 @@ pub fn read_cases(path: &Path) -> Result<Vec<CaseRow>> {
         let c = df.column(name).map_err(|_| bad(&format!("missing column `{name}`")))?;
         let c = c.cast(&DataType::String).map_err(|e| pe(path, e))?;
         let ca = c.str().map_err(|e| pe(path, e))?;
-        Ok(ca.into_iter().map(|v| v.map(String::from)).collect())
+        Ok(ca.iter().map(|v| v.map(String::from)).collect())
     };
     let ids = s("case_id")?;
     let labels: Vec<Option<bool>> = df
@@ -118,7 +120,7 @@ pub fn read_cases(path: &Path) -> Result<Vec<CaseRow>> {
         .map_err(|_| bad("missing column `label`"))?
         .bool()
         .map_err(|e| pe(path, e))?
-        .into_iter()
+        .iter()
         .collect();
     let status = s("status")?;
     let errors = s("error")?;
@@ -129,7 +131,7 @@ pub fn read_cases(path: &Path) -> Result<Vec<CaseRow>> {
         .map_err(|e| pe(path, e))?
         .f64()
         .map_err(|e| pe(path, e))?
-        .into_iter()
+        .iter()
         .collect();
     let mut attrs: Vec<(String, Vec<Option<String>>)> = Vec::new();
     for name in df.get_column_names() {

@@ -71,7 +71,9 @@ pub struct RisksFile {
 fn load_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     serde_saphyr::from_str(&text).map_err(|e| {
-        let pos = e.location().map(|l| (l.line() as usize, l.column() as usize));
+        let pos = e
+            .location()
+            .map(|l| (l.line() as usize, l.column() as usize));
         Error::Invalid(vec![crate::diag::Diagnostic::error(
             path.display().to_string(),
             pos,

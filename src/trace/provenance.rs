@@ -30,7 +30,7 @@ pub fn git_state(path: &Path) -> Option<GitState> {
         .map(|st| {
             st.iter()
                 .filter(|e| e.status() != git2::Status::CURRENT && !e.status().contains(git2::Status::IGNORED))
-                .filter_map(|e| e.path().map(|p| p.to_string()))
+                .filter_map(|e| e.path().ok().map(|p| p.to_string()))
                 .collect()
         })
         .unwrap_or_default();

@@ -1,0 +1,462 @@
+//! `medgate stats`: the statistics engine applied to any table of predictions.
+//!
+//! Reads a CSV or Parquet file (via [`crate::table`]), turns the label, score and subgroup
+//! columns into the engine's inputs (every bad value is reported with its row), runs
+//! [`crate::stats::analyze_factors`] and prints the [`crate::stats::StatsReport`] as a table or
+//! as JSON. All statistics live in [`crate::stats`]; this module only reads and prints.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use super::{GlobalArgs, OutputFormat};
+use crate::error::{Error, Result};
+use crate::exit::Outcome;
+use crate::protocol::{IntervalMethod, Multiplicity};
+use crate::stats::{self, AnalysisConfig, Estimate, Factor, Metrics, StatsError, StatsReport};
+use crate::table::{TableFormat, column_names, read_table};
+
+/// Arguments of `medgate stats`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  medgate stats --input predictions.csv --label truth --score prob
+  medgate stats --input preds.parquet --label y --score logit --threshold 0 --subgroup sex \\
+      --subgroup site --format json
+  medgate stats --input preds.csv --label y --score p --subgroup sex --subgroup age_band \\
+      --intersect sex,age_band --interval bootstrap --bootstrap 2000 --seed 1
+
+Labels are 0/1 or true/false. A case is predicted positive when score >= threshold.
+Undefined metrics (zero denominator) print as n/a (null in JSON).")]
+pub struct StatsArgs {
+    /// Table of predictions (.csv with a header row, or .parquet).
+    #[arg(long, value_name = "FILE")]
+    pub input: PathBuf,
+    /// Column with the ground truth (0/1 or true/false).
+    #[arg(long, value_name = "COL")]
+    pub label: String,
+    /// Column with the model score.
+    #[arg(long, value_name = "COL")]
+    pub score: String,
+    /// Operating point: positive when score >= T (any value, for raw scores too).
+    #[arg(
+        long,
+        value_name = "T",
+        default_value_t = 0.5,
+        allow_hyphen_values = true
+    )]
+    pub threshold: f64,
+    /// Subgroup attribute column (repeat for several).
+    #[arg(long, value_name = "COL")]
+    pub subgroup: Vec<String>,
+    /// Analyse a combination of subgroup attributes jointly, e.g. `sex,age_band` (repeatable).
+    #[arg(long, value_name = "COL,COL")]
+    pub intersect: Vec<String>,
+    /// Two-sided confidence level.
+    #[arg(long, default_value_t = 0.95)]
+    pub confidence: f64,
+    /// Interval method for proportions (bootstrap also bootstraps AUROC and gaps).
+    #[arg(long, default_value = "wilson", value_parser = ["wilson", "clopper-pearson", "jeffreys", "bootstrap"])]
+    pub interval: String,
+    /// Bootstrap resamples.
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    pub bootstrap: u32,
+    /// Bootstrap seed.
+    #[arg(long, value_name = "S", default_value_t = 20_070_315)]
+    pub seed: u64,
+    /// Levels with fewer cases are flagged small and left out of gaps.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub min_subgroup_size: usize,
+    /// Adjustment of gap p-values.
+    #[arg(long, default_value = "holm", value_parser = ["holm", "bonferroni", "none"])]
+    pub multiplicity: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+/// Runs `medgate stats`.
+pub fn run(args: StatsArgs, global: &GlobalArgs) -> Result<Outcome> {
+    let interval = match args.interval.as_str() {
+        "clopper-pearson" => IntervalMethod::ClopperPearson,
+        "jeffreys" => IntervalMethod::Jeffreys,
+        "bootstrap" => IntervalMethod::Bootstrap,
+        _ => IntervalMethod::Wilson,
+    };
+    let multiplicity = match args.multiplicity.as_str() {
+        "bonferroni" => Multiplicity::Bonferroni,
+        "none" => Multiplicity::None,
+        _ => Multiplicity::Holm,
+    };
+    let cfg = AnalysisConfig {
+        threshold: args.threshold,
+        confidence: args.confidence,
+        interval,
+        bootstrap_resamples: args.bootstrap,
+        seed: args.seed,
+        multiplicity,
+        min_subgroup_size: args.min_subgroup_size,
+        intersections: args
+            .intersect
+            .iter()
+            .map(|s| s.split(',').map(|p| p.trim().to_string()).collect())
+            .collect(),
+    };
+    let path = args.input.as_path();
+    let df = read_table(path)?;
+    let columns = PredictionColumns::read(path, &df, &args.label, &args.score, &args.subgroup)?;
+    if columns.labels.is_empty() {
+        return Err(Error::input_hint(
+            format!("{}: the table has no rows", path.display()),
+            "statistics need at least one case",
+        ));
+    }
+    if global.verbose > 0 {
+        eprintln!(
+            "read {} cases from {}",
+            columns.labels.len(),
+            path.display()
+        );
+    }
+    let report = stats::analyze_factors(&columns.labels, &columns.scores, &columns.factors, &cfg)
+        .map_err(|e| stats_error(path, e))?;
+    match args.format {
+        OutputFormat::Json => {
+            let json = serde_json::to_string_pretty(&report)
+                .map_err(|e| Error::Internal(format!("serialising the report: {e}")))?;
+            println!("{json}");
+        }
+        OutputFormat::Text => print!("{}", render_text(path, &report, multiplicity)),
+    }
+    Ok(Outcome::Pass)
+}
+
+/// The engine's inputs read from a table.
+#[derive(Debug)]
+pub struct PredictionColumns {
+    /// Truth per row.
+    pub labels: Vec<bool>,
+    /// Score per row.
+    pub scores: Vec<f64>,
+    /// Subgroup attributes, coded.
+    pub factors: Vec<Factor>,
+}
+
+/// "row 7 (line 8)" for CSV, "row 7" for Parquet: rows are 1-based data rows.
+fn where_row(path: &Path, i: usize) -> String {
+    match TableFormat::from_path(path) {
+        Ok(TableFormat::Csv) => format!("row {} (line {})", i + 1, i + 2),
+        _ => format!("row {}", i + 1),
+    }
+}
+
+fn column<'a>(path: &Path, df: &'a DataFrame, name: &str, role: &str) -> Result<&'a Column> {
+    df.column(name).map_err(|_| {
+        Error::input_hint(
+            format!("{}: no {role} column `{name}`", path.display()),
+            format!("columns are: {}", column_names(df).join(", ")),
+        )
+    })
+}
+
+fn polars_err(path: &Path, e: PolarsError) -> Error {
+    Error::input(format!("{}: {e}", path.display()))
+}
+
+impl PredictionColumns {
+    /// Reads and checks the label, score and subgroup columns of `df` (read from `path`).
+    pub fn read(
+        path: &Path,
+        df: &DataFrame,
+        label: &str,
+        score: &str,
+        subgroups: &[String],
+    ) -> Result<PredictionColumns> {
+        let labels = read_labels(path, column(path, df, label, "label")?)?;
+        let scores = read_scores(path, column(path, df, score, "score")?)?;
+        let mut factors = Vec::new();
+        for name in subgroups {
+            let col = column(path, df, name, "subgroup")?;
+            let s = col
+                .cast(&DataType::String)
+                .map_err(|e| polars_err(path, e))?;
+            let ca = s.str().map_err(|e| polars_err(path, e))?;
+            factors.push(Factor::from_values(
+                name,
+                ca.iter().map(|v| v.unwrap_or("(missing)")),
+            ));
+        }
+        Ok(PredictionColumns {
+            labels,
+            scores,
+            factors,
+        })
+    }
+}
+
+fn bad_label(path: &Path, col: &Column, i: usize, value: &str) -> Error {
+    Error::input_hint(
+        format!(
+            "{}: {}: label `{}` is `{value}`",
+            path.display(),
+            where_row(path, i),
+            col.name()
+        ),
+        "labels must be 0/1 or true/false",
+    )
+}
+
+fn read_labels(path: &Path, col: &Column) -> Result<Vec<bool>> {
+    let err = |e| polars_err(path, e);
+    match col.dtype() {
+        DataType::Boolean => col
+            .bool()
+            .map_err(err)?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v.ok_or_else(|| bad_label(path, col, i, "empty")))
+            .collect(),
+        DataType::String => col
+            .str()
+            .map_err(err)?
+            .iter()
+            .enumerate()
+            .map(
+                |(i, v)| match v.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+                    Some("1") | Some("true") => Ok(true),
+                    Some("0") | Some("false") => Ok(false),
+                    Some(other) => Err(bad_label(path, col, i, other)),
+                    None => Err(bad_label(path, col, i, "empty")),
+                },
+            )
+            .collect(),
+        dt if dt.is_primitive_numeric() => {
+            let f = col.cast(&DataType::Float64).map_err(err)?;
+            f.f64()
+                .map_err(err)?
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Some(1.0) => Ok(true),
+                    Some(0.0) => Ok(false),
+                    Some(x) => Err(bad_label(path, col, i, &x.to_string())),
+                    None => Err(bad_label(path, col, i, "empty")),
+                })
+                .collect()
+        }
+        other => Err(Error::input_hint(
+            format!(
+                "{}: label column `{}` has type {other}",
+                path.display(),
+                col.name()
+            ),
+            "labels must be 0/1 or true/false",
+        )),
+    }
+}
+
+fn bad_score(path: &Path, col: &Column, i: usize, value: &str) -> Error {
+    Error::input_hint(
+        format!(
+            "{}: {}: score `{}` is {value}",
+            path.display(),
+            where_row(path, i),
+            col.name()
+        ),
+        "every case needs a numeric, non-NaN score; remove or re-score the case",
+    )
+}
+
+fn read_scores(path: &Path, col: &Column) -> Result<Vec<f64>> {
+    let err = |e| polars_err(path, e);
+    let values: Vec<Option<f64>> = match col.dtype() {
+        DataType::String => col
+            .str()
+            .map_err(err)?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Some(s) => s
+                    .trim()
+                    .parse::<f64>()
+                    .map(Some)
+                    .map_err(|_| bad_score(path, col, i, &format!("`{s}`, not a number"))),
+                None => Ok(None),
+            })
+            .collect::<Result<_>>()?,
+        dt if dt.is_primitive_numeric() => {
+            let f = col.cast(&DataType::Float64).map_err(err)?;
+            f.f64().map_err(err)?.iter().collect()
+        }
+        other => {
+            return Err(Error::input_hint(
+                format!(
+                    "{}: score column `{}` has type {other}",
+                    path.display(),
+                    col.name()
+                ),
+                "scores must be numbers",
+            ));
+        }
+    };
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Some(x) if x.is_nan() => Err(bad_score(path, col, i, "NaN")),
+            Some(x) => Ok(x),
+            None => Err(bad_score(path, col, i, "empty")),
+        })
+        .collect()
+}
+
+fn stats_error(path: &Path, e: StatsError) -> Error {
+    match e {
+        StatsError::NanScore { index } => Error::input_hint(
+            format!(
+                "{}: {}: score is NaN",
+                path.display(),
+                where_row(path, index)
+            ),
+            "every case needs a non-NaN score",
+        ),
+        StatsError::UnknownAttribute(a) => Error::input_hint(
+            format!("--intersect names `{a}`, which is not a --subgroup column"),
+            "list each intersected column with --subgroup too",
+        ),
+        StatsError::Confidence(c) => Error::input_hint(
+            format!("--confidence {c} is not strictly between 0 and 1"),
+            "give a level such as 0.95",
+        ),
+        StatsError::NoResamples => Error::input_hint(
+            "--interval bootstrap with --bootstrap 0",
+            "use at least 1000 resamples, e.g. --bootstrap 2000",
+        ),
+        StatsError::NanThreshold => {
+            Error::input_hint("--threshold is NaN", "give a number, e.g. --threshold 0.5")
+        }
+        other => Error::input(format!("{}: {other}", path.display())),
+    }
+}
+
+fn est(e: &Option<Estimate>) -> String {
+    match e {
+        Some(e) => format!("{:.3} ({:.3}-{:.3})", e.estimate, e.lower, e.upper),
+        None => "n/a".to_string(),
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or("n/a".to_string(), |v| format!("{v:.3}"))
+}
+
+fn metrics_block(out: &mut String, m: &Metrics) {
+    let _ = writeln!(out, "                 predicted +  predicted -");
+    let _ = writeln!(out, "  label 1 {:>13} {:>12}", m.tp, m.fn_);
+    let _ = writeln!(out, "  label 0 {:>13} {:>12}", m.fp, m.tn);
+    let _ = writeln!(out);
+    for (name, e) in [
+        ("sensitivity", &m.sensitivity),
+        ("specificity", &m.specificity),
+        ("ppv", &m.ppv),
+        ("npv", &m.npv),
+        ("accuracy", &m.accuracy),
+    ] {
+        let _ = writeln!(out, "  {name:<12} {}", est(e));
+    }
+    let method = m
+        .auroc
+        .as_ref()
+        .and_then(|a| a.method.as_deref())
+        .unwrap_or("");
+    let _ = writeln!(out, "  {:<12} {} {method}", "auroc", est(&m.auroc));
+    let _ = writeln!(
+        out,
+        "  f1 {}  kappa {}  prevalence {}",
+        opt(m.f1),
+        opt(m.kappa),
+        opt(m.prevalence)
+    );
+}
+
+/// The text report: the overall 2x2 table and metrics, a row per subgroup level, the gaps.
+pub fn render_text(path: &Path, r: &StatsReport, multiplicity: Multiplicity) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "medgate stats: {}", path.display());
+    let _ = writeln!(
+        out,
+        "{} cases ({} positive, {} negative); positive when score >= {}; {}% {} intervals",
+        r.n,
+        r.positives,
+        r.negatives,
+        r.threshold,
+        r.confidence * 100.0,
+        r.interval
+    );
+    let _ = writeln!(out, "\nOverall");
+    metrics_block(&mut out, &r.overall);
+    if !r.subgroups.is_empty() {
+        let _ = writeln!(out, "\nSubgroups");
+        let wa = r
+            .subgroups
+            .iter()
+            .map(|s| s.attribute.len())
+            .max()
+            .unwrap_or(0)
+            .max(9);
+        let wv = r
+            .subgroups
+            .iter()
+            .map(|s| s.value.len())
+            .max()
+            .unwrap_or(0)
+            .max(5);
+        let _ = writeln!(
+            out,
+            "  {:<wa$}  {:<wv$} {:>8} {:>8}  {:<20} {:<20} auroc",
+            "attribute", "level", "n", "pos", "sensitivity", "specificity"
+        );
+        for s in &r.subgroups {
+            let _ = writeln!(
+                out,
+                "  {:<wa$}  {:<wv$} {:>8} {:>8}  {:<20} {:<20} {}{}",
+                s.attribute,
+                s.value,
+                s.n,
+                s.positives,
+                est(&s.metrics.sensitivity),
+                est(&s.metrics.specificity),
+                est(&s.metrics.auroc),
+                if s.small { "  small" } else { "" }
+            );
+        }
+    }
+    if !r.gaps.is_empty() {
+        let adj = match multiplicity {
+            Multiplicity::Holm => "holm",
+            Multiplicity::Bonferroni => "bonferroni",
+            Multiplicity::None => "none",
+        };
+        let _ = writeln!(
+            out,
+            "\nGaps (largest difference between levels; p adjusted: {adj})"
+        );
+        for g in &r.gaps {
+            let _ = writeln!(
+                out,
+                "  {:<12} {:<12} {:.3} ({:.3} to {:.3})  {} vs {}  p {:.4}  p_adj {:.4}",
+                g.attribute,
+                g.metric,
+                g.difference,
+                g.lower,
+                g.upper,
+                g.between[0],
+                g.between[1],
+                g.p_value,
+                g.p_adjusted
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,726 @@
+//! The `openai` backend: any OpenAI-compatible chat-completions server (vLLM, TGI,
+//! llama.cpp server, Ollama, a hosted API, or `medgate serve`).
+//!
+//! Why it looks like this: a validation run must account for every case, so the client never
+//! turns a transport failure into an answer. Each case is one request; failures that may pass
+//! (HTTP 429, 5xx, timeouts, connection errors, a body that is not a completion) are retried
+//! with exponential backoff, and a case that still fails comes back as a [`CaseError`] that the
+//! harness records as "not evaluated". Other 4xx answers (bad model name, bad key) are not
+//! retried: repeating them cannot help.
+//!
+//! # Request
+//!
+//! `POST {base_url}/chat/completions` with
+//! `{"model", "messages": [{"role": "user", "content": [{"type": "text", "text": QUESTION},
+//! {"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}]}],
+//! "temperature", "max_tokens", "seed" (when set), "logprobs": true, "top_logprobs": 5}`
+//! (the last two only when the protocol asks for logprobs). PNG and JPEG files are sent as
+//! they are; the API key, if the protocol names an environment variable, goes in an
+//! `Authorization: Bearer` header and nowhere else (never in [`BackendInfo`]).
+//!
+//! # Answer and score
+//!
+//! The answer text (`choices[0].message.content`, trimmed) is matched against the protocol's
+//! case-insensitive regexes: positive only -> [`Answer::Positive`], negative only ->
+//! [`Answer::Negative`], both or neither -> [`Answer::Equivocal`], with the text kept verbatim
+//! in [`Prediction::raw`].
+//!
+//! The score, when the server returns logprobs, is
+//! `p(yes) / (p(yes) + p(no))` where, over the **first content token that contains a letter
+//! or digit**, `p(yes)` sums `exp(logprob)` of the candidates (its `top_logprobs` entries and
+//! the sampled token itself, each token text counted once) whose text matches the positive
+//! rule and not the negative one, and `p(no)` likewise for the negative rule
+//! ([`ScoreSource::Logprobs`]). When there are no logprobs, or no candidate matches either
+//! rule, the score is 1.0 or 0.0 from the parsed answer ([`ScoreSource::Parsed`]). An
+//! equivocal answer always scores 0.5 with [`ScoreSource::Parsed`]: the harness analyses
+//! equivocal cases both ways, so the value is only a placeholder that sorts them in the middle.
+//!
+//! # Concurrency and sharding
+//!
+//! Case `i` of a batch goes to base URL `i mod n` (a fixed, reproducible assignment). Each
+//! server gets its own connection pool and up to `concurrency` requests in flight, so with
+//! `n` servers `n * concurrency` requests run at once. Results keep input order.
+//!
+//! # Retries
+//!
+//! Attempt `k` (1-based) that fails with a retryable error waits
+//! `min(base * 2^(k-1), 30 s)` (base 0.5 s; see [`OpenaiBackend::with_backoff_base`]), or the
+//! server's `Retry-After` seconds when longer (capped the same way), then tries again, up to
+//! `1 + retries` attempts in all.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use regex::{Regex, RegexBuilder};
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::model::{Answer, Backend, BackendInfo, CaseError, CaseInput, Prediction, ScoreSource};
+use crate::protocol::{AnswerRule, OpenaiSpec, TaskSpec};
+
+/// How many alternatives per token the client asks for.
+pub const TOP_LOGPROBS: u32 = 5;
+
+/// Longest wait between attempts.
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// The `openai` backend.
+pub struct OpenaiBackend {
+    spec: OpenaiSpec,
+    question: String,
+    rule: AnswerRule,
+    positive: Regex,
+    negative: Regex,
+    api_key: Option<String>,
+    servers: Vec<ServerConn>,
+    backoff_base: Duration,
+}
+
+struct ServerConn {
+    /// `{base}/chat/completions`.
+    endpoint: String,
+    /// The base URL with any `user:password@` removed, for messages and provenance.
+    shown: String,
+    agent: ureq::Agent,
+}
+
+impl std::fmt::Debug for OpenaiBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Hand-written so that the API key can never reach a log through `{:?}`.
+        f.debug_struct("OpenaiBackend")
+            .field(
+                "servers",
+                &self.servers.iter().map(|s| &s.shown).collect::<Vec<_>>(),
+            )
+            .field("model", &self.spec.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Removes `user:password@` from a URL so it can be shown and recorded.
+fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if let Some((_, host)) = authority.rsplit_once('@') {
+            return format!("{scheme}://{host}{path}");
+        }
+    }
+    url.to_string()
+}
+
+fn compile_rule(which: &str, pattern: &str) -> Result<Regex> {
+    RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .build()
+        .map_err(|e| {
+            Error::input_hint(
+                format!("task.answer.{which}: invalid regex `{pattern}`: {e}"),
+                "write a Rust regex, e.g. `^\\W*yes\\b`",
+            )
+        })
+}
+
+impl OpenaiBackend {
+    /// Checks the settings, reads the API key from the environment variable the protocol
+    /// names, and prepares one connection pool per server. Sends nothing.
+    pub fn new(
+        spec: &OpenaiSpec,
+        task: &TaskSpec,
+        world: &dyn crate::world::World,
+    ) -> Result<Self> {
+        let question = task.question.clone().ok_or_else(|| {
+            Error::input_hint(
+                "task.question is required by the openai backend",
+                "add `question: \"Is there ...? Answer yes or no.\"` under `task`",
+            )
+        })?;
+        if spec.base_urls.is_empty() {
+            return Err(Error::input_hint(
+                "model.base_urls is empty",
+                "list at least one server, e.g. `base_urls: [\"http://127.0.0.1:8000/v1\"]`",
+            ));
+        }
+        if spec.concurrency == 0 {
+            return Err(Error::input_hint(
+                "model.concurrency is 0",
+                "use at least 1",
+            ));
+        }
+        if !(spec.timeout_s.is_finite() && spec.timeout_s > 0.0) {
+            return Err(Error::input_hint(
+                format!(
+                    "model.timeout_s {} is not a positive number of seconds",
+                    spec.timeout_s
+                ),
+                "e.g. `timeout_s: 60`",
+            ));
+        }
+        if !(spec.temperature.is_finite() && spec.temperature >= 0.0) {
+            return Err(Error::input_hint(
+                format!("model.temperature {} is invalid", spec.temperature),
+                "use 0 for validation runs",
+            ));
+        }
+        if spec.max_tokens == 0 {
+            return Err(Error::input_hint(
+                "model.max_tokens is 0",
+                "use at least 1 (e.g. 8)",
+            ));
+        }
+        let positive = compile_rule("positive", &task.answer.positive)?;
+        let negative = compile_rule("negative", &task.answer.negative)?;
+        let api_key = match &spec.api_key_env {
+            Some(name) => Some(world.env(name).filter(|k| !k.is_empty()).ok_or_else(|| {
+                Error::input_hint(
+                    format!("environment variable {name} (model.api_key_env) is not set"),
+                    format!("export {name}=... with the server's API key"),
+                )
+            })?),
+            None => None,
+        };
+        let timeout = Duration::from_secs_f64(spec.timeout_s);
+        let mut servers = Vec::with_capacity(spec.base_urls.len());
+        for url in &spec.base_urls {
+            let base = url.trim().trim_end_matches('/');
+            if !(base.starts_with("http://") || base.starts_with("https://")) {
+                return Err(Error::input_hint(
+                    format!(
+                        "model.base_urls: `{}` is not an http(s) URL",
+                        redact_url(base)
+                    ),
+                    "e.g. http://127.0.0.1:8000/v1",
+                ));
+            }
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(timeout))
+                .max_idle_connections(spec.concurrency.max(1) * 2)
+                .max_idle_connections_per_host(spec.concurrency.max(1))
+                .user_agent(concat!("medgate/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .into();
+            servers.push(ServerConn {
+                endpoint: format!("{base}/chat/completions"),
+                shown: redact_url(base),
+                agent,
+            });
+        }
+        Ok(OpenaiBackend {
+            spec: spec.clone(),
+            question,
+            rule: task.answer.clone(),
+            positive,
+            negative,
+            api_key,
+            servers,
+            backoff_base: Duration::from_millis(500),
+        })
+    }
+
+    /// Sets the first backoff delay (default 0.5 s); tests use a few milliseconds.
+    pub fn with_backoff_base(mut self, base: Duration) -> Self {
+        self.backoff_base = base;
+        self
+    }
+
+    /// The wait before attempt `attempt + 1` after attempt `attempt` (1-based) failed.
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self
+            .backoff_base
+            .saturating_mul(1u32 << (attempt - 1).min(16));
+        exp.max(retry_after.unwrap_or_default()).min(BACKOFF_CAP)
+    }
+
+    /// The request body for one image (PNG or JPEG bytes).
+    fn request_body(&self, mime: &str, image: &[u8]) -> Vec<u8> {
+        let url = format!(
+            "data:{mime};base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(image)
+        );
+        let mut body = json!({
+            "model": self.spec.model,
+            "messages": [{"role": "user", "content": [
+                {"type": "text", "text": self.question},
+                {"type": "image_url", "image_url": {"url": url}}
+            ]}],
+            "temperature": self.spec.temperature,
+            "max_tokens": self.spec.max_tokens,
+        });
+        if let Some(seed) = self.spec.seed {
+            body["seed"] = json!(seed);
+        }
+        if self.spec.logprobs {
+            body["logprobs"] = json!(true);
+            body["top_logprobs"] = json!(TOP_LOGPROBS);
+        }
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    /// One HTTP exchange.
+    fn attempt(
+        &self,
+        server: &ServerConn,
+        body: &[u8],
+    ) -> std::result::Result<Completion, AttemptError> {
+        let mut req = server
+            .agent
+            .post(&server.endpoint)
+            .header("Content-Type", "application/json");
+        if let Some(key) = &self.api_key {
+            req = req.header("Authorization", &format!("Bearer {key}"));
+        }
+        let mut resp = match req.send(body) {
+            Ok(r) => r,
+            Err(ureq::Error::Timeout(_)) => {
+                return Err(AttemptError::retry(format!(
+                    "timed out after {} s",
+                    self.spec.timeout_s
+                )));
+            }
+            Err(e @ (ureq::Error::BadUri(_) | ureq::Error::RequireHttpsOnly(_))) => {
+                return Err(AttemptError::fatal(e.to_string()));
+            }
+            Err(e) => return Err(AttemptError::retry(format!("connection error: {e}"))),
+        };
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|h| h.to_str().ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
+        let text = match resp.body_mut().read_to_string() {
+            Ok(t) => t,
+            Err(ureq::Error::Timeout(_)) => {
+                return Err(AttemptError::retry(format!(
+                    "timed out after {} s",
+                    self.spec.timeout_s
+                )));
+            }
+            Err(e) => {
+                return Err(AttemptError::retry(format!(
+                    "HTTP {status}: unreadable body: {e}"
+                )));
+            }
+        };
+        if !(200..300).contains(&status) {
+            let msg = format!("HTTP {status}: {}", error_message(&text));
+            return if status == 429 || status >= 500 {
+                Err(AttemptError {
+                    message: msg,
+                    retryable: true,
+                    retry_after,
+                })
+            } else {
+                Err(AttemptError::fatal(msg))
+            };
+        }
+        parse_completion(&text).map_err(AttemptError::retry)
+    }
+
+    /// Runs one case to a prediction or an error, with retries.
+    fn predict_one(
+        &self,
+        server: &ServerConn,
+        case: &CaseInput,
+    ) -> std::result::Result<Prediction, CaseError> {
+        let (mime, bytes) = read_image(case).map_err(|reason| CaseError {
+            reason,
+            attempts: 0,
+        })?;
+        let body = self.request_body(mime, &bytes);
+        let max_attempts = self.spec.retries.saturating_add(1);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.attempt(server, &body) {
+                Ok(c) => return Ok(self.interpret(c, attempt)),
+                Err(e) if e.retryable && attempt < max_attempts => {
+                    std::thread::sleep(self.backoff(attempt, e.retry_after));
+                }
+                Err(e) => {
+                    let plural = if attempt == 1 { "" } else { "s" };
+                    return Err(CaseError {
+                        reason: format!(
+                            "{}: {} (after {attempt} attempt{plural})",
+                            server.shown, e.message
+                        ),
+                        attempts: attempt,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Turns a completion into a prediction (see the module docs for the rules).
+    fn interpret(&self, c: Completion, attempts: u32) -> Prediction {
+        let answer = parse_answer(&c.content, &self.positive, &self.negative);
+        let (score, score_source) = match answer {
+            Answer::Equivocal => (0.5, ScoreSource::Parsed),
+            _ => match c
+                .tokens
+                .as_deref()
+                .and_then(|t| score_from_logprobs(t, &self.positive, &self.negative))
+            {
+                Some(p) => (p, ScoreSource::Logprobs),
+                None => (
+                    if answer == Answer::Positive { 1.0 } else { 0.0 },
+                    ScoreSource::Parsed,
+                ),
+            },
+        };
+        Prediction {
+            raw: c.content,
+            score,
+            answer,
+            score_source,
+            attempts,
+        }
+    }
+}
+
+/// Why one attempt failed.
+#[derive(Debug)]
+struct AttemptError {
+    message: String,
+    retryable: bool,
+    retry_after: Option<Duration>,
+}
+
+impl AttemptError {
+    fn retry(message: String) -> Self {
+        AttemptError {
+            message,
+            retryable: true,
+            retry_after: None,
+        }
+    }
+    fn fatal(message: String) -> Self {
+        AttemptError {
+            message,
+            retryable: false,
+            retry_after: None,
+        }
+    }
+}
+
+/// The parts of a completion the backend uses.
+#[derive(Debug, Clone, PartialEq)]
+struct Completion {
+    content: String,
+    /// `choices[0].logprobs.content`, when present.
+    tokens: Option<Vec<Value>>,
+}
+
+/// The message of an OpenAI-style error body, or the start of the body.
+fn error_message(text: &str) -> String {
+    let from_json = serde_json::from_str::<Value>(text).ok().and_then(|v| {
+        v.get("error").and_then(|e| {
+            e.get("message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or_else(|| e.as_str().map(str::to_string))
+        })
+    });
+    let s = from_json.unwrap_or_else(|| text.trim().to_string());
+    truncate(&s, 200)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        format!("{}...", s.chars().take(max).collect::<String>())
+    }
+}
+
+fn parse_completion(text: &str) -> std::result::Result<Completion, String> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| format!("response is not JSON ({e}): {:?}", truncate(text, 80)))?;
+    let choice = v
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .ok_or_else(|| format!("response has no choices: {}", truncate(text, 120)))?;
+    let message = choice
+        .get("message")
+        .ok_or_else(|| format!("response choice has no message: {}", truncate(text, 120)))?;
+    let content = match message.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
+    let tokens = choice
+        .get("logprobs")
+        .and_then(|l| l.get("content"))
+        .and_then(Value::as_array)
+        .cloned();
+    Ok(Completion { content, tokens })
+}
+
+/// Reads a case's image and checks it is the locked file; returns its MIME type and bytes.
+fn read_image(case: &CaseInput) -> std::result::Result<(&'static str, Vec<u8>), String> {
+    let bytes = std::fs::read(&case.image_path)
+        .map_err(|e| format!("{}: cannot read image: {e}", case.image_path.display()))?;
+    if !case.image_sha256.is_empty() {
+        let got = crate::hash::sha256_hex(&bytes);
+        if !got.eq_ignore_ascii_case(&case.image_sha256) {
+            return Err(format!(
+                "{}: SHA-256 {got} differs from the golden-set lock ({}); the file changed after locking",
+                case.image_path.display(),
+                case.image_sha256
+            ));
+        }
+    }
+    let mime = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        "image/png"
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        "image/jpeg"
+    } else {
+        return Err(format!(
+            "{}: the openai backend sends PNG or JPEG files; convert this image first",
+            case.image_path.display()
+        ));
+    };
+    Ok((mime, bytes))
+}
+
+/// Maps an answer text to positive / negative / equivocal with the protocol's rule.
+pub fn parse_answer(text: &str, positive: &Regex, negative: &Regex) -> Answer {
+    let t = text.trim();
+    match (positive.is_match(t), negative.is_match(t)) {
+        (true, false) => Answer::Positive,
+        (false, true) => Answer::Negative,
+        _ => Answer::Equivocal,
+    }
+}
+
+/// `p(yes) / (p(yes) + p(no))` over the first content token with a letter or digit (see the
+/// module docs); `None` when no candidate matches either rule.
+pub fn score_from_logprobs(tokens: &[Value], positive: &Regex, negative: &Regex) -> Option<f64> {
+    let tok = tokens.iter().find(|t| {
+        t.get("token")
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.chars().any(char::is_alphanumeric))
+    })?;
+    let mut seen: Vec<&str> = Vec::new();
+    let mut candidates: Vec<(&str, f64)> = Vec::new();
+    let tops = tok.get("top_logprobs").and_then(Value::as_array);
+    for c in tops.into_iter().flatten().chain(std::iter::once(tok)) {
+        let (Some(t), Some(lp)) = (
+            c.get("token").and_then(Value::as_str),
+            c.get("logprob").and_then(Value::as_f64),
+        ) else {
+            continue;
+        };
+        if !seen.contains(&t) {
+            seen.push(t);
+            candidates.push((t, lp));
+        }
+    }
+    let (mut p_yes, mut p_no) = (0.0f64, 0.0f64);
+    for (t, lp) in candidates {
+        let p = lp.exp();
+        if !p.is_finite() {
+            continue;
+        }
+        match (positive.is_match(t), negative.is_match(t)) {
+            (true, false) => p_yes += p,
+            (false, true) => p_no += p,
+            _ => {}
+        }
+    }
+    let total = p_yes + p_no;
+    (total > 0.0 && total.is_finite()).then(|| (p_yes / total).clamp(0.0, 1.0))
+}
+
+impl Backend for OpenaiBackend {
+    fn info(&self) -> BackendInfo {
+        let settings = json!({
+            "answer_rule": {"negative": self.rule.negative, "positive": self.rule.positive},
+            "api_key_env": self.spec.api_key_env,
+            "backoff_base_s": self.backoff_base.as_secs_f64(),
+            "backoff_cap_s": BACKOFF_CAP.as_secs_f64(),
+            "base_urls": self.servers.iter().map(|s| s.shown.clone()).collect::<Vec<_>>(),
+            "concurrency_per_server": self.spec.concurrency,
+            "logprobs": self.spec.logprobs,
+            "max_tokens": self.spec.max_tokens,
+            "model": self.spec.model,
+            "question": self.question,
+            "retries": self.spec.retries,
+            "score_rule": if self.spec.logprobs {
+                "p(yes)/(p(yes)+p(no)) over the first alphanumeric answer token's top_logprobs; else 1/0 from the parsed answer; equivocal 0.5"
+            } else {
+                "1/0 from the parsed answer; equivocal 0.5"
+            },
+            "seed": self.spec.seed,
+            "sharding": "case i of a batch -> base_urls[i mod n]",
+            "temperature": self.spec.temperature,
+            "timeout_s": self.spec.timeout_s,
+            "top_logprobs": if self.spec.logprobs { Some(TOP_LOGPROBS) } else { None },
+        });
+        BackendInfo {
+            backend: "openai".into(),
+            model_sha256: self.spec.sha256.clone(),
+            model_name: self.spec.model.clone(),
+            settings: crate::hash::canonicalize(&settings),
+        }
+    }
+
+    fn batch_size(&self) -> usize {
+        // Enough cases that every worker of every server stays busy for several rounds, so the
+        // wait for the slowest case at the end of a batch costs little throughput.
+        self.spec.concurrency.max(1) * self.servers.len() * 8
+    }
+
+    fn predict_batch(
+        &self,
+        cases: &[CaseInput],
+    ) -> Vec<std::result::Result<Prediction, CaseError>> {
+        let n_servers = self.servers.len();
+        let mut results: Vec<Option<std::result::Result<Prediction, CaseError>>> =
+            vec![None; cases.len()];
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            for (si, server) in self.servers.iter().enumerate() {
+                let mine: Vec<usize> = (si..cases.len()).step_by(n_servers).collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                let next = std::sync::Arc::new(AtomicUsize::new(0));
+                let mine = std::sync::Arc::new(mine);
+                for _ in 0..self.spec.concurrency.min(mine.len()) {
+                    let (tx, next, mine) = (tx.clone(), next.clone(), mine.clone());
+                    s.spawn(move || {
+                        loop {
+                            let k = next.fetch_add(1, Ordering::SeqCst);
+                            let Some(&i) = mine.get(k) else { break };
+                            let r = self.predict_one(server, &cases[i]);
+                            if tx.send((i, r)).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+            drop(tx);
+            for (i, r) in rx {
+                results[i] = Some(r);
+            }
+        });
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(CaseError {
+                        reason: "internal error: no result was produced for this case".into(),
+                        attempts: 0,
+                    })
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> (Regex, Regex) {
+        let r = AnswerRule::default();
+        (
+            compile_rule("positive", &r.positive).unwrap(),
+            compile_rule("negative", &r.negative).unwrap(),
+        )
+    }
+
+    #[test]
+    fn parses_answers_with_default_rule() {
+        let (p, n) = rules();
+        assert_eq!(parse_answer("Yes.", &p, &n), Answer::Positive);
+        assert_eq!(
+            parse_answer("  **No**, there is none", &p, &n),
+            Answer::Negative
+        );
+        assert_eq!(parse_answer("Not sure", &p, &n), Answer::Equivocal);
+        assert_eq!(parse_answer("yesterday", &p, &n), Answer::Equivocal);
+        assert_eq!(parse_answer("", &p, &n), Answer::Equivocal);
+    }
+
+    #[test]
+    fn logprob_score_sums_matching_variants() {
+        let (p, n) = rules();
+        // p(Yes)=0.6, p(yes)=0.1, p(No)=0.2, p(maybe)=0.1: score = 0.7 / 0.9.
+        let tokens = vec![
+            json!({"token": " ", "logprob": 0.0, "top_logprobs": []}),
+            json!({"token": "Yes", "logprob": 0.6f64.ln(), "top_logprobs": [
+                {"token": "Yes", "logprob": 0.6f64.ln()},
+                {"token": "No", "logprob": 0.2f64.ln()},
+                {"token": "yes", "logprob": 0.1f64.ln()},
+                {"token": "maybe", "logprob": 0.1f64.ln()},
+            ]}),
+        ];
+        let s = score_from_logprobs(&tokens, &p, &n).unwrap();
+        assert!((s - 0.7 / 0.9).abs() < 1e-12, "{s}");
+        // No matching candidate: no score.
+        let tokens = vec![
+            json!({"token": "The", "logprob": -0.1, "top_logprobs": [{"token": "The", "logprob": -0.1}]}),
+        ];
+        assert_eq!(score_from_logprobs(&tokens, &p, &n), None);
+        // Only the sampled token, no alternatives: p(yes) only -> 1.
+        let tokens = vec![json!({"token": "yes", "logprob": -0.2})];
+        assert_eq!(score_from_logprobs(&tokens, &p, &n), Some(1.0));
+    }
+
+    #[test]
+    fn redacts_credentials_in_urls() {
+        assert_eq!(
+            redact_url("https://u:secret@h.example/v1"),
+            "https://h.example/v1"
+        );
+        assert_eq!(
+            redact_url("http://127.0.0.1:8000/v1"),
+            "http://127.0.0.1:8000/v1"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let spec: OpenaiSpec =
+            serde_json::from_value(json!({"base_urls": ["http://127.0.0.1:1/v1"], "model": "m"}))
+                .unwrap();
+        let task: TaskSpec =
+            serde_json::from_value(json!({"kind": "binary", "question": "q?", "threshold": 0.5}))
+                .unwrap();
+        let b = OpenaiBackend::new(&spec, &task, &crate::world::FixedWorld::default()).unwrap();
+        assert_eq!(b.backoff(1, None), Duration::from_millis(500));
+        assert_eq!(b.backoff(3, None), Duration::from_secs(2));
+        assert_eq!(b.backoff(10, None), BACKOFF_CAP);
+        assert_eq!(
+            b.backoff(1, Some(Duration::from_secs(4))),
+            Duration::from_secs(4)
+        );
+    }
+
+    #[test]
+    fn missing_key_and_question_are_input_errors() {
+        let spec: OpenaiSpec = serde_json::from_value(
+            json!({"base_urls": ["http://127.0.0.1:1/v1"], "model": "m", "api_key_env": "MEDGATE_TEST_KEY"}),
+        )
+        .unwrap();
+        let task: TaskSpec =
+            serde_json::from_value(json!({"kind": "binary", "question": "q?", "threshold": 0.5}))
+                .unwrap();
+        let e = OpenaiBackend::new(&spec, &task, &crate::world::FixedWorld::default()).unwrap_err();
+        assert!(e.to_string().contains("MEDGATE_TEST_KEY"), "{e}");
+        let task: TaskSpec =
+            serde_json::from_value(json!({"kind": "binary", "threshold": 0.5})).unwrap();
+        let e = OpenaiBackend::new(&spec, &task, &crate::world::FixedWorld::default()).unwrap_err();
+        assert!(e.to_string().contains("task.question"), "{e}");
+    }
+}
