@@ -49,7 +49,9 @@ struct Fixture {
 fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().canonicalize().unwrap();
-    let project = medgate::selftest::e2e::write_demo_project(&root).unwrap();
+    let project =
+        medgate::selftest::e2e::write_demo_project(&root, &medgate::world::FixedWorld::default())
+            .unwrap();
     let bundle = root.join("bundle");
     let o = medgate(
         &[

@@ -53,12 +53,15 @@ pub const SENS_GOAL: f64 = 0.5;
 /// model reaches, so this criterion must fail.
 pub const SPEC_GOAL: f64 = 0.95;
 
-/// Writes a demo golden set (locked), predictions for it and a protocol into `dir`.
-pub fn write_demo_project(dir: &Path) -> Result<DemoProject> {
+/// Writes a demo golden set (locked at `world`'s time), predictions for it and a protocol
+/// into `dir`.
+pub fn write_demo_project(dir: &Path, world: &dyn World) -> Result<DemoProject> {
     let set = dir.join("golden-set");
     std::fs::create_dir_all(&set).map_err(|e| Error::io(&set, e))?;
     crate::golden::demo::write_demo_set(&set, CASES, SEED, 0)?;
-    crate::golden::lock::lock(&set, &set.join("LOCK"), "medgate selftest")?;
+    let mut lock = crate::golden::LockOptions::new(&set);
+    lock.note = "medgate selftest".into();
+    crate::golden::lock_set(&set, &lock, world)?;
 
     let manifest = crate::table::read_table_as_strings(&set.join("manifest.csv"))?;
     let col = |name: &str| -> Result<Vec<String>> {
@@ -268,7 +271,7 @@ pub fn cases(dir: &Path, world: &dyn World) -> Result<Vec<SelftestCase>> {
         ));
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let project = write_demo_project(dir)?;
+    let project = write_demo_project(dir, world)?;
     let bundle = dir.join("bundle");
     let opts = crate::pipeline::RunOptions {
         out: Some(bundle.clone()),
