@@ -71,11 +71,11 @@ fn malformed_corpus_fails_with_exit_2_at_the_right_line() {
         let line = exp["line"].as_u64().unwrap();
         let msg = exp["message"].as_str().unwrap();
         let hit = diags.iter().find(|d| {
+            let text = format!("{} {}", d["message"].as_str().unwrap(), d["hint"].as_str().unwrap_or(""));
             d["severity"] == "error"
                 && d["line"].as_u64() == Some(line)
                 && d["column"].as_u64().is_some_and(|c| c >= 1)
-                && d["message"].as_str().unwrap().to_string().contains(msg)
-                    | d["hint"].as_str().unwrap_or("").contains(msg)
+                && text.contains(msg)
         });
         assert!(hit.is_some(), "{name}: no error at line {line} containing {msg:?}:\n{diags:#?}");
         // The text form names file:line:column.
@@ -163,6 +163,7 @@ fn help_has_examples_for_every_subcommand() {
         .skip_while(|l| !l.starts_with("Commands:"))
         .skip(1)
         .take_while(|l| l.starts_with("  "))
+        .filter(|l| !l.starts_with("   "))
         .filter_map(|l| l.split_whitespace().next().map(String::from))
         .filter(|s| s != "help")
         .collect();
