@@ -10,6 +10,7 @@
 //! | [`protocol`] | [`protocol::load`] | [`protocol::Protocol`]: the pre-specified analysis plan |
 //! | [`stats`] | pure computation, no I/O | [`stats::StatsReport`] |
 //! | [`report`] | [`report::render_bundle`] | `report.pdf`, `report.typ`, `report.html`, `report.md`, `plots/*.svg` |
+//! | [`verify`] | [`verify::verify_bundle`] | [`verify::VerifyReport`]: every recomputed difference, check and signature |
 #![warn(missing_docs)]
 
 pub mod cli;
@@ -23,9 +24,11 @@ pub mod model;
 pub mod pipeline;
 pub mod protocol;
 pub mod report;
+pub mod selftest;
 pub mod stats;
 pub mod table;
 pub mod trace;
+pub mod verify;
 pub mod world;
 
 pub use error::{Error, Result};

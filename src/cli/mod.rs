@@ -14,10 +14,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod check;
+pub mod keygen;
 pub mod ledger;
 pub mod run;
 pub mod schema;
+pub mod selftest;
+pub mod sign;
 pub mod summary;
+pub mod verify;
 
 use crate::error::Error;
 use crate::exit::Outcome;
@@ -130,6 +134,14 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Serve a model over the OpenAI-compatible chat-completions API.
     Serve(serve::ServeArgs),
+    /// Verify an evidence bundle by recomputing it; check its signatures.
+    Verify(verify::VerifyArgs),
+    /// Generate an Ed25519 key pair for signing bundles.
+    Keygen(keygen::KeygenArgs),
+    /// Sign an evidence bundle (printed name, date/time, meaning).
+    Sign(sign::SignArgs),
+    /// Validate this installation: reference values and an end-to-end protocol.
+    Selftest(selftest::SelftestArgs),
 }
 
 /// Runs a parsed command line and returns the process status.
@@ -148,6 +160,10 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::VerifySet(a) => verify_set::run(a, &global),
         Command::Inspect(a) => inspect::run(a, &global),
         Command::Serve(args) => serve::run(args, &global),
+        Command::Verify(a) => verify::run(a, &global),
+        Command::Keygen(a) => keygen::run(a, &global),
+        Command::Sign(a) => sign::run(a, &global),
+        Command::Selftest(a) => selftest::run(a, &global),
     };
     match result {
         Ok(outcome) => outcome.into(),

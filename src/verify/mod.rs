@@ -1,0 +1,1065 @@
+//! Verification of an evidence bundle by recomputation: the auditor's stage.
+//!
+//! An auditor trusts only what they can recompute. [`verify_bundle`] takes a bundle written by
+//! `medgate run` (possibly on another machine, offline) and checks, without trusting any
+//! number in it:
+//!
+//! 1. **Integrity**: every file against `SHA256SUMS` (changed, missing, unlisted files).
+//! 2. **Recomputation**: accountability, statistics, equivocal analyses, curves, criteria,
+//!    verdict and `results_sha256` are recomputed from `cases.parquet` and the bundle's
+//!    `protocol.yaml` by [`crate::trace::analysis::analyze`], the very function `run` used,
+//!    and compared exactly with `evidence.json`, value by value ([`jsondiff`]); so is the
+//!    traceability matrix, rebuilt from the requirement and risk texts recorded in it.
+//! 3. **Provenance consistency**: `protocol.yaml` hashes to the recorded protocol hash and
+//!    parses to the recorded protocol; the case count, the run ID and the pinned model hash
+//!    agree; the journal's run key and every journaled answer agree with `cases.parquet`;
+//!    with `--golden-set`, the set is intact, its root hash is the recorded one, and its
+//!    labels, case IDs and image hashes are those of `cases.parquet` (a relabelled case is
+//!    caught); and the set's audit ledger, when at hand, records this run with the same
+//!    verdict, model and set, in an intact hash chain.
+//! 4. **Signatures** ([`sign`]): every `signatures/*.json` is a valid Ed25519 signature over
+//!    the current `SHA256SUMS`.
+//! 5. **Re-run** ([`rerun`], optional): inference again with the recorded backend and
+//!    settings, per-case scores compared within a tolerance, and whether any verdict would
+//!    change.
+//!
+//! # Outcome
+//! [`VerifyReport::identical`] is true when nothing differs: exit 0. Any difference, invalid
+//! signature or moved case: exit 1. A bundle that cannot be read at all (no `evidence.json`,
+//! no `SHA256SUMS`, unparseable files that `SHA256SUMS` does not flag as changed): an
+//! [`Error::Input`], exit 2. A file that does not parse *and* no longer matches its recorded
+//! hash was tampered with: that is a difference (exit 1), named by file.
+//!
+//! `verify` imports only earlier stages; it never calls the `run` composition, so a bug there
+//! cannot hide itself here beyond the shared analysis function.
+
+pub mod exactjson;
+pub mod jsondiff;
+pub mod rerun;
+pub mod sign;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::harness::{CaseStatus, JournalEntry, JournalHeader};
+use crate::protocol::Protocol;
+use crate::trace::analysis::{self, CaseRow};
+use crate::trace::bundle::{self, CASES_FILE, EVIDENCE_FILE, PROTOCOL_FILE, SUMS_FILE, SumProblem};
+use crate::trace::inputs::{Requirement, RequirementsFile, RiskControl, RisksFile};
+use crate::trace::{Evidence, Traceability};
+use crate::world::World;
+
+pub use jsondiff::Discrepancy;
+pub use rerun::RerunReport;
+pub use sign::SignatureCheck;
+
+/// Options of [`verify_bundle`].
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// The golden set to check the recorded identity and labels against.
+    pub golden_set: Option<PathBuf>,
+    /// Re-run inference and compare per-case scores.
+    pub rerun: bool,
+    /// Directory relative paths in the recorded protocol resolve against (default: the
+    /// directory of the recorded protocol path).
+    pub protocol_dir: Option<PathBuf>,
+    /// Largest tolerated absolute difference of a re-run score.
+    pub tolerance: f64,
+    /// When not empty, only signatures by these keys are valid.
+    pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            golden_set: None,
+            rerun: false,
+            protocol_dir: None,
+            tolerance: 1e-6,
+            trusted_keys: Vec::new(),
+        }
+    }
+}
+
+/// One named consistency check.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    /// Short name, e.g. `protocol.sha256`.
+    pub name: String,
+    /// Whether it holds.
+    pub ok: bool,
+    /// What was compared, and the values when it does not hold.
+    pub detail: String,
+}
+
+/// A problem with one case (journal or golden set disagreeing with `cases.parquet`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CaseProblem {
+    /// Case ID (row number when the ID is unknown).
+    pub case_id: String,
+    /// What differs.
+    pub problem: String,
+}
+
+/// Everything `medgate verify` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// The bundle directory.
+    pub bundle: String,
+    /// Run ID recorded in the bundle.
+    pub run_id: String,
+    /// Protocol ID recorded in the bundle.
+    pub protocol: String,
+    /// Overall verdict recorded in the bundle (`PASS`, `FAIL`, `NOT EVALUABLE`).
+    pub verdict: String,
+    /// Files listed in `SHA256SUMS` that were checked.
+    pub files_checked: usize,
+    /// Files that are changed, missing or unlisted.
+    pub files: Vec<SumProblem>,
+    /// Values recomputed and compared.
+    pub values_compared: usize,
+    /// Recorded values that differ from the recomputation, by JSON path.
+    pub discrepancies: Vec<Discrepancy>,
+    /// Provenance and cross-file consistency checks.
+    pub checks: Vec<Check>,
+    /// Cases whose journal entry or golden-set record disagrees with `cases.parquet`.
+    pub cases: Vec<CaseProblem>,
+    /// Every signature, valid or not.
+    pub signatures: Vec<SignatureCheck>,
+    /// The re-run, when asked for.
+    pub rerun: Option<RerunReport>,
+}
+
+impl VerifyReport {
+    /// True when nothing differs (exit 0).
+    pub fn identical(&self) -> bool {
+        self.files.is_empty()
+            && self.discrepancies.is_empty()
+            && self.checks.iter().all(|c| c.ok)
+            && self.cases.is_empty()
+            && self.signatures.iter().all(|s| s.valid)
+            && self.rerun.as_ref().is_none_or(|r| r.consistent())
+    }
+
+    /// A one-line count of every kind of problem found.
+    pub fn problem_count(&self) -> usize {
+        self.files.len()
+            + self.discrepancies.len()
+            + self.checks.iter().filter(|c| !c.ok).count()
+            + self.cases.len()
+            + self.signatures.iter().filter(|s| !s.valid).count()
+            + self.rerun.as_ref().map(|r| r.problem_count()).unwrap_or(0)
+    }
+}
+
+fn check(name: &str, ok: bool, detail: impl Into<String>) -> Check {
+    Check {
+        name: name.to_string(),
+        ok,
+        detail: detail.into(),
+    }
+}
+
+/// How a bundle file that fails to load is classed: a tampered file is a difference, an
+/// unreadable file that still matches its recorded hash (or was never sealed) is an input error.
+enum Loaded<T> {
+    Ok(T),
+    Tampered(String),
+}
+
+fn load_or_classify<T>(rel: &str, changed: &[SumProblem], r: Result<T>) -> Result<Loaded<T>> {
+    match r {
+        Ok(v) => Ok(Loaded::Ok(v)),
+        Err(e) if changed.iter().any(|p| p.path == rel) => Ok(Loaded::Tampered(format!(
+            "{rel} cannot be read ({e}) and no longer matches SHA256SUMS"
+        ))),
+        Err(e) => Err(Error::input_hint(
+            format!("{rel}: unreadable bundle file: {e}"),
+            "the bundle is damaged or was not written by `medgate run`; restore it from the archive",
+        )),
+    }
+}
+
+/// The protocol directory relative paths resolve against: `--protocol-dir`, else the directory
+/// of the protocol path recorded in the evidence.
+pub fn protocol_dir(evidence: &Evidence, opts: &VerifyOptions) -> PathBuf {
+    opts.protocol_dir.clone().unwrap_or_else(|| {
+        Path::new(&evidence.protocol_file.path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    })
+}
+
+/// Verifies a bundle (see the module docs).
+pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Result<VerifyReport> {
+    if !dir.is_dir() {
+        return Err(Error::input_hint(
+            format!("{}: not a directory", dir.display()),
+            "pass the bundle directory written by `medgate run --out DIR`",
+        ));
+    }
+    for required in [EVIDENCE_FILE, SUMS_FILE] {
+        if !dir.join(required).is_file() {
+            return Err(Error::input_hint(
+                format!(
+                    "{}: no {required}: not a medgate evidence bundle",
+                    dir.display()
+                ),
+                "pass the bundle directory written by `medgate run --out DIR`",
+            ));
+        }
+    }
+    let files = bundle::check_sha256sums(dir)?;
+    let sums_text = std::fs::read_to_string(dir.join(SUMS_FILE))
+        .map_err(|e| Error::io(dir.join(SUMS_FILE), e))?;
+    let files_checked = sums_text.lines().filter(|l| !l.trim().is_empty()).count();
+    let mut report = VerifyReport {
+        bundle: dir.display().to_string(),
+        run_id: String::new(),
+        protocol: String::new(),
+        verdict: String::new(),
+        files_checked,
+        files,
+        values_compared: 0,
+        discrepancies: Vec::new(),
+        checks: Vec::new(),
+        cases: Vec::new(),
+        signatures: Vec::new(),
+        rerun: None,
+    };
+
+    // evidence.json: raw JSON (every key as written) and typed.
+    let ev_path = dir.join(EVIDENCE_FILE);
+    let parsed = std::fs::read_to_string(&ev_path)
+        .map_err(|e| Error::io(&ev_path, e))
+        .and_then(|t| {
+            // Exact numbers: see `exactjson` for why not serde_json here.
+            let raw: Value =
+                exactjson::parse(&t).map_err(|e| Error::input(format!("not JSON: {e}")))?;
+            let ev: Evidence = serde_json::from_value(raw.clone())
+                .map_err(|e| Error::input(format!("not a medgate evidence record: {e}")))?;
+            Ok((raw, ev))
+        });
+    let (raw, evidence) = match load_or_classify(EVIDENCE_FILE, &report.files, parsed)? {
+        Loaded::Ok(v) => v,
+        Loaded::Tampered(msg) => {
+            report.checks.push(check("evidence.readable", false, msg));
+            return Ok(report);
+        }
+    };
+    report.run_id = evidence.run_id.clone();
+    report.protocol = evidence.protocol.protocol.clone();
+    report.verdict = evidence.verdict.label().to_string();
+
+    // Signatures do not depend on recomputation: check them even if the rest fails.
+    report.signatures = sign::check_signatures(dir, &evidence.run_id, &opts.trusted_keys)?;
+
+    // The protocol as run.
+    let protocol = check_protocol_copy(dir, &evidence, &raw, &mut report)?;
+
+    // cases.parquet.
+    let rows = match load_or_classify(
+        CASES_FILE,
+        &report.files,
+        bundle::read_cases(&dir.join(CASES_FILE)),
+    )? {
+        Loaded::Ok(r) => r,
+        Loaded::Tampered(msg) => {
+            report.checks.push(check("cases.readable", false, msg));
+            return Ok(report);
+        }
+    };
+
+    // Recompute everything and compare.
+    match analysis::analyze(&protocol, &rows) {
+        Ok(a) => {
+            let mut d = Vec::new();
+            let mut n = 0;
+            let mut cmp = |key: &str, value: Value, d: &mut Vec<Discrepancy>| {
+                n += count_leaves(&value);
+                jsondiff::diff(
+                    &format!("$.{key}"),
+                    &value,
+                    raw.get(key).unwrap_or(&Value::Null),
+                    d,
+                );
+            };
+            cmp("accountability", to_value(&a.accountability)?, &mut d);
+            cmp("statistics", to_value(&a.statistics)?, &mut d);
+            cmp(
+                "equivocal_analyses",
+                to_value(&a.equivocal_analyses)?,
+                &mut d,
+            );
+            cmp("curves", to_value(&a.curves)?, &mut d);
+            cmp("criteria", to_value(&a.criteria)?, &mut d);
+            cmp("verdict", to_value(&a.verdict)?, &mut d);
+            cmp(
+                "results_sha256",
+                Value::String(a.results_sha256.clone()),
+                &mut d,
+            );
+            let traceability = recompute_traceability(&a.criteria, &evidence.traceability);
+            cmp("traceability", to_value(&traceability)?, &mut d);
+            report.values_compared = n;
+            report.discrepancies = d;
+            if let Some(f) = &a.infrastructure_failure {
+                let recorded = evidence.warnings.iter().any(|w| w.contains(f.as_str()));
+                report.checks.push(check(
+                    "infrastructure_failure",
+                    recorded,
+                    if recorded {
+                        format!("recorded as a warning: {f}")
+                    } else {
+                        format!("the recomputation finds an infrastructure failure the evidence does not record: {f}")
+                    },
+                ));
+            }
+            check_run_id(&evidence, &a.results_sha256, &mut report);
+        }
+        Err(e) => report.checks.push(check(
+            "recomputation",
+            false,
+            format!("the statistics cannot be recomputed from {CASES_FILE}: {e}"),
+        )),
+    }
+
+    check_provenance(&evidence, &protocol, &rows, &mut report);
+    let images = read_image_hashes(&dir.join(CASES_FILE));
+    check_journal(
+        dir,
+        &evidence,
+        &protocol,
+        &rows,
+        images.as_deref(),
+        &mut report,
+    )?;
+    if let Some(gs) = &opts.golden_set {
+        check_golden_set(
+            gs,
+            &evidence,
+            &protocol,
+            &rows,
+            images.as_deref(),
+            &mut report,
+        )?;
+        let ledger = match &protocol.ledger.path {
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) => protocol_dir(&evidence, opts).join(p),
+            None => gs.join(crate::trace::ledger::LEDGER_FILE),
+        };
+        check_ledger(&ledger, &evidence, &mut report)?;
+    }
+    if opts.rerun {
+        report.rerun = Some(rerun::rerun(&evidence, &protocol, &rows, opts, world)?);
+    }
+    Ok(report)
+}
+
+fn to_value<T: Serialize>(v: &T) -> Result<Value> {
+    serde_json::to_value(v).map_err(|e| Error::Internal(format!("serialise: {e}")))
+}
+
+fn count_leaves(v: &Value) -> usize {
+    match v {
+        Value::Object(m) => m.values().map(count_leaves).sum(),
+        Value::Array(a) => a.iter().map(count_leaves).sum(),
+        _ => 1,
+    }
+}
+
+/// Reads `protocol.yaml`, checks its hash and that it parses to the recorded protocol, and
+/// returns the protocol to recompute with (the file's, when it parses).
+fn check_protocol_copy(
+    dir: &Path,
+    evidence: &Evidence,
+    raw: &Value,
+    report: &mut VerifyReport,
+) -> Result<Protocol> {
+    let path = dir.join(PROTOCOL_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => {
+            report.checks.push(check(
+                "protocol.present",
+                false,
+                format!("{PROTOCOL_FILE} cannot be read ({e}); recomputing with the protocol recorded in {EVIDENCE_FILE}"),
+            ));
+            return Ok(evidence.protocol.clone());
+        }
+    };
+    let sha = crate::hash::sha256_hex(&bytes);
+    let recorded = &evidence.protocol_file.sha256;
+    report.checks.push(check(
+        "protocol.sha256",
+        &sha == recorded,
+        if &sha == recorded {
+            format!(
+                "{PROTOCOL_FILE} hashes to the recorded protocol_file.sha256 {}",
+                short(recorded)
+            )
+        } else {
+            format!("{PROTOCOL_FILE} hashes to {sha}, evidence records {recorded}")
+        },
+    ));
+    let text = String::from_utf8_lossy(&bytes);
+    match crate::protocol::parse_protocol(PROTOCOL_FILE, &text) {
+        Ok(p) => {
+            let before = report.discrepancies.len();
+            jsondiff::diff(
+                "$.protocol",
+                &to_value(&p)?,
+                raw.get("protocol").unwrap_or(&Value::Null),
+                &mut report.discrepancies,
+            );
+            let same = report.discrepancies.len() == before;
+            report.checks.push(check(
+                "protocol.parsed",
+                same,
+                if same {
+                    format!("{PROTOCOL_FILE} parses to the protocol recorded in {EVIDENCE_FILE}")
+                } else {
+                    format!("{PROTOCOL_FILE} differs from the protocol recorded in {EVIDENCE_FILE} (see $.protocol differences)")
+                },
+            ));
+            Ok(p)
+        }
+        Err(diags) => {
+            let msg = diags
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            report.checks.push(check(
+                "protocol.parsed",
+                false,
+                format!("{PROTOCOL_FILE} does not parse ({msg}); recomputing with the protocol recorded in {EVIDENCE_FILE}"),
+            ));
+            Ok(evidence.protocol.clone())
+        }
+    }
+}
+
+/// Rebuilds the requirements and risk files from the texts recorded in the traceability
+/// matrix and runs [`crate::trace::build_traceability`] on the recomputed criteria.
+///
+/// Items the run added implicitly (a criterion naming an ID absent from the files) carry no
+/// text and no source; they are left out here so that `build_traceability` adds them again in
+/// the same way and order.
+pub fn recompute_traceability(
+    criteria: &[crate::trace::CriterionResult],
+    recorded: &Traceability,
+) -> Traceability {
+    let implicit = |t: &crate::trace::TracedItem| t.text.is_empty() && t.source.is_none();
+    let reqs: Vec<Requirement> = recorded
+        .requirements
+        .iter()
+        .filter(|t| !implicit(t))
+        .map(|t| Requirement {
+            id: t.id.clone(),
+            text: t.text.clone(),
+            source: t.source.clone(),
+        })
+        .collect();
+    let risks: Vec<RiskControl> = recorded
+        .risk_controls
+        .iter()
+        .filter(|t| !implicit(t))
+        .map(|t| RiskControl {
+            id: t.id.clone(),
+            hazard: t.source.clone().unwrap_or_default(),
+            control: t.text.clone(),
+            requirements: Vec::new(),
+        })
+        .collect();
+    let reqs = (!reqs.is_empty()).then_some(RequirementsFile { requirements: reqs });
+    let risks = (!risks.is_empty()).then_some(RisksFile {
+        risk_controls: risks,
+    });
+    crate::trace::build_traceability(criteria, reqs.as_ref(), risks.as_ref())
+}
+
+fn short(h: &str) -> &str {
+    &h[..h.len().min(12)]
+}
+
+/// The run ID is `<protocol>-<start time>-<first 8 of results_sha256>` (see `pipeline::run`):
+/// checks it against the recorded protocol, start time and the recomputed results hash.
+fn check_run_id(evidence: &Evidence, results_sha256: &str, report: &mut VerifyReport) {
+    let id = &evidence.run_id;
+    let started = chrono::DateTime::parse_from_rfc3339(&evidence.provenance.started_at)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y%m%dT%H%M%SZ")
+                .to_string()
+        })
+        .unwrap_or_else(|_| "<unreadable provenance.started_at>".into());
+    let expected = format!(
+        "{}-{started}-{}",
+        evidence.protocol.protocol,
+        &results_sha256[..results_sha256.len().min(8)]
+    );
+    let ok = id == &expected;
+    report.checks.push(check(
+        "run_id",
+        ok,
+        if ok {
+            format!("run ID {id} names the protocol, start time and recomputed results hash")
+        } else {
+            format!("run ID {id} should be {expected} (protocol ID, provenance.started_at, results hash)")
+        },
+    ));
+}
+
+fn check_provenance(
+    evidence: &Evidence,
+    protocol: &Protocol,
+    rows: &[CaseRow],
+    report: &mut VerifyReport,
+) {
+    let n = rows.len() as u64;
+    report.checks.push(check(
+        "golden_set.cases",
+        evidence.golden_set.cases == n,
+        format!(
+            "{CASES_FILE} has {n} cases, evidence records {} cases in the golden set",
+            evidence.golden_set.cases
+        ),
+    ));
+    let backend = protocol.model.backend_name();
+    report.checks.push(check(
+        "model.backend",
+        evidence.model.backend == backend,
+        format!(
+            "protocol backend {backend}, evidence records {}",
+            evidence.model.backend
+        ),
+    ));
+    if let Some(pinned) = protocol.model.pinned_sha256() {
+        let recorded = evidence.model.sha256.as_deref().unwrap_or("none");
+        let ok = recorded.eq_ignore_ascii_case(pinned.trim());
+        report.checks.push(check(
+            "model.sha256",
+            ok,
+            format!(
+                "protocol pins {}, evidence records {}",
+                short(pinned),
+                short(recorded)
+            ),
+        ));
+    }
+}
+
+/// The `image_sha256` column of `cases.parquet`, when present.
+fn read_image_hashes(path: &Path) -> Option<Vec<Option<String>>> {
+    let df = crate::table::read_table(path).ok()?;
+    let c = df
+        .column("image_sha256")
+        .ok()?
+        .cast(&polars::prelude::DataType::String)
+        .ok()?;
+    let ca = c.str().ok()?;
+    Some(ca.iter().map(|v| v.map(String::from)).collect())
+}
+
+fn status_name(s: &CaseStatus) -> &'static str {
+    match s {
+        CaseStatus::Evaluated => "evaluated",
+        CaseStatus::Equivocal => "equivocal",
+        CaseStatus::NotEvaluated => "not_evaluated",
+    }
+}
+
+fn fmt_score(s: Option<f64>) -> String {
+    s.map(|v| format!("{v}")).unwrap_or_else(|| "none".into())
+}
+
+/// Checks the journal's run key against the evidence, and every case's journaled answer
+/// (the last entry for its key, as the harness uses it) against `cases.parquet`.
+fn check_journal(
+    dir: &Path,
+    evidence: &Evidence,
+    protocol: &Protocol,
+    rows: &[CaseRow],
+    images: Option<&[Option<String>]>,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let path = dir.join(crate::harness::journal::JOURNAL_FILE);
+    if !path.is_file() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let mut lines = text.lines();
+    let header: Option<JournalHeader> = lines.next().and_then(|l| serde_json::from_str(l).ok());
+    let Some(h) = header else {
+        report.checks.push(check(
+            "journal.header",
+            false,
+            "journal.jsonl has no readable header line",
+        ));
+        return Ok(());
+    };
+    let model = evidence
+        .model
+        .sha256
+        .clone()
+        .unwrap_or_else(|| "unpinned".into());
+    let task = crate::hash::canonical_sha256(&protocol.task)?;
+    let settings =
+        crate::hash::canonical_sha256(&crate::hash::canonicalize(&evidence.model.settings))?;
+    let mut bad = Vec::new();
+    if h.model_sha256 != model {
+        bad.push(format!(
+            "model {} vs evidence {}",
+            short(&h.model_sha256),
+            short(&model)
+        ));
+    }
+    if h.task_sha256 != task {
+        bad.push(format!(
+            "task {} vs protocol task {}",
+            short(&h.task_sha256),
+            short(&task)
+        ));
+    }
+    if h.settings_sha256 != settings {
+        bad.push(format!(
+            "settings {} vs evidence model.settings {}",
+            short(&h.settings_sha256),
+            short(&settings)
+        ));
+    }
+    report.checks.push(check(
+        "journal.header",
+        bad.is_empty(),
+        if bad.is_empty() {
+            "the journal's run key (model, task, settings hashes) matches the evidence".to_string()
+        } else {
+            format!("the journal's run key differs: {}", bad.join("; "))
+        },
+    ));
+    let Some(images) = images else {
+        return Ok(());
+    };
+    let mut last: BTreeMap<String, JournalEntry> = BTreeMap::new();
+    let mut torn = 0usize;
+    for l in lines {
+        match serde_json::from_str::<JournalEntry>(l) {
+            Ok(e) => {
+                last.insert(e.key.clone(), e);
+            }
+            Err(_) => torn += 1,
+        }
+    }
+    if torn > 0 {
+        report.checks.push(check(
+            "journal.entries",
+            false,
+            format!("{torn} journal line(s) cannot be read"),
+        ));
+    }
+    for (row, img) in rows.iter().zip(images) {
+        let Some(img) = img else { continue };
+        let key = crate::harness::case_key(&h, img);
+        let Some(e) = last.get(&key) else {
+            // A case the run never reached (interrupted, `--limit`) has no entry by design.
+            if row.status == CaseStatus::NotEvaluated {
+                continue;
+            }
+            report.cases.push(CaseProblem {
+                case_id: row.case_id.clone(),
+                problem: "no journal entry for this case (the journal records every answer)".into(),
+            });
+            continue;
+        };
+        let jscore = e.result.prediction.as_ref().map(|p| p.score);
+        let mut diffs = Vec::new();
+        if e.result.status != row.status {
+            diffs.push(format!(
+                "status {} in {CASES_FILE}, {} in the journal",
+                status_name(&row.status),
+                status_name(&e.result.status)
+            ));
+        }
+        if jscore.map(f64::to_bits) != row.score.map(f64::to_bits) && jscore != row.score {
+            diffs.push(format!(
+                "score {} in {CASES_FILE}, {} in the journal",
+                fmt_score(row.score),
+                fmt_score(jscore)
+            ));
+        }
+        if !diffs.is_empty() {
+            report.cases.push(CaseProblem {
+                case_id: row.case_id.clone(),
+                problem: diffs.join("; "),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks the golden set: intact against its LOCK, the recorded root and LOCK hashes, and the
+/// case IDs, labels, image hashes and subgroup attributes of `cases.parquet`.
+fn check_golden_set(
+    gs: &Path,
+    evidence: &Evidence,
+    protocol: &Protocol,
+    rows: &[CaseRow],
+    images: Option<&[Option<String>]>,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let lock_path = gs.join(&protocol.golden_set.lock);
+    let v = crate::golden::verify_set(gs, &lock_path)?;
+    let intact = v.is_intact();
+    report.checks.push(check(
+        "golden_set.intact",
+        intact,
+        if intact {
+            format!("{} matches its LOCK", gs.display())
+        } else {
+            format!(
+                "{} does not match its LOCK: {} added, {} missing, {} changed",
+                gs.display(),
+                v.added.len(),
+                v.missing.len(),
+                v.changed.len()
+            )
+        },
+    ));
+    let root = &v.root_hash;
+    report.checks.push(check(
+        "golden_set.root_hash",
+        root == &evidence.golden_set.root_hash,
+        format!(
+            "set root {}, evidence records {}",
+            short(root),
+            short(&evidence.golden_set.root_hash)
+        ),
+    ));
+    let lock_sha = crate::hash::sha256_file(&lock_path)?.0;
+    report.checks.push(check(
+        "golden_set.lock_sha256",
+        lock_sha == evidence.golden_set.lock_sha256,
+        format!(
+            "LOCK hashes to {}, evidence records {}",
+            short(&lock_sha),
+            short(&evidence.golden_set.lock_sha256)
+        ),
+    ));
+    let set_cases = match golden_cases(gs, protocol) {
+        Ok(c) => c,
+        Err(e) => {
+            report.checks.push(check(
+                "golden_set.open",
+                false,
+                format!("the set does not open as a locked golden set ({e}); comparing with its manifest as it is"),
+            ));
+            manifest_cases(gs, protocol)?
+        }
+    };
+    let by_id: BTreeMap<&str, &SetCase> =
+        set_cases.iter().map(|c| (c.case_id.as_str(), c)).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, row) in rows.iter().enumerate() {
+        seen.insert(row.case_id.as_str());
+        let Some(c) = by_id.get(row.case_id.as_str()) else {
+            report.cases.push(CaseProblem {
+                case_id: row.case_id.clone(),
+                problem: "in the bundle but not in the golden set's manifest".into(),
+            });
+            continue;
+        };
+        let mut diffs = Vec::new();
+        match c.label {
+            Some(l) if l == row.label => {}
+            Some(l) => diffs.push(format!(
+                "label {} in the manifest, {} in {CASES_FILE} (relabelled?)",
+                u8::from(l),
+                u8::from(row.label)
+            )),
+            None => diffs.push("the manifest's label is not 0/1 or true/false".into()),
+        }
+        if let (Some(Some(img)), Some(set_img)) = (images.and_then(|im| im.get(i)), &c.image_sha256)
+        {
+            if img != set_img {
+                diffs.push(format!(
+                    "image hash {} in the set, {} in {CASES_FILE}",
+                    short(set_img),
+                    short(img)
+                ));
+            }
+        }
+        for a in &protocol.subgroups.attributes {
+            let set_v = c.attributes.get(a).cloned().unwrap_or_default();
+            let row_v = row.attributes.get(a).cloned().unwrap_or_default();
+            if set_v != row_v {
+                diffs.push(format!(
+                    "{a} `{set_v}` in the manifest, `{row_v}` in {CASES_FILE}"
+                ));
+            }
+        }
+        if !diffs.is_empty() {
+            report.cases.push(CaseProblem {
+                case_id: row.case_id.clone(),
+                problem: diffs.join("; "),
+            });
+        }
+    }
+    for c in &set_cases {
+        if !seen.contains(c.case_id.as_str()) {
+            report.cases.push(CaseProblem {
+                case_id: c.case_id.clone(),
+                problem: format!("in the golden set's manifest but not in {CASES_FILE}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the golden set's audit ledger records this run (same verdict, model and set)
+/// and that its hash chain is intact. Skipped when the ledger is not at hand.
+fn check_ledger(path: &Path, evidence: &Evidence, report: &mut VerifyReport) -> Result<()> {
+    use crate::trace::ledger;
+    if !path.is_file() {
+        return Ok(());
+    }
+    let entries = match ledger::read(path) {
+        Ok(e) => e,
+        Err(e) => {
+            report.checks.push(check(
+                "ledger.chain",
+                false,
+                format!("{}: {e}", path.display()),
+            ));
+            return Ok(());
+        }
+    };
+    let breaks = ledger::verify(&entries)?;
+    report.checks.push(check(
+        "ledger.chain",
+        breaks.is_empty(),
+        if breaks.is_empty() {
+            format!(
+                "{}: hash chain intact ({} entries)",
+                path.display(),
+                entries.len()
+            )
+        } else {
+            let b: Vec<String> = breaks
+                .iter()
+                .map(|b| format!("line {}: {}", b.line, b.problem))
+                .collect();
+            format!("{}: {}", path.display(), b.join("; "))
+        },
+    ));
+    let model = evidence
+        .model
+        .sha256
+        .clone()
+        .unwrap_or_else(|| "unpinned".into());
+    let verdict = evidence.verdict.label();
+    let (ok, detail) = match entries.iter().find(|e| e.run_id == evidence.run_id) {
+        None => (
+            false,
+            format!(
+                "run {} is not recorded in {}",
+                evidence.run_id,
+                path.display()
+            ),
+        ),
+        Some(e) => {
+            let mut bad = Vec::new();
+            if e.verdict != verdict {
+                bad.push(format!(
+                    "verdict {} in the ledger, {verdict} in the evidence",
+                    e.verdict
+                ));
+            }
+            if e.model_sha256 != model {
+                bad.push(format!(
+                    "model {} in the ledger, {} in the evidence",
+                    short(&e.model_sha256),
+                    short(&model)
+                ));
+            }
+            if e.set_root != evidence.golden_set.root_hash {
+                bad.push(format!(
+                    "set root {} in the ledger, {} in the evidence",
+                    short(&e.set_root),
+                    short(&evidence.golden_set.root_hash)
+                ));
+            }
+            if bad.is_empty() {
+                (
+                    true,
+                    format!(
+                        "entry {} records this run ({verdict}, same model and set)",
+                        e.seq
+                    ),
+                )
+            } else {
+                (false, format!("entry {}: {}", e.seq, bad.join("; ")))
+            }
+        }
+    };
+    report.checks.push(check("ledger.entry", ok, detail));
+    Ok(())
+}
+
+/// One case of the golden set as the verifier compares it.
+struct SetCase {
+    case_id: String,
+    label: Option<bool>,
+    image_sha256: Option<String>,
+    attributes: BTreeMap<String, String>,
+}
+
+/// The cases of a locked golden set, through the golden stage (verifies it too).
+fn golden_cases(gs: &Path, protocol: &Protocol) -> Result<Vec<SetCase>> {
+    let mut spec = protocol.golden_set.clone();
+    spec.path = gs.to_path_buf();
+    let set =
+        crate::golden::GoldenSet::open(&spec, Path::new("."), &protocol.subgroups.attributes)?;
+    Ok(set
+        .cases
+        .iter()
+        .map(|c| SetCase {
+            case_id: c.case_id.clone(),
+            label: Some(c.label),
+            image_sha256: Some(c.image_sha256.clone()),
+            attributes: c.attributes.clone(),
+        })
+        .collect())
+}
+
+/// The manifest read as it is, for a set that no longer opens (changed after locking), so that
+/// a relabelled case is still named.
+fn manifest_cases(gs: &Path, protocol: &Protocol) -> Result<Vec<SetCase>> {
+    let g = &protocol.golden_set;
+    let path = gs.join(&g.manifest);
+    let df = crate::table::read_table_as_strings(&path)?;
+    let col = |name: &str| -> Result<Vec<String>> {
+        let c = df
+            .column(name)
+            .map_err(|_| Error::input(format!("{}: no `{name}` column", path.display())))?;
+        let s = c
+            .str()
+            .map_err(|e| Error::input(format!("{}: {e}", path.display())))?;
+        Ok(s.iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect())
+    };
+    let ids = col(&g.case_id_column)?;
+    let labels = col(&g.label_column)?;
+    let attrs: Vec<(String, Vec<String>)> = protocol
+        .subgroups
+        .attributes
+        .iter()
+        .map(|a| Ok((a.clone(), col(a)?)))
+        .collect::<Result<_>>()?;
+    Ok(ids
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| SetCase {
+            case_id: id,
+            label: match labels[i].trim().to_ascii_lowercase().as_str() {
+                "1" | "true" => Some(true),
+                "0" | "false" => Some(false),
+                _ => None,
+            },
+            image_sha256: None,
+            attributes: attrs
+                .iter()
+                .map(|(a, v)| (a.clone(), v[i].clone()))
+                .collect(),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{TracedItem, Verdict};
+
+    fn item(
+        id: &str,
+        text: &str,
+        source: Option<&str>,
+        criteria: &[&str],
+        verdict: Option<Verdict>,
+    ) -> TracedItem {
+        TracedItem {
+            id: id.into(),
+            text: text.into(),
+            source: source.map(String::from),
+            criteria: criteria.iter().map(|s| s.to_string()).collect(),
+            verdict,
+            evidence: if criteria.is_empty() {
+                Vec::new()
+            } else {
+                vec!["evidence.json".into(), "cases.parquet".into()]
+            },
+        }
+    }
+
+    #[test]
+    fn traceability_rebuilt_from_recorded_texts_matches_the_original() {
+        let crit =
+            |id: &str, req: &str, rc: Option<&str>, v: Verdict| crate::trace::CriterionResult {
+                id: id.into(),
+                requirement: req.into(),
+                risk_control: rc.map(String::from),
+                metric: "sensitivity".into(),
+                scope: "overall".into(),
+                bound: crate::protocol::Bound::Lower,
+                comparator: "at_least".into(),
+                goal: 0.8,
+                observations: Vec::new(),
+                verdict: v,
+                rationale: None,
+            };
+        let criteria = vec![
+            crit("AC-1", "SRS-1", Some("RC-1"), Verdict::Pass),
+            crit("AC-2", "SRS-9", Some("RC-9"), Verdict::Fail),
+        ];
+        let reqs = RequirementsFile {
+            requirements: vec![
+                Requirement {
+                    id: "SRS-1".into(),
+                    text: "detect".into(),
+                    source: Some("UN-1".into()),
+                },
+                Requirement {
+                    id: "SRS-2".into(),
+                    text: "uncovered".into(),
+                    source: None,
+                },
+            ],
+        };
+        let risks = RisksFile {
+            risk_controls: vec![RiskControl {
+                id: "RC-1".into(),
+                hazard: "missed finding".into(),
+                control: "verified sensitivity".into(),
+                requirements: vec!["SRS-1".into()],
+            }],
+        };
+        let original = crate::trace::build_traceability(&criteria, Some(&reqs), Some(&risks));
+        // SRS-9 and RC-9 are implicit (named only by a criterion).
+        assert_eq!(
+            original.requirements[2],
+            item("SRS-9", "", None, &["AC-2"], Some(Verdict::Fail))
+        );
+        assert_eq!(recompute_traceability(&criteria, &original), original);
+        // A verdict edited in the recorded matrix is not reproduced.
+        let mut edited = original.clone();
+        edited.requirements[0].verdict = Some(Verdict::Fail);
+        assert_ne!(recompute_traceability(&criteria, &edited), edited);
+    }
+}

@@ -1,0 +1,519 @@
+//! `medgate verify`, `keygen`, `sign` and `selftest`, end to end through the binary.
+//!
+//! Each test builds the self-test's small replay project (120 synthetic cases, locked set,
+//! recorded predictions) in a temporary directory and runs `medgate run` on it, so no model
+//! weights are needed and a bundle takes well under a second.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_medgate");
+
+fn medgate(args: &[&str], cwd: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env("SOURCE_DATE_EPOCH", "1767225600")
+        .env("MEDGATE_USER", "tester")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run medgate")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn all(o: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    project: medgate::selftest::e2e::DemoProject,
+    bundle: PathBuf,
+}
+
+/// A project and its bundle, written by `medgate run`.
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let project = medgate::selftest::e2e::write_demo_project(&root).unwrap();
+    let bundle = root.join("bundle");
+    let o = medgate(
+        &[
+            "run",
+            project.protocol.to_str().unwrap(),
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+        &root,
+    );
+    // AC-ST-02 is designed to fail: exit 1, bundle written.
+    assert_eq!(code(&o), 1, "{}", all(&o));
+    assert!(bundle.join("evidence.json").is_file());
+    Fixture {
+        _tmp: tmp,
+        root,
+        project,
+        bundle,
+    }
+}
+
+fn verify_json(bundle: &Path, extra: &[&str], cwd: &Path) -> (i32, Value) {
+    let mut args = vec!["verify", bundle.to_str().unwrap(), "--format", "json"];
+    args.extend_from_slice(extra);
+    let o = medgate(&args, cwd);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", all(&o)));
+    (code(&o), v)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    medgate::selftest::e2e::copy_dir(from, to).unwrap();
+}
+
+fn reseal(bundle: &Path) {
+    medgate::trace::bundle::write_sha256sums(bundle).unwrap();
+}
+
+#[test]
+fn a_fresh_bundle_verifies_identical_with_its_golden_set() {
+    let f = fixture();
+    let o = medgate(&["verify", f.bundle.to_str().unwrap()], &f.root);
+    assert_eq!(code(&o), 0, "{}", all(&o));
+    assert!(stdout(&o).contains("result: IDENTICAL"), "{}", stdout(&o));
+
+    let gs = f.project.golden_set.to_str().unwrap().to_string();
+    let (c, v) = verify_json(&f.bundle, &["--golden-set", &gs], &f.root);
+    assert_eq!(c, 0, "{v:#}");
+    assert_eq!(v["identical"], true);
+    assert_eq!(v["discrepancies"].as_array().unwrap().len(), 0);
+    // Every metric of every subgroup, the curves, criteria and verdicts were recomputed.
+    assert!(
+        v["values_compared"].as_u64().unwrap() > 300,
+        "{}",
+        v["values_compared"]
+    );
+    let checks: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for want in [
+        "protocol.sha256",
+        "protocol.parsed",
+        "run_id",
+        "journal.header",
+        "golden_set.intact",
+        "golden_set.root_hash",
+        "ledger.chain",
+        "ledger.entry",
+    ] {
+        assert!(checks.contains(&want), "{want} not in {checks:?}");
+    }
+}
+
+#[test]
+fn one_edited_number_is_caught_by_recomputation_and_named_by_path() {
+    let f = fixture();
+    let evp = f.bundle.join("evidence.json");
+    let mut v = medgate::verify::exactjson::parse(&std::fs::read_to_string(&evp).unwrap()).unwrap();
+    let x = v
+        .pointer_mut("/statistics/overall/specificity/upper")
+        .unwrap();
+    let old = x.as_f64().unwrap();
+    *x = serde_json::json!(old + 0.01);
+    std::fs::write(&evp, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    // Re-seal, so that only the recomputation can catch the edit.
+    reseal(&f.bundle);
+    let (c, v) = verify_json(&f.bundle, &[], &f.root);
+    assert_eq!(c, 1);
+    let d = v["discrepancies"].as_array().unwrap();
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(d[0]["path"], "$.statistics.overall.specificity.upper");
+    assert_eq!(d[0]["expected"].as_f64().unwrap(), old);
+    assert_eq!(d[0]["found"].as_f64().unwrap(), old + 0.01);
+    let o = medgate(&["verify", f.bundle.to_str().unwrap()], &f.root);
+    assert!(
+        stdout(&o).contains("$.statistics.overall.specificity.upper: recomputed"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn one_changed_case_row_is_caught_and_the_case_named() {
+    use polars::prelude::*;
+    let f = fixture();
+    let path = f.bundle.join("cases.parquet");
+    let mut df = medgate::table::read_table(&path).unwrap();
+    let scores: Vec<Option<f64>> = df.column("score").unwrap().f64().unwrap().iter().collect();
+    let ids: Vec<String> = df
+        .column("case_id")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|s| s.unwrap().to_string())
+        .collect();
+    // Move the first case across the threshold.
+    let mut new = scores.clone();
+    new[0] = Some(1.0 - scores[0].unwrap());
+    df.with_column(Column::new("score".into(), new)).unwrap();
+    medgate::table::write_table(&path, &mut df).unwrap();
+    reseal(&f.bundle);
+    let (c, v) = verify_json(&f.bundle, &[], &f.root);
+    assert_eq!(c, 1, "{v:#}");
+    // The statistics no longer follow from the rows...
+    let paths: Vec<&str> = v["discrepancies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.iter().any(|p| p.starts_with("$.statistics.overall.")),
+        "{paths:?}"
+    );
+    assert!(paths.contains(&"$.results_sha256"), "{paths:?}");
+    // ...and the journal names the case whose row changed.
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 1, "{cases:#?}");
+    assert_eq!(cases[0]["case_id"], ids[0].as_str());
+    assert!(
+        cases[0]["problem"].as_str().unwrap().contains("score"),
+        "{}",
+        cases[0]
+    );
+}
+
+#[test]
+fn one_flipped_byte_in_any_file_is_caught_and_the_file_named() {
+    let f = fixture();
+    let files = medgate::trace::bundle::bundle_files(&f.bundle).unwrap();
+    assert!(files.len() >= 5, "{files:?}");
+    for (i, file) in files.iter().enumerate() {
+        let copy = f.root.join(format!("flip-{i}"));
+        copy_dir(&f.bundle, &copy);
+        let p = copy.join(file);
+        let mut bytes = std::fs::read(&p).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x01;
+        std::fs::write(&p, bytes).unwrap();
+        let o = medgate(&["verify", copy.to_str().unwrap()], &f.root);
+        assert_eq!(code(&o), 1, "{file}: {}", all(&o));
+        let out = stdout(&o);
+        assert!(out.contains(&format!("changed   {file}")), "{file}: {out}");
+    }
+}
+
+#[test]
+fn unreadable_bundles_exit_2() {
+    let f = fixture();
+    // No evidence.json.
+    let a = f.root.join("no-evidence");
+    copy_dir(&f.bundle, &a);
+    std::fs::remove_file(a.join("evidence.json")).unwrap();
+    let o = medgate(&["verify", a.to_str().unwrap()], &f.root);
+    assert_eq!(code(&o), 2, "{}", all(&o));
+    assert!(all(&o).contains("no evidence.json"), "{}", all(&o));
+    // Not JSON, and sealed that way (so not a tampered file but a broken bundle).
+    let b = f.root.join("garbage");
+    copy_dir(&f.bundle, &b);
+    std::fs::write(b.join("evidence.json"), "{ not json").unwrap();
+    reseal(&b);
+    let o = medgate(&["verify", b.to_str().unwrap()], &f.root);
+    assert_eq!(code(&o), 2, "{}", all(&o));
+    // A directory that is not a bundle.
+    let o = medgate(&["verify", f.root.to_str().unwrap()], &f.root);
+    assert_eq!(code(&o), 2, "{}", all(&o));
+}
+
+#[test]
+fn signatures_verify_and_any_edit_after_signing_fails() {
+    let f = fixture();
+    let key = f.root.join("keys").join("jane.key");
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    let o = medgate(&["keygen", "--out", key.to_str().unwrap()], &f.root);
+    assert_eq!(code(&o), 0, "{}", all(&o));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let public = f.root.join("keys").join("jane.key.pub");
+    assert!(public.is_file());
+    // keygen never overwrites.
+    assert_eq!(
+        code(&medgate(
+            &["keygen", "--out", key.to_str().unwrap()],
+            &f.root
+        )),
+        2
+    );
+
+    let b = f.bundle.to_str().unwrap();
+    let o = medgate(
+        &[
+            "sign",
+            b,
+            "--key",
+            key.to_str().unwrap(),
+            "--name",
+            "Jane Doe",
+            "--meaning",
+            "approved",
+        ],
+        &f.root,
+    );
+    assert_eq!(code(&o), 0, "{}", all(&o));
+    assert!(f.bundle.join("signatures/001-jane-doe.json").is_file());
+    let o = medgate(
+        &["verify", b, "--trusted-key", public.to_str().unwrap()],
+        &f.root,
+    );
+    assert_eq!(code(&o), 0, "{}", all(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("Jane Doe \"approved\"")
+            && out.contains("2026-01-01T00:00:00Z")
+            && out.contains("trusted key"),
+        "{out}"
+    );
+
+    // A key that is not trusted makes verification fail.
+    let other = f.root.join("keys").join("other.key");
+    assert_eq!(
+        code(&medgate(
+            &["keygen", "--out", other.to_str().unwrap()],
+            &f.root
+        )),
+        0
+    );
+    let other_pub = f.root.join("keys").join("other.key.pub");
+    assert_eq!(
+        code(&medgate(
+            &["verify", b, "--trusted-key", other_pub.to_str().unwrap()],
+            &f.root
+        )),
+        1
+    );
+
+    // Editing a file after signing, even with SHA256SUMS rewritten, fails every signature.
+    let edited = f.root.join("edited");
+    copy_dir(&f.bundle, &edited);
+    let junit = edited.join("junit.xml");
+    let mut text = std::fs::read_to_string(&junit).unwrap();
+    text.push_str("<!-- edited -->\n");
+    std::fs::write(&junit, text).unwrap();
+    reseal(&edited);
+    let (c, v) = verify_json(&edited, &[], &f.root);
+    assert_eq!(c, 1, "{v:#}");
+    let s = &v["signatures"][0];
+    assert_eq!(s["valid"], false);
+    assert!(
+        s["problems"]
+            .to_string()
+            .contains("SHA256SUMS changed since signing"),
+        "{s}"
+    );
+
+    // Changing the meaning inside the signature file breaks the signature itself.
+    let forged = f.root.join("forged");
+    copy_dir(&f.bundle, &forged);
+    let sig = forged.join("signatures/001-jane-doe.json");
+    let text = std::fs::read_to_string(&sig)
+        .unwrap()
+        .replace("\"approved\"", "\"reviewed\"");
+    std::fs::write(&sig, text).unwrap();
+    let (c, v) = verify_json(&forged, &[], &f.root);
+    assert_eq!(c, 1);
+    assert!(
+        v["signatures"][0]["problems"]
+            .to_string()
+            .contains("does not match"),
+        "{v:#}"
+    );
+
+    // A bundle that is not intact is not signed.
+    let o = medgate(
+        &[
+            "sign",
+            edited.parent().unwrap().join("flip").to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--name",
+            "J",
+            "--meaning",
+            "approved",
+        ],
+        &f.root,
+    );
+    assert_eq!(code(&o), 2);
+    std::fs::write(edited.join("junit.xml"), "x").unwrap();
+    let o = medgate(
+        &[
+            "sign",
+            edited.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--name",
+            "J",
+            "--meaning",
+            "approved",
+        ],
+        &f.root,
+    );
+    assert_eq!(code(&o), 2, "{}", all(&o));
+    assert!(all(&o).contains("refusing to sign"), "{}", all(&o));
+}
+
+#[test]
+fn rerun_reproduces_the_scores_and_reports_cases_that_moved() {
+    let f = fixture();
+    let (c, v) = verify_json(&f.bundle, &["--rerun"], &f.root);
+    assert_eq!(c, 0, "{v:#}");
+    let r = &v["rerun"];
+    assert_eq!(r["backend"], "replay");
+    assert_eq!(r["cases"], 120);
+    assert_eq!(r["max_abs_diff"].as_f64().unwrap(), 0.0);
+    assert_eq!(r["moved"].as_array().unwrap().len(), 0);
+
+    // Change one recorded prediction: the re-run finds the moved case and the changed model
+    // (predictions) hash.
+    let preds = std::fs::read_to_string(&f.project.predictions).unwrap();
+    let mut lines: Vec<String> = preds.lines().map(String::from).collect();
+    let cols: Vec<String> = lines[1].split(',').map(String::from).collect();
+    let (id, score) = (cols[0].clone(), cols[1].parse::<f64>().unwrap());
+    lines[1] = format!("{id},{:.3},{}", 1.0 - score, cols[2]);
+    std::fs::write(&f.project.predictions, lines.join("\n") + "\n").unwrap();
+    let (c, v) = verify_json(&f.bundle, &["--rerun", "--tolerance", "1e-9"], &f.root);
+    assert_eq!(c, 1, "{v:#}");
+    let r = &v["rerun"];
+    assert_eq!(r["model_sha256_matches"], false);
+    let moved = r["moved"].as_array().unwrap();
+    assert_eq!(moved.len(), 1, "{moved:#?}");
+    assert_eq!(moved[0]["case_id"], id.as_str());
+    // The recomputation of the bundle itself still holds.
+    assert_eq!(v["discrepancies"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn a_relabelled_case_in_the_golden_set_is_caught() {
+    let f = fixture();
+    let manifest = f.project.golden_set.join("manifest.csv");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let mut cols: Vec<String> = lines[1].split(',').map(String::from).collect();
+    let id = cols[0].clone();
+    cols[2] = if cols[2] == "1" {
+        "0".into()
+    } else {
+        "1".into()
+    };
+    lines[1] = cols.join(",");
+    std::fs::write(&manifest, lines.join("\n") + "\n").unwrap();
+    let gs = f.project.golden_set.to_str().unwrap().to_string();
+    let (c, v) = verify_json(&f.bundle, &["--golden-set", &gs], &f.root);
+    assert_eq!(c, 1, "{v:#}");
+    let intact = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "golden_set.intact")
+        .unwrap();
+    assert_eq!(intact["ok"], false);
+    let cases = v["cases"].as_array().unwrap();
+    assert!(
+        cases.iter().any(
+            |c| c["case_id"] == id.as_str() && c["problem"].as_str().unwrap().contains("label")
+        ),
+        "{cases:#?}"
+    );
+}
+
+#[test]
+fn selftest_passes_and_writes_the_validation_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("record");
+    let o = medgate(&["selftest", "--out", out.to_str().unwrap()], tmp.path());
+    assert_eq!(code(&o), 0, "{}", all(&o));
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("tool-validation.json")).unwrap())
+            .unwrap();
+    assert_eq!(v["failed"], 0);
+    assert!(v["total"].as_u64().unwrap() > 250, "{}", v["total"]);
+    assert_eq!(v["medgate_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["date"], "2026-01-01T00:00:00Z");
+    let ids: Vec<&str> = v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    for want in [
+        "delong/asah_ndka/ci/0.95",
+        "ci/wilson/0-of-10/0.95",
+        "e2e/verdicts",
+        "e2e/verify-identical",
+        "e2e/signature",
+    ] {
+        assert!(ids.contains(&want), "{want} missing");
+    }
+    let md = std::fs::read_to_string(out.join("tool-validation.md")).unwrap();
+    assert!(md.contains("| conclusion | **PASS"), "{md}");
+    assert!(md.contains("R pROC"), "sources named");
+}
+
+#[test]
+fn selftest_fails_when_a_fixture_expected_value_is_altered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stats");
+    let fx = tmp.path().join("fixtures");
+    copy_dir(&src, &fx);
+    // pROC gives 0.501244999271703 for the lower 95% bound of aSAH ndka; alter it by 1e-6.
+    let p = fx.join("delong_expected.csv");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let altered = text.replacen("0.50124499927170263", "0.50124599927170263", 1);
+    assert_ne!(text, altered);
+    std::fs::write(&p, altered).unwrap();
+    let o = medgate(
+        &["selftest", "--fixtures", fx.to_str().unwrap(), "--skip-e2e"],
+        tmp.path(),
+    );
+    assert_eq!(code(&o), 1, "{}", all(&o));
+    let out = stdout(&o);
+    assert!(out.contains("FAIL delong/asah_ndka/ci/0.95"), "{out}");
+    assert_eq!(
+        out.matches("\nFAIL ").count() + usize::from(out.starts_with("FAIL ")),
+        1,
+        "{out}"
+    );
+    // Unaltered fixtures from the directory pass.
+    copy_dir(&src, &tmp.path().join("clean"));
+    let o = medgate(
+        &[
+            "selftest",
+            "--fixtures",
+            tmp.path().join("clean").to_str().unwrap(),
+            "--skip-e2e",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code(&o), 0, "{}", all(&o));
+}
