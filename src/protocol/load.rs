@@ -120,10 +120,15 @@ fn yaml_diagnostic(file: &str, source: &str, e: &YamlError) -> Diagnostic {
                 .and_then(|(l, _)| source.lines().nth(l.saturating_sub(1)))
                 .and_then(|line| line.trim_start().trim_start_matches("- ").split_once(':'))
                 .map(|(k, _)| k.trim().to_string())
-                .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+                .filter(|k| {
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                });
             match key {
-                Some(k) if !msg.starts_with("missing field") => Diagnostic::error(file, pos, format!("`{k}`: {msg}"))
-                    .with_hint("see `medgate schema` or protocols/README.md for the field's type"),
+                Some(k) if !msg.starts_with("missing field") => {
+                    Diagnostic::error(file, pos, format!("`{k}`: {msg}")).with_hint(
+                        "see `medgate schema` or protocols/README.md for the field's type",
+                    )
+                }
                 _ => Diagnostic::error(file, pos, msg),
             }
         }
