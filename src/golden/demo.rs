@@ -37,7 +37,8 @@ use crate::error::{Error, Result};
 /// Side length of every demo phantom, in pixels.
 pub const SIZE: u32 = 64;
 
-/// Target overall prevalence after enrichment (the real strata give ~8.6%).
+/// Target overall prevalence after enrichment (the real strata give ~10.4% pneumothorax or
+/// nodule labels per image).
 pub const TARGET_PREVALENCE: f64 = 0.30;
 
 /// NIH ChestX-ray14 strata (Data_Entry_2017_v2020, adults 18-100):
