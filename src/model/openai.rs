@@ -75,6 +75,8 @@ pub struct OpenaiBackend {
     api_key: Option<String>,
     servers: Vec<ServerConn>,
     backoff_base: Duration,
+    /// The request JSON split where the image's data URL goes.
+    template: (String, String),
 }
 
 struct ServerConn {
@@ -96,6 +98,39 @@ impl std::fmt::Debug for OpenaiBackend {
             .field("model", &self.spec.model)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .finish()
+    }
+}
+
+/// The request JSON (see the module docs) split around the image URL's value.
+fn request_template(spec: &OpenaiSpec, question: &str) -> Result<(String, String)> {
+    const HOLE: &str = "\u{1}medgate-image-url\u{1}";
+    let mut body = json!({
+        "model": spec.model,
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": question},
+            {"type": "image_url", "image_url": {"url": HOLE}}
+        ]}],
+        "temperature": spec.temperature,
+        "max_tokens": spec.max_tokens,
+    });
+    if let Some(seed) = spec.seed {
+        body["seed"] = json!(seed);
+    }
+    if spec.logprobs {
+        body["logprobs"] = json!(true);
+        body["top_logprobs"] = json!(TOP_LOGPROBS);
+    }
+    let text =
+        serde_json::to_string(&body).map_err(|e| Error::Internal(format!("request JSON: {e}")))?;
+    // The hole serialises as `\u0001medgate-image-url\u0001` and occurs exactly once.
+    let hole =
+        serde_json::to_string(HOLE).map_err(|e| Error::Internal(format!("request JSON: {e}")))?;
+    let hole = &hole[1..hole.len() - 1];
+    match text.split_once(hole) {
+        Some((head, tail)) if !tail.contains(hole) => Ok((head.to_string(), tail.to_string())),
+        _ => Err(Error::Internal(
+            "request template has no single image slot".into(),
+        )),
     }
 }
 
@@ -210,7 +245,9 @@ impl OpenaiBackend {
                 agent,
             });
         }
+        let template = request_template(spec, &question)?;
         Ok(OpenaiBackend {
+            template,
             spec: spec.clone(),
             question,
             rule: task.answer.clone(),
@@ -236,29 +273,20 @@ impl OpenaiBackend {
         exp.max(retry_after.unwrap_or_default()).min(BACKOFF_CAP)
     }
 
-    /// The request body for one image (PNG or JPEG bytes).
+    /// The request body for one image (PNG or JPEG bytes): the prepared JSON template with
+    /// the data URL spliced in. Base64 and MIME types never need JSON escaping, so the big
+    /// string is copied once instead of run through a serialiser.
     fn request_body(&self, mime: &str, image: &[u8]) -> Vec<u8> {
-        let url = format!(
-            "data:{mime};base64,{}",
-            base64::engine::general_purpose::STANDARD.encode(image)
-        );
-        let mut body = json!({
-            "model": self.spec.model,
-            "messages": [{"role": "user", "content": [
-                {"type": "text", "text": self.question},
-                {"type": "image_url", "image_url": {"url": url}}
-            ]}],
-            "temperature": self.spec.temperature,
-            "max_tokens": self.spec.max_tokens,
-        });
-        if let Some(seed) = self.spec.seed {
-            body["seed"] = json!(seed);
-        }
-        if self.spec.logprobs {
-            body["logprobs"] = json!(true);
-            body["top_logprobs"] = json!(TOP_LOGPROBS);
-        }
-        serde_json::to_vec(&body).unwrap_or_default()
+        let b64 = base64::engine::general_purpose::STANDARD.encode(image);
+        let (head, tail) = &self.template;
+        let mut body = Vec::with_capacity(head.len() + tail.len() + mime.len() + b64.len() + 16);
+        body.extend_from_slice(head.as_bytes());
+        body.extend_from_slice(b"data:");
+        body.extend_from_slice(mime.as_bytes());
+        body.extend_from_slice(b";base64,");
+        body.extend_from_slice(b64.as_bytes());
+        body.extend_from_slice(tail.as_bytes());
+        body
     }
 
     /// One HTTP exchange.
@@ -575,7 +603,7 @@ impl Backend for OpenaiBackend {
     fn batch_size(&self) -> usize {
         // Enough cases that every worker of every server stays busy for several rounds, so the
         // wait for the slowest case at the end of a batch costs little throughput.
-        self.spec.concurrency.max(1) * self.servers.len() * 8
+        self.spec.concurrency.max(1) * self.servers.len() * 32
     }
 
     fn predict_batch(
