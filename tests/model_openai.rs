@@ -350,6 +350,24 @@ fn chaos_loses_nothing_and_keeps_order() {
     }
     // Half of all requests are faulty: with 24 cases, some must have been retried.
     assert!(retried + failed > 0);
+    // Every request the server saw was one of the client's counted attempts (a request still
+    // queued when the client timed out may never be taken, hence <=).
+    let attempts: u32 = out
+        .iter()
+        .map(|r| r.as_ref().map_or_else(|e| e.attempts, |p| p.attempts))
+        .sum();
+    let (status, err) = srv.terminate();
+    assert!(status.success(), "{err}");
+    let served: u32 = err
+        .split("stopped after ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in {err:?}"));
+    assert!(
+        served > cases.len() as u32 && served <= attempts,
+        "served {served}, attempts {attempts}"
+    );
 }
 
 #[test]
