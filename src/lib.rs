@@ -15,6 +15,7 @@ pub mod cli;
 pub mod diag;
 pub mod error;
 pub mod exit;
+pub mod golden;
 pub mod hash;
 pub mod model;
 pub mod protocol;

@@ -16,6 +16,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::error::Error;
 use crate::exit::Outcome;
 
+pub mod demo_data;
+pub mod inspect;
+pub mod lock;
+pub mod verify_set;
+
 /// Machine- or human-readable output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum OutputFormat {
@@ -81,6 +86,14 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write the deterministic synthetic demo golden set.
+    DemoData(demo_data::DemoDataArgs),
+    /// Hash every file of a golden set and write its LOCK.
+    Lock(lock::LockArgs),
+    /// Re-hash a golden set and compare it with its LOCK.
+    VerifySet(verify_set::VerifySetArgs),
+    /// Summarise a golden set: cases, labels, subgroups, images.
+    Inspect(inspect::InspectArgs),
     /// Serve a model over the OpenAI-compatible chat-completions API.
     Serve(serve::ServeArgs),
 }
@@ -89,6 +102,10 @@ pub enum Command {
 pub fn main(cli: Cli) -> ExitCode {
     let global = cli.global.clone();
     let result: Result<Outcome, Error> = match cli.command {
+        Command::DemoData(a) => demo_data::run(a, &global),
+        Command::Lock(a) => lock::run(a, &global),
+        Command::VerifySet(a) => verify_set::run(a, &global),
+        Command::Inspect(a) => inspect::run(a, &global),
         Command::Serve(args) => serve::run(args, &global),
     };
     match result {

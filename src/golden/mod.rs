@@ -1,0 +1,437 @@
+//! The golden set: sequestered, locked test data, and the tools that keep it honest.
+//!
+//! A golden set is a directory `golden-sets/NAME/` holding `manifest.csv` (or `.parquet`; one
+//! row per case: case ID, image path(s) relative to the set, label column(s), subgroup
+//! attributes), `images/`, `DATASHEET.md` and `LOCK`. This stage owns:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`lock`] | the LOCK format, hashing every file, [`verify_set`] |
+//! | [`manifest`] | reading the manifest, path safety, duplicate and identifier checks |
+//! | [`deid`] | the DICOM de-identification screen (PS3.15 Basic Profile) |
+//! | [`image`] | one loader for PNG, JPEG and DICOM |
+//! | [`inspect`] | what a statistician looks at before running anything |
+//! | [`demo`], [`dicom`] | the deterministic synthetic demo set |
+//!
+//! A golden set's integrity is the first thing an auditor checks, so later stages reach the
+//! data only through [`GoldenSet::open`], which re-hashes every byte against the LOCK first
+//! and refuses (exit 2, naming every added, missing and changed file) otherwise.
+
+pub mod deid;
+pub mod demo;
+pub mod dicom;
+pub mod image;
+pub mod inspect;
+pub mod lock;
+pub mod manifest;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use lock::{Lock, LockedFile, VerifyReport, read_lock, verify_set};
+pub use manifest::Manifest;
+
+use crate::diag::Diagnostic;
+use crate::error::{Error, Result};
+use crate::protocol::GoldenSetSpec;
+use crate::world::World;
+
+/// One case of a verified golden set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Case {
+    /// Case ID (unique).
+    pub case_id: String,
+    /// Image path relative to the set (`/`-separated).
+    pub image: PathBuf,
+    /// SHA-256 of the image, from the verified LOCK.
+    pub image_sha256: String,
+    /// Ground truth.
+    pub label: bool,
+    /// Every other manifest column (subgroup attributes and extra columns), by name.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A golden set whose every byte matched its LOCK when it was opened.
+#[derive(Debug, Clone)]
+pub struct GoldenSet {
+    /// The set's directory.
+    pub dir: PathBuf,
+    /// The LOCK it was verified against.
+    pub lock: Lock,
+    /// The verification that was done on open.
+    pub verification: VerifyReport,
+    /// Manifest path relative to the set.
+    pub manifest: PathBuf,
+    /// Cases in manifest order.
+    pub cases: Vec<Case>,
+}
+
+impl GoldenSet {
+    /// Verifies every byte of the set named by `spec` (relative to `protocol_dir`) against
+    /// its LOCK, then reads the manifest: the label column must hold 0/1/true/false, every
+    /// column in `attributes` must exist, every image must be locked, case IDs unique.
+    pub fn open(
+        spec: &GoldenSetSpec,
+        protocol_dir: &Path,
+        attributes: &[String],
+    ) -> Result<GoldenSet> {
+        let dir = protocol_dir.join(&spec.path);
+        if !dir.is_dir() {
+            return Err(Error::input_hint(
+                format!("golden set {}: no such directory", dir.display()),
+                "check `golden_set.path` in the protocol (relative to the protocol file)",
+            ));
+        }
+        let lock_file = dir.join(&spec.lock);
+        if !lock_file.is_file() {
+            return Err(Error::input_hint(
+                format!(
+                    "golden set {} has no LOCK ({})",
+                    dir.display(),
+                    lock_file.display()
+                ),
+                format!("lock it first: medgate lock {}", dir.display()),
+            ));
+        }
+        let verification = verify_set(&dir, &lock_file)?;
+        if !verification.is_intact() {
+            return Err(verification.to_error());
+        }
+        let lock = read_lock(&lock_file)?;
+        let m = Manifest::read(&dir, &spec.manifest)?;
+        let id_col = m.column(&spec.case_id_column)?;
+        let label_col = m.column(&spec.label_column)?;
+        let image_col = m.column(&spec.image_column)?;
+        for a in attributes {
+            m.column(a)?;
+        }
+        if m.rows.is_empty() {
+            return Err(Error::input(format!(
+                "{}: the manifest has no cases",
+                dir.join(&spec.manifest).display()
+            )));
+        }
+        let hashes: BTreeMap<String, String> = lock
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.sha256.clone()))
+            .collect();
+        let mut diags = manifest::check_manifest(
+            &dir,
+            &m,
+            &spec.case_id_column,
+            std::slice::from_ref(&spec.image_column),
+            &hashes,
+        )?;
+        let file = dir.join(&spec.manifest).display().to_string();
+        let mut cases = Vec::with_capacity(m.rows.len());
+        for (i, row) in m.rows.iter().enumerate() {
+            let id = row[id_col].trim().to_string();
+            let label = match manifest::parse_label(&row[label_col]) {
+                Some(b) => b,
+                None => {
+                    diags.push(
+                        Diagnostic::error(
+                            &file,
+                            Some((i + 2, 1)),
+                            format!("case `{id}`: label `{}` is `{}`; expected 0/1/true/false", spec.label_column, row[label_col]),
+                        )
+                        .with_hint("every case needs a reference-standard label; exclude unlabelled cases in the DATASHEET"),
+                    );
+                    continue;
+                }
+            };
+            let Ok(rel) = manifest::normalize_rel(&row[image_col]) else {
+                continue; // reported by check_manifest
+            };
+            let Some(f) = lock.file(&rel) else {
+                continue; // reported by check_manifest
+            };
+            let attributes = m
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(c, _)| ![id_col, label_col, image_col].contains(c))
+                .map(|(c, name)| (name.clone(), row[c].clone()))
+                .collect();
+            cases.push(Case {
+                case_id: id,
+                image: PathBuf::from(rel),
+                image_sha256: f.sha256.clone(),
+                label,
+                attributes,
+            });
+        }
+        let diags: Vec<Diagnostic> = diags.into_iter().filter(Diagnostic::is_error).collect();
+        if !diags.is_empty() {
+            return Err(Error::Invalid(diags));
+        }
+        Ok(GoldenSet {
+            dir,
+            lock,
+            verification,
+            manifest: spec.manifest.clone(),
+            cases,
+        })
+    }
+}
+
+impl GoldenSet {
+    /// Loads a case's image ([`image::load_image`]); an unreadable image is an input error
+    /// naming the case.
+    pub fn load_image(&self, case: &Case) -> Result<image::LoadedImage> {
+        image::load_image(&self.dir.join(&case.image)).map_err(|e| {
+            Error::input_hint(
+                format!(
+                    "case `{}`: image {}: {e}",
+                    case.case_id,
+                    case.image.display()
+                ),
+                "replace the image or exclude the case (and re-lock the set)",
+            )
+        })
+    }
+}
+
+/// The column names of the manifest a protocol's golden set names (for `medgate check`).
+pub fn manifest_columns(spec: &GoldenSetSpec, protocol_dir: &Path) -> Result<Vec<String>> {
+    let path = protocol_dir.join(&spec.path).join(&spec.manifest);
+    let df = crate::table::read_table_as_strings(&path)?;
+    Ok(crate::table::column_names(&df))
+}
+
+/// Options of [`lock_set`].
+#[derive(Debug, Clone)]
+pub struct LockOptions {
+    /// The LOCK file to write (usually `DIR/LOCK`).
+    pub lock_file: PathBuf,
+    /// Manifest relative to the set; `None` finds `manifest.csv` or `manifest.parquet`.
+    pub manifest: Option<PathBuf>,
+    /// Case-ID column.
+    pub case_id_column: String,
+    /// Image path column(s).
+    pub image_columns: Vec<String>,
+    /// Free-text note recorded in the LOCK.
+    pub note: String,
+    /// Replace an existing LOCK (its root goes to the history section).
+    pub force: bool,
+    /// Lock despite de-identification findings, for this recorded reason.
+    pub waiver: Option<String>,
+}
+
+impl LockOptions {
+    /// Defaults for `dir`: `DIR/LOCK`, auto-detected manifest, `case_id`, `image`.
+    pub fn new(dir: &Path) -> LockOptions {
+        LockOptions {
+            lock_file: dir.join(lock::LOCK_FILE),
+            manifest: None,
+            case_id_column: "case_id".into(),
+            image_columns: vec!["image".into()],
+            note: String::new(),
+            force: false,
+            waiver: None,
+        }
+    }
+}
+
+/// What [`lock_set`] did.
+#[derive(Debug, Clone)]
+pub struct LockOutcome {
+    /// The LOCK written.
+    pub lock: Lock,
+    /// De-identification findings that the waiver covered (empty when the screen passed).
+    pub waived: Vec<Diagnostic>,
+}
+
+/// Hashes every file of the set, checks the manifest (paths, duplicates, missing images) and
+/// screens for identifiers (manifest columns, DICOM headers), then writes the LOCK.
+///
+/// Refuses: an existing LOCK without `force`; any manifest error; identifier findings without
+/// a waiver. `who`/`when` come from `world`. Hashed content never includes the clock: only the
+/// LOCK (which is not hashed) records when.
+pub fn lock_set(dir: &Path, opts: &LockOptions, world: &dyn World) -> Result<LockOutcome> {
+    let previous = if opts.lock_file.exists() {
+        if !opts.force {
+            return Err(Error::input_hint(
+                format!(
+                    "{} already exists: the set is locked",
+                    opts.lock_file.display()
+                ),
+                "verify it with `medgate verify-set`; re-lock deliberately with --force (the old root is kept in the history)",
+            ));
+        }
+        Some(read_lock(&opts.lock_file).ok())
+    } else {
+        None
+    };
+    if opts.waiver.as_ref().is_some_and(|w| w.trim().is_empty()) {
+        return Err(Error::input("--waiver needs a reason"));
+    }
+    let files = lock::hash_files(dir, &opts.lock_file)?;
+    let manifest_rel = match &opts.manifest {
+        Some(m) => m.clone(),
+        None => Manifest::locate(dir)?,
+    };
+    let m = Manifest::read(dir, &manifest_rel)?;
+    let hashes: BTreeMap<String, String> = files
+        .iter()
+        .map(|f| (f.path.clone(), f.sha256.clone()))
+        .collect();
+    let problems =
+        manifest::check_manifest(dir, &m, &opts.case_id_column, &opts.image_columns, &hashes)?;
+    if !problems.is_empty() {
+        return Err(Error::Invalid(problems));
+    }
+    let mut screen = manifest::screen_manifest(&m);
+    let dicoms: Vec<&LockedFile> = files
+        .iter()
+        .filter(|f| deid::is_dicom(&dir.join(&f.path)))
+        .collect();
+    {
+        use rayon::prelude::*;
+        let found: Vec<Vec<Diagnostic>> = dicoms
+            .par_iter()
+            .map(|f| deid::screen_dicom(&dir.join(&f.path), &f.path))
+            .collect();
+        screen.extend(found.into_iter().flatten());
+    }
+    if !screen.is_empty() && opts.waiver.is_none() {
+        return Err(Error::Invalid(screen));
+    }
+    let manifest_key = manifest_rel.to_string_lossy().replace('\\', "/");
+    let manifest_sha256 = hashes.get(&manifest_key).cloned().ok_or_else(|| {
+        Error::input(format!(
+            "{}: the manifest must be inside the set",
+            manifest_rel.display()
+        ))
+    })?;
+    let skip: Vec<&str> = std::iter::once(opts.case_id_column.as_str())
+        .chain(opts.image_columns.iter().map(String::as_str))
+        .collect();
+    let total = m.rows.len() as u64;
+    let prevalence = m
+        .binary_columns(&skip)
+        .into_iter()
+        .map(|(c, positive)| (c, lock::LabelCount { positive, total }))
+        .collect();
+    let mut history = Vec::new();
+    if let Some(prev) = previous {
+        match prev {
+            Some(p) => {
+                history.extend(p.history.iter().cloned());
+                history.push(format!(
+                    "{}  {}  root {}  note: {}",
+                    p.created, p.created_by, p.root_hash, p.note
+                ));
+            }
+            None => history.push("previous LOCK unreadable; replaced with --force".into()),
+        }
+    }
+    let l = Lock {
+        format: lock::FORMAT_VERSION.into(),
+        algorithm: "sha256".into(),
+        root_hash: lock::root_hash(&files),
+        manifest: manifest_key,
+        manifest_sha256,
+        cases: total,
+        prevalence,
+        deid_screen: if screen.is_empty() {
+            "pass".into()
+        } else {
+            "waived".into()
+        },
+        waiver: if screen.is_empty() {
+            None
+        } else {
+            opts.waiver
+                .as_ref()
+                .map(|w| format!("{} ({} finding(s))", w.trim(), screen.len()))
+        },
+        created_by: world.user(),
+        created: world
+            .now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        note: opts.note.clone(),
+        files,
+        history,
+    };
+    let tmp = opts.lock_file.with_extension("medgate-tmp");
+    std::fs::write(&tmp, l.render()).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &opts.lock_file).map_err(|e| Error::io(&opts.lock_file, e))?;
+    Ok(LockOutcome {
+        lock: l,
+        waived: screen,
+    })
+}
+
+/// An image found in both the golden set and a training set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overlap {
+    /// SHA-256 of the shared content.
+    pub sha256: String,
+    /// Path in the golden set.
+    pub golden_path: String,
+    /// Path in the training set (relative to its directory).
+    pub training_path: String,
+}
+
+/// Extensions treated as images in overlap checks (and files without an extension).
+const IMAGE_EXTS: [&str; 5] = ["png", "jpg", "jpeg", "dcm", "dicom"];
+
+fn is_image_path(p: &str) -> bool {
+    match Path::new(p).extension().and_then(|e| e.to_str()) {
+        Some(e) => IMAGE_EXTS.contains(&e.to_ascii_lowercase().as_str()),
+        None => true,
+    }
+}
+
+/// Training-set independence: every golden-set image whose content (SHA-256) also appears
+/// in `training`, a directory (every image file under it) or a manifest (its `image_column`,
+/// relative to the manifest's directory).
+pub fn training_overlap(lock: &Lock, training: &Path, image_column: &str) -> Result<Vec<Overlap>> {
+    use rayon::prelude::*;
+    let train: Vec<(String, PathBuf)> = if training.is_dir() {
+        lock::list_files(training, &training.join(lock::LOCK_FILE))?
+            .into_iter()
+            .filter(|(rel, _)| is_image_path(rel))
+            .collect()
+    } else {
+        let base = training.parent().unwrap_or(Path::new("."));
+        let name = training.file_name().map(PathBuf::from).unwrap_or_default();
+        let m = Manifest::read(base, &name)?;
+        let c = m.column(image_column)?;
+        let set: BTreeSet<String> = m
+            .values(c)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect();
+        set.into_iter()
+            .map(|v| {
+                let abs = base.join(&v);
+                (v, abs)
+            })
+            .collect()
+    };
+    let hashed: Vec<(String, String)> = train
+        .par_iter()
+        .map(|(rel, abs)| Ok((crate::hash::sha256_file(abs)?.0, rel.clone())))
+        .collect::<Result<_>>()?;
+    let mut by_hash: BTreeMap<&str, &str> = BTreeMap::new();
+    for (h, rel) in &hashed {
+        by_hash.entry(h.as_str()).or_insert(rel.as_str());
+    }
+    Ok(lock
+        .files
+        .iter()
+        .filter(|f| is_image_path(&f.path))
+        .filter_map(|f| {
+            by_hash.get(f.sha256.as_str()).map(|t| Overlap {
+                sha256: f.sha256.clone(),
+                golden_path: f.path.clone(),
+                training_path: t.to_string(),
+            })
+        })
+        .collect())
+}
