@@ -315,7 +315,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         opt.set_learning_rate(lr);
         let idx: Vec<usize> = (0..b)
             .map(|_| {
-                let pool = if rng.random::<f64>() < args.pos_fraction { &pos_idx } else { &neg_idx };
+                let pool = if rng.random::<f64>() < args.pos_fraction {
+                    &pos_idx
+                } else {
+                    &neg_idx
+                };
                 pool[rng.random_range(0..pool.len())]
             })
             .collect();
@@ -360,7 +364,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let cls_logits = img.matmul(&txt.t()?)?.broadcast_mul(&scale)?;
         let cls_target: Vec<u32> = idx
             .iter()
-            .map(|&i| TEMPLATES.iter().position(|t| *t == train[i].template).unwrap_or(0) as u32)
+            .map(|&i| {
+                TEMPLATES
+                    .iter()
+                    .position(|t| *t == train[i].template)
+                    .unwrap_or(0) as u32
+            })
             .collect();
         let cls_target = Tensor::from_vec(cls_target, b, &dev)?;
         let ce = candle_nn::loss::cross_entropy(&cls_logits, &cls_target)?;

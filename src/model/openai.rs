@@ -15,7 +15,8 @@
 //! {"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}]}],
 //! "temperature", "max_tokens", "seed" (when set), "logprobs": true, "top_logprobs": 5}`
 //! (the last two only when the protocol asks for logprobs). PNG and JPEG files are sent as
-//! they are; the API key, if the protocol names an environment variable, goes in an
+//! they are; DICOM files are decoded by the golden set's loader (`crate::golden::image`:
+//! modality LUT, VOI window, MONOCHROME1 inverted) and sent as 8-bit PNG; the API key, if the protocol names an environment variable, goes in an
 //! `Authorization: Bearer` header and nowhere else (never in [`BackendInfo`]).
 //!
 //! # Answer and score
@@ -505,17 +506,42 @@ fn read_image(case: &CaseInput) -> std::result::Result<(&'static str, Vec<u8>), 
             ));
         }
     }
-    let mime = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        "image/png"
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        "image/jpeg"
-    } else {
-        return Err(format!(
-            "{}: the openai backend sends PNG or JPEG files; convert this image first",
-            case.image_path.display()
-        ));
-    };
-    Ok((mime, bytes))
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Ok(("image/png", bytes));
+    }
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Ok(("image/jpeg", bytes));
+    }
+    // DICOM (or anything else the golden loader reads): decode with the same loader every
+    // backend uses (modality LUT, VOI window, MONOCHROME1 inverted) and send an 8-bit PNG.
+    let img = crate::golden::image::load_image(&case.image_path).map_err(|e| e.to_string())?;
+    Ok((
+        "image/png",
+        encode_png(&img).map_err(|e| format!("{}: {e}", case.image_path.display()))?,
+    ))
+}
+
+/// Encodes a decoded image (samples in [0, 1]) as an 8-bit PNG.
+fn encode_png(img: &crate::golden::image::LoadedImage) -> std::result::Result<Vec<u8>, String> {
+    let px: Vec<u8> = img
+        .data
+        .iter()
+        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect();
+    let dynamic = match img.channels {
+        1 => image::GrayImage::from_raw(img.width, img.height, px)
+            .map(image::DynamicImage::ImageLuma8),
+        3 => {
+            image::RgbImage::from_raw(img.width, img.height, px).map(image::DynamicImage::ImageRgb8)
+        }
+        c => return Err(format!("cannot send an image with {c} channels")),
+    }
+    .ok_or_else(|| "decoded image has the wrong number of samples".to_string())?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    dynamic
+        .write_to(&mut out, image::ImageFormat::Png)
+        .map_err(|e| format!("cannot encode PNG: {e}"))?;
+    Ok(out.into_inner())
 }
 
 /// Maps an answer text to positive / negative / equivocal with the protocol's rule.
