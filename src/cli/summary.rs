@@ -49,9 +49,16 @@ pub fn run_summary(s: &RunSummary, color: bool) -> String {
         .max()
         .unwrap_or(2)
         .max(9);
+    let mw = ev
+        .criteria
+        .iter()
+        .map(|c| c.metric.len() + c.scope.len() + 3)
+        .max()
+        .unwrap_or(14)
+        .max(14);
     let _ = writeln!(
         o,
-        "  {:<width$}  {:<14} {:<22} {:>6}  {:<12} verdict",
+        "  {:<width$}  {:<14} {:<mw$}  {:<8}  {:<9} verdict",
         "criterion", "requirement", "metric (scope)", "goal", "observed"
     );
     for c in &ev.criteria {
@@ -68,12 +75,11 @@ pub fn run_summary(s: &RunSummary, color: bool) -> String {
         };
         let _ = writeln!(
             o,
-            "  {:<width$}  {:<14} {:<22} {:>2}{:>4}  {:<12} {}",
+            "  {:<width$}  {:<14} {:<mw$}  {:<8}  {:<9} {}",
             c.id,
             c.requirement,
             format!("{} ({})", c.metric, c.scope),
-            cmp,
-            c.goal,
+            format!("{cmp} {}", c.goal),
             observed,
             paint(c.verdict.label(), c.verdict, color)
         );
