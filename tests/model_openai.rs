@@ -186,11 +186,11 @@ fn serve_hosts_a_clip_checkpoint_with_the_same_scores_as_in_process() {
         precision: "f32".into(),
     };
     let local = ClipBackend::load(&spec, &prompts, Path::new(".")).unwrap();
-    let images: Vec<_> = cases
-        .iter()
-        .map(|c| medgate::model::image_shim::load_image(&c.image_path).unwrap())
+    let want: Vec<f64> = local
+        .predict_batch(&cases)
+        .into_iter()
+        .map(|r| r.unwrap().score)
         .collect();
-    let want = local.score_images(&images).unwrap();
     let spread = want.iter().cloned().fold(f64::MIN, f64::max)
         - want.iter().cloned().fold(f64::MAX, f64::min);
     assert!(
