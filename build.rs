@@ -22,8 +22,17 @@ fn main() {
         commit
     };
     println!("cargo:rustc-env=MEDGATE_BUILD_COMMIT={value}");
-    for p in [".git/HEAD", ".git/refs/heads"] {
-        if std::path::Path::new(p).exists() {
+    // Ask git where HEAD and the refs live: in a linked worktree (or a submodule) `.git` is a
+    // file, and HEAD sits under the common git directory, not at `.git/HEAD`.
+    for name in ["HEAD", "refs/heads", "packed-refs", "index"] {
+        let path = Command::new("git")
+            .args(["rev-parse", "--git-path", name])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string());
+        if let Some(p) = path.filter(|p| std::path::Path::new(p).exists()) {
             println!("cargo:rerun-if-changed={p}");
         }
     }

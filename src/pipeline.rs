@@ -101,7 +101,7 @@ use crate::exit::Outcome;
 use crate::golden::GoldenSet;
 use crate::harness::{self, CaseStatus, HarnessOptions, JournalHeader};
 use crate::model::{Backend, CaseInput};
-use crate::protocol::{ModelSpec, ReportFormat};
+use crate::protocol::ReportFormat;
 use crate::trace::analysis::{self, CaseRow};
 use crate::trace::{self, Evidence, GoldenSetIdentity, ModelIdentity, Provenance, ledger};
 use crate::world::World;
@@ -147,28 +147,8 @@ fn build_backend(
     set: &GoldenSet,
     world: &dyn World,
 ) -> Result<Box<dyn Backend>> {
-    let p = &lp.protocol;
-    Ok(match &p.model {
-        ModelSpec::CandleClip(spec) => {
-            let prompts = p
-                .task
-                .prompts
-                .as_ref()
-                .ok_or_else(|| Error::input("candle-clip needs task.prompts"))?;
-            Box::new(crate::model::clip::ClipBackend::load(
-                spec, prompts, &lp.dir,
-            )?)
-        }
-        ModelSpec::Openai(spec) => Box::new(crate::model::openai::OpenaiBackend::new(
-            spec, &p.task, world,
-        )?),
-        ModelSpec::Replay(spec) => {
-            let ids: Vec<String> = set.cases.iter().map(|c| c.case_id.clone()).collect();
-            Box::new(crate::model::replay::ReplayBackend::load(
-                spec, &lp.dir, &ids,
-            )?)
-        }
-    })
+    let ids: Vec<String> = set.cases.iter().map(|c| c.case_id.clone()).collect();
+    crate::model::build_backend(&lp.protocol, &lp.dir, &ids, world)
 }
 
 /// Runs a protocol end to end and writes the evidence bundle.

@@ -7,6 +7,7 @@
 //! negative answer: a case that fails after retries comes back as `Err`, and the harness
 //! records it as "not evaluated".
 
+pub mod build;
 pub mod openai;
 pub mod replay;
 pub mod serve;
@@ -17,6 +18,7 @@ pub mod clip;
 pub mod clip_ckpt;
 pub mod image_shim;
 
+pub use build::build_backend;
 pub use clip::ClipBackend;
 
 use serde::{Deserialize, Serialize};

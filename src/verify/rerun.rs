@@ -19,8 +19,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::harness::CaseStatus;
-use crate::model::{Answer, Backend, CaseInput};
-use crate::protocol::{ModelSpec, Protocol};
+use crate::model::{Answer, CaseInput};
+use crate::protocol::Protocol;
 use crate::trace::Evidence;
 use crate::trace::Verdict;
 use crate::trace::analysis::{self, CaseRow};
@@ -97,39 +97,6 @@ impl RerunReport {
     }
 }
 
-/// Builds the backend a protocol names, as `medgate run` does. `protocol_dir` is where the
-/// protocol's relative paths resolve; `case_ids` are the golden set's cases in manifest order
-/// (the replay backend checks its file covers exactly these).
-pub fn build_backend(
-    p: &Protocol,
-    protocol_dir: &Path,
-    case_ids: &[String],
-    world: &dyn World,
-) -> Result<Box<dyn Backend>> {
-    Ok(match &p.model {
-        ModelSpec::CandleClip(spec) => {
-            let prompts = p
-                .task
-                .prompts
-                .as_ref()
-                .ok_or_else(|| Error::input("candle-clip needs task.prompts"))?;
-            Box::new(crate::model::clip::ClipBackend::load(
-                spec,
-                prompts,
-                protocol_dir,
-            )?)
-        }
-        ModelSpec::Openai(spec) => Box::new(crate::model::openai::OpenaiBackend::new(
-            spec, &p.task, world,
-        )?),
-        ModelSpec::Replay(spec) => Box::new(crate::model::replay::ReplayBackend::load(
-            spec,
-            protocol_dir,
-            case_ids,
-        )?),
-    })
-}
-
 /// Re-runs inference and compares (see the module docs).
 pub fn rerun(
     evidence: &Evidence,
@@ -154,7 +121,7 @@ pub fn rerun(
         )
     })?;
     let ids: Vec<String> = set.cases.iter().map(|c| c.case_id.clone()).collect();
-    let backend = build_backend(protocol, &pdir, &ids, world).map_err(|e| {
+    let backend = crate::model::build_backend(protocol, &pdir, &ids, world).map_err(|e| {
         Error::input_hint(
             format!("--rerun cannot load the model: {e}"),
             "the re-run needs the model the bundle records (weights, server or predictions); pass --protocol-dir DIR if the protocol's paths resolve elsewhere",

@@ -1,0 +1,38 @@
+//! From a protocol's `model` section to a backend: the one place that builds it, so that
+//! `medgate run` and `medgate verify --rerun` construct the model in exactly the same way.
+
+use std::path::Path;
+
+use super::Backend;
+use crate::error::{Error, Result};
+use crate::protocol::{ModelSpec, Protocol};
+use crate::world::World;
+
+/// Builds the backend `p` names. `protocol_dir` is where the protocol's relative paths
+/// resolve; `case_ids` are the golden set's cases in manifest order (the replay backend checks
+/// that its file covers exactly these).
+pub fn build_backend(
+    p: &Protocol,
+    protocol_dir: &Path,
+    case_ids: &[String],
+    world: &dyn World,
+) -> Result<Box<dyn Backend>> {
+    Ok(match &p.model {
+        ModelSpec::CandleClip(spec) => {
+            let prompts = p
+                .task
+                .prompts
+                .as_ref()
+                .ok_or_else(|| Error::input("candle-clip needs task.prompts"))?;
+            Box::new(super::clip::ClipBackend::load(spec, prompts, protocol_dir)?)
+        }
+        ModelSpec::Openai(spec) => {
+            Box::new(super::openai::OpenaiBackend::new(spec, &p.task, world)?)
+        }
+        ModelSpec::Replay(spec) => Box::new(super::replay::ReplayBackend::load(
+            spec,
+            protocol_dir,
+            case_ids,
+        )?),
+    })
+}
