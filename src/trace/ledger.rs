@@ -190,6 +190,9 @@ pub fn append(path: &Path, new: NewEntry) -> Result<LedgerEntry> {
     e.hash = entry_hash(&e)?;
     let mut line = serde_json::to_string(&e).map_err(|er| Error::Internal(er.to_string()))?;
     line.push('\n');
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|er| Error::io(parent, er))?;
+    }
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
