@@ -374,10 +374,6 @@ fn demo_run_survives_a_kill_and_resumes_without_reinference() {
         )
         .replace("../models", &root().join("models").display().to_string())
         .replace(
-            "path: trace/",
-            &format!("path: {}/", root().join("protocols/trace").display()),
-        )
-        .replace(
             "requirements: trace/",
             &format!(
                 "requirements: {}/",
@@ -389,8 +385,8 @@ fn demo_run_survives_a_kill_and_resumes_without_reinference() {
             &format!("risks: {}/", root().join("protocols/trace").display()),
         )
         .replace(
-            "ledger:\n",
-            &format!("ledger:\n  path: {}\n", ledger.display()),
+            "path: ../runs/LEDGER.jsonl",
+            &format!("path: {}", ledger.display()),
         )
         .replace("formats: [pdf, html, md]", "formats: [md]");
     let p = dir.path().join("demo.yaml");
