@@ -63,7 +63,9 @@ pub fn check_protocol(path: &Path) -> CheckReport {
         let req = lp.resolve(&t.requirements);
         if req.is_file() {
             match inputs::load_requirements(&req) {
-                Ok(r) => facts.requirement_ids = Some(r.requirements.into_iter().map(|r| r.id).collect()),
+                Ok(r) => {
+                    facts.requirement_ids = Some(r.requirements.into_iter().map(|r| r.id).collect())
+                }
                 Err(e) => diagnostics.extend(diags_of(e, &req.display().to_string())),
             }
         }
@@ -71,7 +73,10 @@ pub fn check_protocol(path: &Path) -> CheckReport {
             let rp = lp.resolve(risks);
             if rp.is_file() {
                 match inputs::load_risks(&rp) {
-                    Ok(r) => facts.risk_control_ids = Some(r.risk_controls.into_iter().map(|r| r.id).collect()),
+                    Ok(r) => {
+                        facts.risk_control_ids =
+                            Some(r.risk_controls.into_iter().map(|r| r.id).collect())
+                    }
                     Err(e) => diagnostics.extend(diags_of(e, &rp.display().to_string())),
                 }
             }
@@ -137,7 +142,11 @@ pub struct RunSummary {
     pub infrastructure_failure: Option<String>,
 }
 
-fn build_backend(lp: &LoadedProtocol, set: &GoldenSet, world: &dyn World) -> Result<Box<dyn Backend>> {
+fn build_backend(
+    lp: &LoadedProtocol,
+    set: &GoldenSet,
+    world: &dyn World,
+) -> Result<Box<dyn Backend>> {
     let ids: Vec<String> = set.cases.iter().map(|c| c.case_id.clone()).collect();
     crate::model::build_backend(&lp.protocol, &lp.dir, &ids, world)
 }
@@ -166,13 +175,18 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
     let git = trace::provenance::git_state(&lp.dir);
     if opts.release {
         match &git {
-            None => return Err(Error::input_hint(
-                "release run refused: the protocol is not in a git repository",
-                "commit the protocol, requirements and golden-set lock to version control",
-            )),
+            None => {
+                return Err(Error::input_hint(
+                    "release run refused: the protocol is not in a git repository",
+                    "commit the protocol, requirements and golden-set lock to version control",
+                ));
+            }
             Some(g) if g.dirty => {
                 return Err(Error::input_hint(
-                    format!("release run refused: the working tree is dirty ({})", g.dirty_files.join(", ")),
+                    format!(
+                        "release run refused: the working tree is dirty ({})",
+                        g.dirty_files.join(", ")
+                    ),
                     "commit or stash every change first; a release record must name an exact commit",
                 ));
             }
@@ -187,7 +201,10 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
     }
     if let Some(g) = &git {
         if g.dirty {
-            warnings.push(format!("working tree is dirty ({} file(s)): not a release record", g.dirty_files.len()));
+            warnings.push(format!(
+                "working tree is dirty ({} file(s)): not a release record",
+                g.dirty_files.len()
+            ));
         }
     }
     let backend = build_backend(&lp, &set, world)?;
@@ -195,12 +212,17 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
     if let (Some(pinned), Some(actual)) = (p.model.pinned_sha256(), info.model_sha256.as_deref()) {
         if pinned != actual {
             return Err(Error::input_hint(
-                format!("model hash mismatch: protocol pins {pinned}, the weights hash to {actual}"),
+                format!(
+                    "model hash mismatch: protocol pins {pinned}, the weights hash to {actual}"
+                ),
                 "the weights changed since the protocol was written: restore them, or re-approve the protocol with the new hash",
             ));
         }
     }
-    let model_sha = info.model_sha256.clone().unwrap_or_else(|| "unpinned".into());
+    let model_sha = info
+        .model_sha256
+        .clone()
+        .unwrap_or_else(|| "unpinned".into());
     let settings = crate::hash::canonicalize(&info.settings);
 
     // 3. Inference with the journal.
@@ -297,7 +319,9 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
     );
     let mut trace_files = Vec::new();
     if let Some(t) = &p.traceability {
-        trace_files.push(trace::provenance::file_identity(&lp.resolve(&t.requirements))?);
+        trace_files.push(trace::provenance::file_identity(
+            &lp.resolve(&t.requirements),
+        )?);
         if let Some(r) = &t.risks {
             trace_files.push(trace::provenance::file_identity(&lp.resolve(r))?);
         }
@@ -402,17 +426,30 @@ fn write_bundle(
 ) -> Result<()> {
     let p = &lp.protocol;
     let ev_path = out_dir.join(crate::trace::bundle::EVIDENCE_FILE);
-    let mut json = serde_json::to_string_pretty(evidence).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut json =
+        serde_json::to_string_pretty(evidence).map_err(|e| Error::Internal(e.to_string()))?;
     json.push('\n');
     std::fs::write(&ev_path, json).map_err(|e| Error::io(&ev_path, e))?;
     let proto_copy = out_dir.join(crate::trace::bundle::PROTOCOL_FILE);
     std::fs::write(&proto_copy, &lp.source).map_err(|e| Error::io(&proto_copy, e))?;
     let mut attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for a in &p.subgroups.attributes {
-        attrs.insert(a.clone(), set.cases.iter().map(|c| c.attributes.get(a).cloned().unwrap_or_default()).collect());
+        attrs.insert(
+            a.clone(),
+            set.cases
+                .iter()
+                .map(|c| c.attributes.get(a).cloned().unwrap_or_default())
+                .collect(),
+        );
     }
     let labels: Vec<bool> = set.cases.iter().map(|c| c.label).collect();
-    crate::trace::bundle::write_cases(&out_dir.join(crate::trace::bundle::CASES_FILE), results, &labels, &attrs, p.task.threshold)?;
+    crate::trace::bundle::write_cases(
+        &out_dir.join(crate::trace::bundle::CASES_FILE),
+        results,
+        &labels,
+        &attrs,
+        p.task.threshold,
+    )?;
     let junit = crate::report::junit::render(evidence);
     let jp = out_dir.join(crate::trace::bundle::JUNIT_FILE);
     std::fs::write(&jp, junit).map_err(|e| Error::io(&jp, e))?;

@@ -378,6 +378,9 @@ fn golden_set_open_reads_cases_and_checks_labels() {
         medgate::hash::sha256_file(&dir.join(&c.image)).unwrap().0
     );
     let demo = medgate::golden::demo::render_case(5, 10);
+    let img = set.load_image(c).unwrap();
+    assert_eq!(img.data.len(), 64 * 64);
+    assert!((f64::from(img.data[0]) - f64::from(demo.image.as_raw()[0]) / 255.0).abs() < 1e-6);
     assert_eq!(c.label, demo.label);
     assert_eq!(c.attributes["site"], demo.attributes["site"]);
     // A missing subgroup column is an input error naming it.
@@ -465,4 +468,29 @@ fn demo_data_is_deterministic_for_a_seed() {
     assert_eq!(v["formats"]["dicom"], 4);
     assert_eq!(v["formats"]["png"], 26);
     assert_eq!(v["dimensions"]["64x64x1"], 30);
+}
+
+#[test]
+fn committed_demo_set_verifies_and_opens() {
+    // The bundled set must stay intact and match its generator (regenerating it is a
+    // deliberate, re-locked change).
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("golden-sets/demo-cxr");
+    let r = verify_set(&dir, &dir.join("LOCK")).unwrap();
+    assert!(r.is_intact(), "{:?}", r.problems());
+    assert_eq!(r.files, 1002);
+    let set = GoldenSet::open(&spec(&dir), Path::new("."), &["sex".into(), "site".into()]).unwrap();
+    assert_eq!(set.cases.len(), 1000);
+    for i in [0u64, 1, 100, 999] {
+        let demo = medgate::golden::demo::render_case(20261128, i);
+        let c = &set.cases[i as usize];
+        assert_eq!(c.label, demo.label, "case {i}");
+        assert_eq!(c.attributes["site"], demo.attributes["site"]);
+        let img = set.load_image(c).unwrap();
+        for (a, b) in img.data.iter().zip(demo.image.as_raw()) {
+            assert!(
+                (f64::from(*a) - f64::from(*b) / 255.0).abs() < 1e-6,
+                "case {i}"
+            );
+        }
+    }
 }

@@ -186,11 +186,11 @@ fn serve_hosts_a_clip_checkpoint_with_the_same_scores_as_in_process() {
         precision: "f32".into(),
     };
     let local = ClipBackend::load(&spec, &prompts, Path::new(".")).unwrap();
-    let images: Vec<_> = cases
-        .iter()
-        .map(|c| medgate::model::image_shim::load_image(&c.image_path).unwrap())
+    let want: Vec<f64> = local
+        .predict_batch(&cases)
+        .into_iter()
+        .map(|r| r.unwrap().score)
         .collect();
-    let want = local.score_images(&images).unwrap();
     let spread = want.iter().cloned().fold(f64::MIN, f64::max)
         - want.iter().cloned().fold(f64::MAX, f64::min);
     assert!(
@@ -350,6 +350,24 @@ fn chaos_loses_nothing_and_keeps_order() {
     }
     // Half of all requests are faulty: with 24 cases, some must have been retried.
     assert!(retried + failed > 0);
+    // Every request the server saw was one of the client's counted attempts (a request still
+    // queued when the client timed out may never be taken, hence <=).
+    let attempts: u32 = out
+        .iter()
+        .map(|r| r.as_ref().map_or_else(|e| e.attempts, |p| p.attempts))
+        .sum();
+    let (status, err) = srv.terminate();
+    assert!(status.success(), "{err}");
+    let served: u32 = err
+        .split("stopped after ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in {err:?}"));
+    assert!(
+        served > cases.len() as u32 && served <= attempts,
+        "served {served}, attempts {attempts}"
+    );
 }
 
 #[test]
@@ -654,4 +672,36 @@ fn replay_reads_parquet() {
     };
     let p = b.predict_batch(&[case]).pop().unwrap().unwrap();
     assert_eq!((p.score, p.answer), (0.75, Answer::Positive));
+}
+
+#[test]
+fn dicom_cases_are_sent_as_png_decoded_by_the_golden_loader() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("golden-sets/demo-cxr/images/cxr-00100.dcm");
+    let img = medgate::golden::image::load_image(&path).unwrap();
+    assert_eq!(img.channels, 1);
+    // What the server must see: the loader's samples as 8-bit grey, mean / 255.
+    let want = img
+        .data
+        .iter()
+        .map(|v| f64::from((v.clamp(0.0, 1.0) * 255.0).round()))
+        .sum::<f64>()
+        / (img.data.len() as f64 * 255.0);
+    let cfg = ServeConfig {
+        port: 0,
+        threads: 1,
+        model_id: "m".into(),
+        ..Default::default()
+    };
+    let srv = Server::bind(cfg, Arc::new(MeanIntensityScorer))
+        .unwrap()
+        .spawn();
+    let b = backend(&spec(&[srv.base_url()], "m"));
+    let case = CaseInput {
+        case_id: "cxr-00100".into(),
+        image_sha256: medgate::hash::sha256_hex(&std::fs::read(&path).unwrap()),
+        image_path: path,
+    };
+    let p = b.predict_batch(&[case]).pop().unwrap().unwrap();
+    assert!((p.score - want).abs() < 1e-6, "{} vs {want}", p.score);
 }

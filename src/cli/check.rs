@@ -9,7 +9,9 @@ use crate::pipeline::check_protocol;
 
 /// Check one or more validation protocols.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  medgate check protocols/demo-cxr.yaml\n  medgate check protocols/*.yaml --format json\n\nExit status: 0 all valid, 2 any invalid.")]
+#[command(
+    after_help = "Examples:\n  medgate check protocols/demo-cxr.yaml\n  medgate check protocols/*.yaml --format json\n\nExit status: 0 all valid, 2 any invalid."
+)]
 pub struct CheckArgs {
     /// Protocol files (YAML).
     #[arg(required = true)]
@@ -46,14 +48,24 @@ pub fn run(args: CheckArgs, global: &GlobalArgs) -> Result<Outcome> {
                     if valid {
                         println!("{}: valid ({warnings} warning(s))", path.display());
                     } else {
-                        println!("{}: invalid ({errors} error(s), {warnings} warning(s))", path.display());
+                        println!(
+                            "{}: invalid ({errors} error(s), {warnings} warning(s))",
+                            path.display()
+                        );
                     }
                 }
             }
         }
     }
     if args.format == OutputFormat::Json {
-        println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).unwrap_or_default()
+        );
     }
-    Ok(if all_valid { Outcome::Pass } else { Outcome::Invalid })
+    Ok(if all_valid {
+        Outcome::Pass
+    } else {
+        Outcome::Invalid
+    })
 }

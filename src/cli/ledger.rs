@@ -40,14 +40,21 @@ pub fn run(args: LedgerArgs, _global: &GlobalArgs) -> Result<Outcome> {
         ));
     }
     let entries = ledger::read(&file)?;
-    let breaks = if args.verify { ledger::verify(&entries)? } else { Vec::new() };
+    let breaks = if args.verify {
+        ledger::verify(&entries)?
+    } else {
+        Vec::new()
+    };
     match args.format {
         OutputFormat::Json => {
             let v = serde_json::json!({ "ledger": file.display().to_string(), "entries": entries, "verified": args.verify, "breaks": breaks });
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
         OutputFormat::Text => {
-            println!("{:>4}  {:<20}  {:<10}  {:<24}  {:<12}  {:<14}  run", "seq", "time", "user", "protocol", "model", "verdict");
+            println!(
+                "{:>4}  {:<20}  {:<10}  {:<24}  {:<12}  {:<14}  run",
+                "seq", "time", "user", "protocol", "model", "verdict"
+            );
             for e in &entries {
                 println!(
                     "{:>4}  {:<20}  {:<10}  {:<24}  {:<12}  {:<14}  {}",
@@ -71,5 +78,9 @@ pub fn run(args: LedgerArgs, _global: &GlobalArgs) -> Result<Outcome> {
             }
         }
     }
-    Ok(if breaks.is_empty() { Outcome::Pass } else { Outcome::Fail })
+    Ok(if breaks.is_empty() {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    })
 }

@@ -26,12 +26,12 @@ pub mod verify;
 use crate::error::Error;
 use crate::exit::Outcome;
 
-pub mod report;
-pub mod plan;
-pub mod stats;
 pub mod demo_data;
 pub mod inspect;
 pub mod lock;
+pub mod plan;
+pub mod report;
+pub mod stats;
 pub mod verify_set;
 
 /// Machine- or human-readable output.
@@ -77,7 +77,9 @@ impl GlobalArgs {
         match self.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            ColorChoice::Auto => {
+                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
         }
     }
 

@@ -78,7 +78,10 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> Result<Outcome> {
         }
         OutputFormat::Text => {
             if !global.quiet {
-                print!("{}", crate::cli::summary::run_summary(&s, global.color_stdout()));
+                print!(
+                    "{}",
+                    crate::cli::summary::run_summary(&s, global.color_stdout())
+                );
             }
         }
     }

@@ -109,13 +109,10 @@ fn resolve_scorer(args: &ServeArgs) -> Result<(Arc<dyn Scorer>, String)> {
 fn clip_scorer(args: &ServeArgs) -> Result<(Arc<dyn Scorer>, String)> {
     let (spec, protocol_prompts, dir) = match (&args.protocol, &args.model) {
         (Some(file), _) => {
-            let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
-            let protocol: Protocol = serde_saphyr::from_str(&text)
-                .map_err(|e| Error::input(format!("{}: {e}", file.display())))?;
-            let dir = file
-                .parent()
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("."));
+            // The same loader as `check` and `run`: located diagnostics on a bad file.
+            let loaded = crate::protocol::load(file)?;
+            let dir = loaded.dir.clone();
+            let protocol: Protocol = loaded.protocol;
             match protocol.model {
                 ModelSpec::CandleClip(spec) => (spec, protocol.task.prompts, dir),
                 other => {

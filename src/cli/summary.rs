@@ -26,7 +26,11 @@ pub fn run_summary(s: &RunSummary, color: bool) -> String {
     let ev = &s.evidence;
     let mut o = String::new();
     let a = &ev.accountability;
-    let _ = writeln!(o, "{} v{}: {}", ev.protocol.protocol, ev.protocol.version, ev.protocol.title);
+    let _ = writeln!(
+        o,
+        "{} v{}: {}",
+        ev.protocol.protocol, ev.protocol.version, ev.protocol.title
+    );
     let _ = writeln!(
         o,
         "cases: {} enrolled, {} evaluated, {} equivocal, {} not evaluated  ({} inferred now, {} from journal)",
@@ -38,8 +42,25 @@ pub fn run_summary(s: &RunSummary, color: bool) -> String {
         s.resumed
     );
     let _ = writeln!(o);
-    let width = ev.criteria.iter().map(|c| c.id.len()).max().unwrap_or(2).max(9);
-    let _ = writeln!(o, "  {:<width$}  {:<14} {:<22} {:>6}  {:<12} verdict", "criterion", "requirement", "metric (scope)", "goal", "observed");
+    let width = ev
+        .criteria
+        .iter()
+        .map(|c| c.id.len())
+        .max()
+        .unwrap_or(2)
+        .max(9);
+    let mw = ev
+        .criteria
+        .iter()
+        .map(|c| c.metric.len() + c.scope.len() + 3)
+        .max()
+        .unwrap_or(14)
+        .max(14);
+    let _ = writeln!(
+        o,
+        "  {:<width$}  {:<14} {:<mw$}  {:<8}  {:<9} verdict",
+        "criterion", "requirement", "metric (scope)", "goal", "observed"
+    );
     for c in &ev.criteria {
         let worst = c
             .observations
@@ -47,15 +68,18 @@ pub fn run_summary(s: &RunSummary, color: bool) -> String {
             .find(|o| o.verdict == c.verdict)
             .or(c.observations.first());
         let observed = worst.map(|o| f3(o.tested)).unwrap_or_else(|| "n/a".into());
-        let cmp = if c.comparator == "at_most" { "<=" } else { ">=" };
+        let cmp = if c.comparator == "at_most" {
+            "<="
+        } else {
+            ">="
+        };
         let _ = writeln!(
             o,
-            "  {:<width$}  {:<14} {:<22} {:>2}{:>4}  {:<12} {}",
+            "  {:<width$}  {:<14} {:<mw$}  {:<8}  {:<9} {}",
             c.id,
             c.requirement,
             format!("{} ({})", c.metric, c.scope),
-            cmp,
-            c.goal,
+            format!("{cmp} {}", c.goal),
             observed,
             paint(c.verdict.label(), c.verdict, color)
         );
@@ -64,7 +88,11 @@ pub fn run_summary(s: &RunSummary, color: bool) -> String {
     for w in &ev.warnings {
         let _ = writeln!(o, "warning: {w}");
     }
-    let _ = writeln!(o, "verdict: {}", paint(ev.verdict.label(), ev.verdict, color));
+    let _ = writeln!(
+        o,
+        "verdict: {}",
+        paint(ev.verdict.label(), ev.verdict, color)
+    );
     let _ = writeln!(o, "results_sha256: {}", ev.results_sha256);
     let _ = writeln!(o, "bundle: {}", s.out_dir.display());
     for f in &s.files {

@@ -178,6 +178,23 @@ impl GoldenSet {
     }
 }
 
+impl GoldenSet {
+    /// Loads a case's image ([`image::load_image`]); an unreadable image is an input error
+    /// naming the case.
+    pub fn load_image(&self, case: &Case) -> Result<image::LoadedImage> {
+        image::load_image(&self.dir.join(&case.image)).map_err(|e| {
+            Error::input_hint(
+                format!(
+                    "case `{}`: image {}: {e}",
+                    case.case_id,
+                    case.image.display()
+                ),
+                "replace the image or exclude the case (and re-lock the set)",
+            )
+        })
+    }
+}
+
 /// The column names of the manifest a protocol's golden set names (for `medgate check`).
 pub fn manifest_columns(spec: &GoldenSetSpec, protocol_dir: &Path) -> Result<Vec<String>> {
     let path = protocol_dir.join(&spec.path).join(&spec.manifest);

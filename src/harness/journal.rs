@@ -65,7 +65,8 @@ impl Journal {
             let f = File::open(path).map_err(|e| Error::io(path, e))?;
             let mut lines = BufReader::new(f).lines();
             let first = lines.next().transpose().map_err(|e| Error::io(path, e))?;
-            let existing: Option<JournalHeader> = first.as_deref().and_then(|l| serde_json::from_str(l).ok());
+            let existing: Option<JournalHeader> =
+                first.as_deref().and_then(|l| serde_json::from_str(l).ok());
             match &existing {
                 Some(h) if h.compatible(header) => {}
                 Some(h) => {
@@ -85,7 +86,10 @@ impl Journal {
                 }
                 None if first.as_deref().is_some_and(|l| !l.trim().is_empty()) => {
                     return Err(Error::input_hint(
-                        format!("{}: not a medgate journal (bad header line)", path.display()),
+                        format!(
+                            "{}: not a medgate journal (bad header line)",
+                            path.display()
+                        ),
                         "use a new --out directory",
                     ));
                 }
@@ -105,8 +109,12 @@ impl Journal {
             }
             // Drop a torn tail so the next append starts on a clean line.
             if good_bytes < raw.len() {
-                let f = OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
-                f.set_len(good_bytes as u64).map_err(|e| Error::io(path, e))?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| Error::io(path, e))?;
+                f.set_len(good_bytes as u64)
+                    .map_err(|e| Error::io(path, e))?;
             }
             if existing.is_none() {
                 write_header(path, header)?;

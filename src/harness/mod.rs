@@ -137,8 +137,13 @@ pub fn run_cases(
             done.insert(e.key.clone(), e.result.clone());
         }
     }
-    let keys: Vec<String> = cases.iter().map(|c| case_key(header, &c.image_sha256)).collect();
-    let todo: Vec<usize> = (0..cases.len()).filter(|&i| !done.contains_key(&keys[i])).collect();
+    let keys: Vec<String> = cases
+        .iter()
+        .map(|c| case_key(header, &c.image_sha256))
+        .collect();
+    let todo: Vec<usize> = (0..cases.len())
+        .filter(|&i| !done.contains_key(&keys[i]))
+        .collect();
     let todo: Vec<usize> = match opts.limit {
         Some(l) => todo.into_iter().take(l).collect(),
         None => todo,

@@ -37,8 +37,11 @@ pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const PREPROCESSOR_FILE: &str = "preprocessor_config.json";
 
 /// CLIP's published image normalisation (RGB), used when a checkpoint gives none.
+#[allow(clippy::excessive_precision)]
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// CLIP's published image normalisation standard deviations (RGB).
+// Written exactly as published by OpenAI's CLIP preprocessing, so the source can be checked by eye.
+#[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 /// `ln(1/0.07)`: CLIP's initial logit scale.
 pub const LOGIT_SCALE_INIT: f32 = 2.6592;

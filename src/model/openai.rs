@@ -15,7 +15,8 @@
 //! {"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}]}],
 //! "temperature", "max_tokens", "seed" (when set), "logprobs": true, "top_logprobs": 5}`
 //! (the last two only when the protocol asks for logprobs). PNG and JPEG files are sent as
-//! they are; the API key, if the protocol names an environment variable, goes in an
+//! they are; DICOM files are decoded by the golden set's loader (`crate::golden::image`:
+//! modality LUT, VOI window, MONOCHROME1 inverted) and sent as 8-bit PNG; the API key, if the protocol names an environment variable, goes in an
 //! `Authorization: Bearer` header and nowhere else (never in [`BackendInfo`]).
 //!
 //! # Answer and score
@@ -75,6 +76,8 @@ pub struct OpenaiBackend {
     api_key: Option<String>,
     servers: Vec<ServerConn>,
     backoff_base: Duration,
+    /// The request JSON split where the image's data URL goes.
+    template: (String, String),
 }
 
 struct ServerConn {
@@ -96,6 +99,39 @@ impl std::fmt::Debug for OpenaiBackend {
             .field("model", &self.spec.model)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .finish()
+    }
+}
+
+/// The request JSON (see the module docs) split around the image URL's value.
+fn request_template(spec: &OpenaiSpec, question: &str) -> Result<(String, String)> {
+    const HOLE: &str = "\u{1}medgate-image-url\u{1}";
+    let mut body = json!({
+        "model": spec.model,
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": question},
+            {"type": "image_url", "image_url": {"url": HOLE}}
+        ]}],
+        "temperature": spec.temperature,
+        "max_tokens": spec.max_tokens,
+    });
+    if let Some(seed) = spec.seed {
+        body["seed"] = json!(seed);
+    }
+    if spec.logprobs {
+        body["logprobs"] = json!(true);
+        body["top_logprobs"] = json!(TOP_LOGPROBS);
+    }
+    let text =
+        serde_json::to_string(&body).map_err(|e| Error::Internal(format!("request JSON: {e}")))?;
+    // The hole serialises as `\u0001medgate-image-url\u0001` and occurs exactly once.
+    let hole =
+        serde_json::to_string(HOLE).map_err(|e| Error::Internal(format!("request JSON: {e}")))?;
+    let hole = &hole[1..hole.len() - 1];
+    match text.split_once(hole) {
+        Some((head, tail)) if !tail.contains(hole) => Ok((head.to_string(), tail.to_string())),
+        _ => Err(Error::Internal(
+            "request template has no single image slot".into(),
+        )),
     }
 }
 
@@ -210,7 +246,9 @@ impl OpenaiBackend {
                 agent,
             });
         }
+        let template = request_template(spec, &question)?;
         Ok(OpenaiBackend {
+            template,
             spec: spec.clone(),
             question,
             rule: task.answer.clone(),
@@ -236,29 +274,20 @@ impl OpenaiBackend {
         exp.max(retry_after.unwrap_or_default()).min(BACKOFF_CAP)
     }
 
-    /// The request body for one image (PNG or JPEG bytes).
+    /// The request body for one image (PNG or JPEG bytes): the prepared JSON template with
+    /// the data URL spliced in. Base64 and MIME types never need JSON escaping, so the big
+    /// string is copied once instead of run through a serialiser.
     fn request_body(&self, mime: &str, image: &[u8]) -> Vec<u8> {
-        let url = format!(
-            "data:{mime};base64,{}",
-            base64::engine::general_purpose::STANDARD.encode(image)
-        );
-        let mut body = json!({
-            "model": self.spec.model,
-            "messages": [{"role": "user", "content": [
-                {"type": "text", "text": self.question},
-                {"type": "image_url", "image_url": {"url": url}}
-            ]}],
-            "temperature": self.spec.temperature,
-            "max_tokens": self.spec.max_tokens,
-        });
-        if let Some(seed) = self.spec.seed {
-            body["seed"] = json!(seed);
-        }
-        if self.spec.logprobs {
-            body["logprobs"] = json!(true);
-            body["top_logprobs"] = json!(TOP_LOGPROBS);
-        }
-        serde_json::to_vec(&body).unwrap_or_default()
+        let b64 = base64::engine::general_purpose::STANDARD.encode(image);
+        let (head, tail) = &self.template;
+        let mut body = Vec::with_capacity(head.len() + tail.len() + mime.len() + b64.len() + 16);
+        body.extend_from_slice(head.as_bytes());
+        body.extend_from_slice(b"data:");
+        body.extend_from_slice(mime.as_bytes());
+        body.extend_from_slice(b";base64,");
+        body.extend_from_slice(b64.as_bytes());
+        body.extend_from_slice(tail.as_bytes());
+        body
     }
 
     /// One HTTP exchange.
@@ -477,17 +506,42 @@ fn read_image(case: &CaseInput) -> std::result::Result<(&'static str, Vec<u8>), 
             ));
         }
     }
-    let mime = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        "image/png"
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        "image/jpeg"
-    } else {
-        return Err(format!(
-            "{}: the openai backend sends PNG or JPEG files; convert this image first",
-            case.image_path.display()
-        ));
-    };
-    Ok((mime, bytes))
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Ok(("image/png", bytes));
+    }
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Ok(("image/jpeg", bytes));
+    }
+    // DICOM (or anything else the golden loader reads): decode with the same loader every
+    // backend uses (modality LUT, VOI window, MONOCHROME1 inverted) and send an 8-bit PNG.
+    let img = crate::golden::image::load_image(&case.image_path).map_err(|e| e.to_string())?;
+    Ok((
+        "image/png",
+        encode_png(&img).map_err(|e| format!("{}: {e}", case.image_path.display()))?,
+    ))
+}
+
+/// Encodes a decoded image (samples in [0, 1]) as an 8-bit PNG.
+fn encode_png(img: &crate::golden::image::LoadedImage) -> std::result::Result<Vec<u8>, String> {
+    let px: Vec<u8> = img
+        .data
+        .iter()
+        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect();
+    let dynamic = match img.channels {
+        1 => image::GrayImage::from_raw(img.width, img.height, px)
+            .map(image::DynamicImage::ImageLuma8),
+        3 => {
+            image::RgbImage::from_raw(img.width, img.height, px).map(image::DynamicImage::ImageRgb8)
+        }
+        c => return Err(format!("cannot send an image with {c} channels")),
+    }
+    .ok_or_else(|| "decoded image has the wrong number of samples".to_string())?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    dynamic
+        .write_to(&mut out, image::ImageFormat::Png)
+        .map_err(|e| format!("cannot encode PNG: {e}"))?;
+    Ok(out.into_inner())
 }
 
 /// Maps an answer text to positive / negative / equivocal with the protocol's rule.
@@ -575,7 +629,7 @@ impl Backend for OpenaiBackend {
     fn batch_size(&self) -> usize {
         // Enough cases that every worker of every server stays busy for several rounds, so the
         // wait for the slowest case at the end of a batch costs little throughput.
-        self.spec.concurrency.max(1) * self.servers.len() * 8
+        self.spec.concurrency.max(1) * self.servers.len() * 32
     }
 
     fn predict_batch(

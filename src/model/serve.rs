@@ -44,6 +44,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
+use crate::model::{Backend, CaseInput};
 
 /// The answer text of an injected equivocal reply (exposed so tests can compare verbatim).
 pub const EQUIVOCAL_TEXT: &str = "I cannot tell from this image.";
@@ -94,9 +95,9 @@ impl Scorer for MeanIntensityScorer {
 }
 
 /// Serves a `candle-clip` checkpoint: each image's bytes are written to a private temporary
-/// file and read back with [`crate::model::image_shim::load_image`] (the golden set's loader), so the server decodes
-/// exactly as a validation run does (same loader, same conversions), then scored with
-/// [`crate::model::clip::ClipBackend::score_images`].
+/// file and scored through the backend's own [`Backend::predict_batch`], so the server
+/// decodes and preprocesses exactly as a validation run does (same loader, same
+/// conversions, same score).
 pub struct ClipScorer {
     backend: crate::model::clip::ClipBackend,
     tmp: PathBuf,
@@ -123,7 +124,8 @@ impl ClipScorer {
         })
     }
 
-    fn decode(&self, bytes: &[u8]) -> Result<crate::model::image_shim::LoadedImage> {
+    /// Writes one image to a private temporary file and returns its case.
+    fn stage(&self, bytes: &[u8]) -> Result<CaseInput> {
         let ext = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
             "png"
         } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
@@ -134,9 +136,12 @@ impl ClipScorer {
         let n = self.counter.fetch_add(1, Ordering::SeqCst);
         let path = self.tmp.join(format!("{n}.{ext}"));
         std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
-        let img = crate::model::image_shim::load_image(&path);
-        let _ = std::fs::remove_file(&path);
-        img
+        Ok(CaseInput {
+            case_id: format!("request-{n}"),
+            image_path: path,
+            // No lock for a served image: nothing to check it against.
+            image_sha256: String::new(),
+        })
     }
 }
 
@@ -148,11 +153,18 @@ impl Drop for ClipScorer {
 
 impl Scorer for ClipScorer {
     fn score_encoded(&self, images: &[&[u8]]) -> Result<Vec<f64>> {
-        let decoded = images
+        let cases = images
             .iter()
-            .map(|b| self.decode(b))
+            .map(|b| self.stage(b))
             .collect::<Result<Vec<_>>>()?;
-        self.backend.score_images(&decoded)
+        let results = self.backend.predict_batch(&cases);
+        for c in &cases {
+            let _ = std::fs::remove_file(&c.image_path);
+        }
+        results
+            .into_iter()
+            .map(|r| r.map(|p| p.score).map_err(|e| Error::infra(e.reason)))
+            .collect()
     }
 }
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::load::{LoadedProtocol, nearest};
-use super::types::{IntervalMethod, Metric, ModelSpec, FORMAT_VERSION};
+use super::types::{FORMAT_VERSION, IntervalMethod, Metric, ModelSpec};
 use crate::diag::Diagnostic;
 
 type Pos = Option<(usize, usize)>;
@@ -212,7 +212,10 @@ pub fn check(lp: &LoadedProtocol, facts: &ExternalFacts) -> Vec<Diagnostic> {
     {
         let d = c.error(
             pid_pos,
-            format!("protocol ID `{}` must be non-empty letters, digits, `-`, `_` or `.`", p.protocol),
+            format!(
+                "protocol ID `{}` must be non-empty letters, digits, `-`, `_` or `.`",
+                p.protocol
+            ),
         );
         hint(d, "use a document ID such as `VP-PTX-001`");
     }
@@ -226,7 +229,14 @@ pub fn check(lp: &LoadedProtocol, facts: &ExternalFacts) -> Vec<Diagnostic> {
     c.diags
 }
 
-fn check_path_exists(c: &mut Checker<'_>, lp: &LoadedProtocol, raw: &std::path::Path, at: Pos, what: &str, dir: bool) {
+fn check_path_exists(
+    c: &mut Checker<'_>,
+    lp: &LoadedProtocol,
+    raw: &std::path::Path,
+    at: Pos,
+    what: &str,
+    dir: bool,
+) {
     let full = lp.resolve(raw);
     let ok = if dir { full.is_dir() } else { full.is_file() };
     if !ok {
@@ -238,7 +248,10 @@ fn check_path_exists(c: &mut Checker<'_>, lp: &LoadedProtocol, raw: &std::path::
                 full.display()
             ),
         );
-        hint(d, "paths in a protocol are relative to the protocol file's directory");
+        hint(
+            d,
+            "paths in a protocol are relative to the protocol file's directory",
+        );
     }
 }
 
@@ -246,7 +259,11 @@ fn check_model(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
     let sm = shadow.model.as_ref();
     let pinned = lp.protocol.model.pinned_sha256();
     if let Some(h) = pinned {
-        if h.len() != 64 || !h.chars().all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase()) {
+        if h.len() != 64
+            || !h
+                .chars()
+                .all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase())
+        {
             let at = sm.and_then(|m| m.sha256.as_ref()).and_then(pos);
             let d = c.error(at, format!("sha256 `{h}` is not 64 lowercase hex digits"));
             hint(d, "compute it with `sha256sum model.safetensors`");
@@ -260,8 +277,14 @@ fn check_model(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
             if dir.is_dir() {
                 for f in ["config.json", "model.safetensors", "tokenizer.json"] {
                     if !dir.join(f).is_file() {
-                        let d = c.error(at, format!("model directory `{}` has no `{f}`", s.path.display()));
-                        hint(d, "a candle-clip checkpoint needs config.json, model.safetensors and tokenizer.json (Hugging Face layout)");
+                        let d = c.error(
+                            at,
+                            format!("model directory `{}` has no `{f}`", s.path.display()),
+                        );
+                        hint(
+                            d,
+                            "a candle-clip checkpoint needs config.json, model.safetensors and tokenizer.json (Hugging Face layout)",
+                        );
                     }
                 }
             }
@@ -269,11 +292,19 @@ fn check_model(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
             let dev_ok = dev == "cpu"
                 || dev == "auto"
                 || dev == "cuda"
-                || dev.strip_prefix("cuda:").is_some_and(|n| n.parse::<usize>().is_ok());
+                || dev
+                    .strip_prefix("cuda:")
+                    .is_some_and(|n| n.parse::<usize>().is_ok());
             if !dev_ok {
                 let at = sm.and_then(|m| m.device.as_ref()).and_then(pos);
-                let d = c.error(at, format!("unknown device `{dev}`; expected `cpu`, `cuda:N` or `auto`"));
-                hint(d, "use `cpu` unless medgate was built with `--features cuda`");
+                let d = c.error(
+                    at,
+                    format!("unknown device `{dev}`; expected `cpu`, `cuda:N` or `auto`"),
+                );
+                hint(
+                    d,
+                    "use `cpu` unless medgate was built with `--features cuda`",
+                );
             }
             if s.batch_size == 0 {
                 let at = sm.and_then(|m| m.batch_size.as_ref()).and_then(pos);
@@ -281,10 +312,22 @@ fn check_model(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
             }
             if !["f32", "bf16", "f16"].contains(&s.precision.as_str()) {
                 let at = sm.and_then(|m| m.precision.as_ref()).and_then(pos);
-                c.error(at, format!("unknown precision `{}`; expected f32, bf16 or f16", s.precision));
+                c.error(
+                    at,
+                    format!(
+                        "unknown precision `{}`; expected f32, bf16 or f16",
+                        s.precision
+                    ),
+                );
             } else if s.precision != "f32" && s.device == "cpu" {
                 let at = sm.and_then(|m| m.precision.as_ref()).and_then(pos);
-                c.warn(at, format!("precision {} on CPU is slow and rarely supported; f32 is the CPU default", s.precision));
+                c.warn(
+                    at,
+                    format!(
+                        "precision {} on CPU is slow and rarely supported; f32 is the CPU default",
+                        s.precision
+                    ),
+                );
             }
         }
         ModelSpec::Openai(s) => {
@@ -298,7 +341,10 @@ fn check_model(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
                         .and_then(|m| m.base_urls.as_ref())
                         .and_then(|v| v.get(i))
                         .and_then(pos);
-                    let d = c.error(at, format!("base URL `{u}` must start with http:// or https://"));
+                    let d = c.error(
+                        at,
+                        format!("base URL `{u}` must start with http:// or https://"),
+                    );
                     hint(d, "e.g. `http://127.0.0.1:8000/v1`");
                 }
             }
@@ -330,24 +376,35 @@ fn check_task(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
         c.error(at, "threshold must be a finite number");
     }
     match &lp.protocol.model {
-        ModelSpec::CandleClip(_) => match &t.prompts {
-            None => {
-                let at = st.and_then(|s| s.threshold.as_ref()).and_then(pos);
-                let d = c.error(at, "the candle-clip backend needs `task.prompts` (positive and negative texts)");
-                hint(d, "add `prompts: {positive: [\"...\"], negative: [\"...\"]}` under `task`");
-            }
-            Some(pr) => {
-                if pr.positive.is_empty() || pr.negative.is_empty() {
-                    let at = st.and_then(|s| s.prompts.as_ref()).and_then(pos);
-                    c.error(at, "prompts need at least one positive and one negative text");
+        ModelSpec::CandleClip(_) => {
+            match &t.prompts {
+                None => {
+                    let at = st.and_then(|s| s.threshold.as_ref()).and_then(pos);
+                    let d = c.error(at, "the candle-clip backend needs `task.prompts` (positive and negative texts)");
+                    hint(
+                        d,
+                        "add `prompts: {positive: [\"...\"], negative: [\"...\"]}` under `task`",
+                    );
+                }
+                Some(pr) => {
+                    if pr.positive.is_empty() || pr.negative.is_empty() {
+                        let at = st.and_then(|s| s.prompts.as_ref()).and_then(pos);
+                        c.error(
+                            at,
+                            "prompts need at least one positive and one negative text",
+                        );
+                    }
                 }
             }
-        },
+        }
         ModelSpec::Openai(_) => {
             if t.question.as_deref().is_none_or(|q| q.trim().is_empty()) {
                 let at = st.and_then(|s| s.question.as_ref()).and_then(pos);
                 let d = c.error(at, "the openai backend needs `task.question`");
-                hint(d, "e.g. `question: \"Is there a pneumothorax? Answer yes or no.\"`");
+                hint(
+                    d,
+                    "e.g. `question: \"Is there a pneumothorax? Answer yes or no.\"`",
+                );
             }
         }
         ModelSpec::Replay(_) => {}
@@ -363,25 +420,57 @@ fn check_golden(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow, facts
     if dir.is_dir() {
         let at_lock = sg.and_then(|s| s.lock.as_ref()).and_then(pos).or(at);
         if !dir.join(&g.lock).is_file() {
-            let d = c.error(at_lock, format!("golden set `{}` has no lock file `{}`", g.path.display(), g.lock.display()));
-            hint(d, format!("lock it first: `medgate lock {}`", g.path.display()));
+            let d = c.error(
+                at_lock,
+                format!(
+                    "golden set `{}` has no lock file `{}`",
+                    g.path.display(),
+                    g.lock.display()
+                ),
+            );
+            hint(
+                d,
+                format!("lock it first: `medgate lock {}`", g.path.display()),
+            );
         }
         let at_man = sg.and_then(|s| s.manifest.as_ref()).and_then(pos).or(at);
         if !dir.join(&g.manifest).is_file() {
-            c.error(at_man, format!("golden set `{}` has no manifest `{}`", g.path.display(), g.manifest.display()));
+            c.error(
+                at_man,
+                format!(
+                    "golden set `{}` has no manifest `{}`",
+                    g.path.display(),
+                    g.manifest.display()
+                ),
+            );
         }
     }
     let Some(cols) = &facts.manifest_columns else {
         return;
     };
     let mut need: Vec<(&str, Pos, &str)> = vec![
-        (&g.case_id_column, sg.and_then(|s| s.case_id_column.as_ref()).and_then(pos), "case ID column"),
-        (&g.label_column, sg.and_then(|s| s.label_column.as_ref()).and_then(pos), "label column"),
-        (&g.image_column, sg.and_then(|s| s.image_column.as_ref()).and_then(pos), "image column"),
+        (
+            &g.case_id_column,
+            sg.and_then(|s| s.case_id_column.as_ref()).and_then(pos),
+            "case ID column",
+        ),
+        (
+            &g.label_column,
+            sg.and_then(|s| s.label_column.as_ref()).and_then(pos),
+            "label column",
+        ),
+        (
+            &g.image_column,
+            sg.and_then(|s| s.image_column.as_ref()).and_then(pos),
+            "image column",
+        ),
     ];
     let ssub = shadow.subgroups.as_ref();
     for (i, a) in lp.protocol.subgroups.attributes.iter().enumerate() {
-        let p = ssub.and_then(|s| s.attributes.as_ref()).and_then(|v| v.get(i)).and_then(pos);
+        let p = ssub
+            .and_then(|s| s.attributes.as_ref())
+            .and_then(|v| v.get(i))
+            .and_then(pos);
         need.push((a, p, "subgroup column"));
     }
     for (i, inter) in lp.protocol.subgroups.intersections.iter().enumerate() {
@@ -396,7 +485,13 @@ fn check_golden(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow, facts
     }
     for (col, p, what) in need {
         if !cols.iter().any(|c| c == col) {
-            let d = c.error(p, format!("{what} `{col}` is not in the golden-set manifest (columns: {})", cols.join(", ")));
+            let d = c.error(
+                p,
+                format!(
+                    "{what} `{col}` is not in the golden-set manifest (columns: {})",
+                    cols.join(", ")
+                ),
+            );
             if let Some(n) = nearest(col, cols.iter().map(|s| s.as_str())) {
                 hint(d, format!("did you mean `{n}`?"));
             }
@@ -409,23 +504,48 @@ fn check_statistics(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
     let ss = shadow.statistics.as_ref();
     if !(s.confidence > 0.5 && s.confidence < 1.0) {
         let at = ss.and_then(|x| x.confidence.as_ref()).and_then(pos);
-        let d = c.error(at, format!("confidence {} must be between 0.5 and 1 (exclusive)", s.confidence));
+        let d = c.error(
+            at,
+            format!(
+                "confidence {} must be between 0.5 and 1 (exclusive)",
+                s.confidence
+            ),
+        );
         hint(d, "write it as a fraction, e.g. `confidence: 0.95`");
     }
     let uses_bootstrap = s.interval == IntervalMethod::Bootstrap
-        || lp.protocol.acceptance.iter().any(|c| c.metric.gap_of().is_some());
+        || lp
+            .protocol
+            .acceptance
+            .iter()
+            .any(|c| c.metric.gap_of().is_some());
     if uses_bootstrap && s.bootstrap_resamples < 200 {
-        let at = ss.and_then(|x| x.bootstrap_resamples.as_ref()).and_then(pos);
-        let d = c.error(at, format!("bootstrap_resamples {} is too few for a percentile interval", s.bootstrap_resamples));
+        let at = ss
+            .and_then(|x| x.bootstrap_resamples.as_ref())
+            .and_then(pos);
+        let d = c.error(
+            at,
+            format!(
+                "bootstrap_resamples {} is too few for a percentile interval",
+                s.bootstrap_resamples
+            ),
+        );
         hint(d, "use at least 1000 (2000 is the usual default)");
     }
     if !(0.0..=1.0).contains(&s.max_not_evaluated_fraction) {
-        let at = ss.and_then(|x| x.max_not_evaluated_fraction.as_ref()).and_then(pos);
+        let at = ss
+            .and_then(|x| x.max_not_evaluated_fraction.as_ref())
+            .and_then(pos);
         c.error(at, "max_not_evaluated_fraction must be in [0, 1]");
     }
 }
 
-fn check_criteria(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow, facts: &ExternalFacts) {
+fn check_criteria(
+    c: &mut Checker<'_>,
+    lp: &LoadedProtocol,
+    shadow: &Shadow,
+    facts: &ExternalFacts,
+) {
     let crit = &lp.protocol.acceptance;
     let sc = shadow.acceptance.as_ref();
     if crit.is_empty() {
@@ -449,7 +569,14 @@ fn check_criteria(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow, fac
         }
         if let Some(first) = seen.insert(&cr.id, i) {
             let d = c.error(at_id, format!("duplicate criterion ID `{}`", cr.id));
-            hint(d, format!("criterion IDs must be unique; `{}` is also criterion #{}", cr.id, first + 1));
+            hint(
+                d,
+                format!(
+                    "criterion IDs must be unique; `{}` is also criterion #{}",
+                    cr.id,
+                    first + 1
+                ),
+            );
         }
         let at_metric = sh.and_then(|s| s.metric.as_ref()).and_then(pos);
         let at_bound = sh
@@ -458,16 +585,28 @@ fn check_criteria(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow, fac
             .or(at_id);
         match (cr.at_least, cr.at_most) {
             (None, None) => {
-                let d = c.error(at_id, format!("criterion `{}` has neither `at_least` nor `at_most`", cr.id));
-                hint(d, "e.g. `at_least: 0.80` for sensitivity, `at_most: 0.10` for a gap");
+                let d = c.error(
+                    at_id,
+                    format!("criterion `{}` has neither `at_least` nor `at_most`", cr.id),
+                );
+                hint(
+                    d,
+                    "e.g. `at_least: 0.80` for sensitivity, `at_most: 0.10` for a gap",
+                );
             }
             (Some(_), Some(_)) => {
-                let d = c.error(at_bound, format!("criterion `{}` has both `at_least` and `at_most`", cr.id));
+                let d = c.error(
+                    at_bound,
+                    format!("criterion `{}` has both `at_least` and `at_most`", cr.id),
+                );
                 hint(d, "split it into two criteria");
             }
             (Some(v), None) | (None, Some(v)) => {
                 if !(0.0..=1.0).contains(&v) || !v.is_finite() {
-                    let d = c.error(at_bound, format!("criterion `{}` goal {v} is outside [0, 1]", cr.id));
+                    let d = c.error(
+                        at_bound,
+                        format!("criterion `{}` goal {v} is outside [0, 1]", cr.id),
+                    );
                     hint(d, "metrics are proportions: write 80% as 0.80");
                 }
             }
@@ -484,36 +623,73 @@ fn check_criteria(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow, fac
             cands.extend(attrs.iter().copied());
             match nearest(scope, cands) {
                 Some(n) => hint(d, format!("did you mean `{n}`?")),
-                None => hint(d, "declare the attribute under `subgroups.attributes` first"),
+                None => hint(
+                    d,
+                    "declare the attribute under `subgroups.attributes` first",
+                ),
             }
         }
         if cr.metric.gap_of().is_some() && scope == "overall" {
-            let d = c.error(at_metric, format!("criterion `{}`: `{}` compares subgroup levels and needs a subgroup scope", cr.id, cr.metric.as_str()));
+            let d = c.error(
+                at_metric,
+                format!(
+                    "criterion `{}`: `{}` compares subgroup levels and needs a subgroup scope",
+                    cr.id,
+                    cr.metric.as_str()
+                ),
+            );
             hint(d, "use `scope: each_subgroup` or an attribute name");
         }
         if (scope == "each_subgroup" || cr.metric.gap_of().is_some()) && attrs.is_empty() {
-            c.error(at_scope, format!("criterion `{}` needs subgroups, but `subgroups.attributes` is empty", cr.id));
+            c.error(
+                at_scope,
+                format!(
+                    "criterion `{}` needs subgroups, but `subgroups.attributes` is empty",
+                    cr.id
+                ),
+            );
         }
         if cr.metric.gap_of().is_some() && cr.at_least.is_some() {
             c.warn(at_bound, format!("criterion `{}` sets a minimum on a gap; gaps are usually capped with `at_most`", cr.id));
         }
         if let Some(ids) = &facts.requirement_ids {
             if !ids.iter().any(|r| r == &cr.requirement) {
-                let at = sh.and_then(|s| s.requirement.as_ref()).and_then(pos).or(at_id);
-                let d = c.error(at, format!("criterion `{}` names unknown requirement `{}`", cr.id, cr.requirement));
+                let at = sh
+                    .and_then(|s| s.requirement.as_ref())
+                    .and_then(pos)
+                    .or(at_id);
+                let d = c.error(
+                    at,
+                    format!(
+                        "criterion `{}` names unknown requirement `{}`",
+                        cr.id, cr.requirement
+                    ),
+                );
                 match nearest(&cr.requirement, ids.iter().map(|s| s.as_str())) {
                     Some(n) => hint(d, format!("did you mean `{n}`?")),
-                    None => hint(d, "add it to the requirements file named under `traceability.requirements`"),
+                    None => hint(
+                        d,
+                        "add it to the requirements file named under `traceability.requirements`",
+                    ),
                 }
             }
         }
         if let (Some(ids), Some(rc)) = (&facts.risk_control_ids, &cr.risk_control) {
             if !ids.iter().any(|r| r == rc) {
-                let at = sh.and_then(|s| s.risk_control.as_ref()).and_then(pos).or(at_id);
-                let d = c.error(at, format!("criterion `{}` names unknown risk control `{rc}`", cr.id));
+                let at = sh
+                    .and_then(|s| s.risk_control.as_ref())
+                    .and_then(pos)
+                    .or(at_id);
+                let d = c.error(
+                    at,
+                    format!("criterion `{}` names unknown risk control `{rc}`", cr.id),
+                );
                 match nearest(rc, ids.iter().map(|s| s.as_str())) {
                     Some(n) => hint(d, format!("did you mean `{n}`?")),
-                    None => hint(d, "add it to the risks file named under `traceability.risks`"),
+                    None => hint(
+                        d,
+                        "add it to the risks file named under `traceability.risks`",
+                    ),
                 }
             }
         }
@@ -522,16 +698,34 @@ fn check_criteria(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow, fac
     if let Some(ids) = &facts.requirement_ids {
         for r in ids {
             if !crit.iter().any(|c| &c.requirement == r) {
-                let at = shadow.traceability.as_ref().and_then(|t| t.requirements.as_ref()).and_then(pos);
+                let at = shadow
+                    .traceability
+                    .as_ref()
+                    .and_then(|t| t.requirements.as_ref())
+                    .and_then(pos);
                 c.warn(at, format!("requirement `{r}` is not verified by any acceptance criterion (coverage gap)"));
             }
         }
     }
     if let Some(t) = &lp.protocol.traceability {
         let st = shadow.traceability.as_ref();
-        check_path_exists(c, lp, &t.requirements, st.and_then(|s| s.requirements.as_ref()).and_then(pos), "requirements file", false);
+        check_path_exists(
+            c,
+            lp,
+            &t.requirements,
+            st.and_then(|s| s.requirements.as_ref()).and_then(pos),
+            "requirements file",
+            false,
+        );
         if let Some(r) = &t.risks {
-            check_path_exists(c, lp, r, st.and_then(|s| s.risks.as_ref()).and_then(pos), "risks file", false);
+            check_path_exists(
+                c,
+                lp,
+                r,
+                st.and_then(|s| s.risks.as_ref()).and_then(pos),
+                "risks file",
+                false,
+            );
         }
     } else if crit.iter().any(|c| c.risk_control.is_some()) {
         c.warn(None, "criteria name risk controls but no `traceability` files are given: links cannot be checked");
@@ -542,15 +736,28 @@ fn check_report(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
     let r = &lp.protocol.report;
     let sr = shadow.report.as_ref();
     if let Some(t) = &r.templates {
-        check_path_exists(c, lp, t, sr.and_then(|s| s.templates.as_ref()).and_then(pos), "templates directory", true);
+        check_path_exists(
+            c,
+            lp,
+            t,
+            sr.and_then(|s| s.templates.as_ref()).and_then(pos),
+            "templates directory",
+            true,
+        );
     }
     for (i, s) in r.signatories.iter().enumerate() {
         if s.name.trim().is_empty() || s.role.trim().is_empty() {
-            let at = sr.and_then(|x| x.signatories.as_ref()).and_then(|v| v.get(i)).and_then(pos);
+            let at = sr
+                .and_then(|x| x.signatories.as_ref())
+                .and_then(|v| v.get(i))
+                .and_then(pos);
             c.error(at, "a signatory needs a role and a printed name");
         }
     }
     if r.formats.is_empty() {
-        c.warn(None, "no report formats: only evidence.json and JUnit will be written");
+        c.warn(
+            None,
+            "no report formats: only evidence.json and JUnit will be written",
+        );
     }
 }

@@ -73,7 +73,7 @@ fn position(e: &YamlError) -> Option<(usize, usize)> {
 }
 
 /// Turns a serde-saphyr error into a diagnostic with an expectation and a hint.
-fn yaml_diagnostic(file: &str, e: &YamlError) -> Diagnostic {
+fn yaml_diagnostic(file: &str, source: &str, e: &YamlError) -> Diagnostic {
     let pos = position(e);
     match e.without_snippet() {
         YamlError::SerdeUnknownField {
@@ -115,7 +115,22 @@ fn yaml_diagnostic(file: &str, e: &YamlError) -> Diagnostic {
                 .split_once(" at line ")
                 .map(|(m, _)| m.to_string())
                 .unwrap_or(msg);
-            Diagnostic::error(file, pos, msg)
+            // serde-saphyr loses the field path on type errors: name the key on that line.
+            let key = pos
+                .and_then(|(l, _)| source.lines().nth(l.saturating_sub(1)))
+                .and_then(|line| line.trim_start().trim_start_matches("- ").split_once(':'))
+                .map(|(k, _)| k.trim().to_string())
+                .filter(|k| {
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                });
+            match key {
+                Some(k) if !msg.starts_with("missing field") => {
+                    Diagnostic::error(file, pos, format!("`{k}`: {msg}")).with_hint(
+                        "see `medgate schema` or protocols/README.md for the field's type",
+                    )
+                }
+                _ => Diagnostic::error(file, pos, msg),
+            }
         }
     }
 }
@@ -160,7 +175,7 @@ pub fn parse_protocol(file: &str, source: &str) -> Result<Protocol, Vec<Diagnost
                 return if diags.is_empty() { Ok(p) } else { Err(diags) };
             }
             Err(e) => {
-                let d = yaml_diagnostic(file, &e);
+                let d = yaml_diagnostic(file, &text, &e);
                 let unknown = matches!(e.without_snippet(), YamlError::SerdeUnknownField { .. });
                 let line = d.line;
                 diags.push(d);

@@ -27,13 +27,22 @@ pub fn load(path: &Path) -> Result<LoadedProtocol> {
         Error::Invalid(vec![crate::diag::Diagnostic::error(
             &file,
             None,
-            format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+            format!(
+                "not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
         )])
     })?;
     let protocol = parse_protocol(&file, &source).map_err(Error::Invalid)?;
     let dir = path
         .parent()
-        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
         .unwrap_or(Path::new("."))
         .to_path_buf();
     Ok(LoadedProtocol {

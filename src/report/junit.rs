@@ -30,7 +30,11 @@ fn fmt(v: Option<f64>) -> String {
 /// Renders the JUnit XML for an evidence record.
 pub fn render(ev: &Evidence) -> String {
     let tests = ev.criteria.len();
-    let failures = ev.criteria.iter().filter(|c| c.verdict != Verdict::Pass).count();
+    let failures = ev
+        .criteria
+        .iter()
+        .filter(|c| c.verdict != Verdict::Pass)
+        .count();
     let suite = xml_escape(&ev.protocol.protocol);
     let mut x = String::new();
     x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -52,7 +56,10 @@ pub fn render(ev: &Evidence) -> String {
         ("verdict", ev.verdict.label().to_string()),
     ];
     for (k, v) in props {
-        x.push_str(&format!("      <property name=\"{k}\" value=\"{}\"/>\n", xml_escape(&v)));
+        x.push_str(&format!(
+            "      <property name=\"{k}\" value=\"{}\"/>\n",
+            xml_escape(&v)
+        ));
     }
     x.push_str("    </properties>\n");
     for c in &ev.criteria {
@@ -61,7 +68,11 @@ pub fn render(ev: &Evidence) -> String {
             c.id,
             c.metric,
             c.bound,
-            if c.comparator == "at_most" { "<=" } else { ">=" },
+            if c.comparator == "at_most" {
+                "<="
+            } else {
+                ">="
+            },
             c.goal
         )
         .to_lowercase()
@@ -86,7 +97,10 @@ pub fn render(ev: &Evidence) -> String {
                         fmt(o.upper),
                         fmt(o.tested),
                         o.verdict.label(),
-                        o.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+                        o.note
+                            .as_ref()
+                            .map(|n| format!(" ({n})"))
+                            .unwrap_or_default()
                     )
                 })
                 .collect();

@@ -224,6 +224,42 @@ mod tests {
         assert!(seen.iter().all(|&c| (850..1150).contains(&c)), "{seen:?}");
     }
 
+    /// Rebuilds resample `r` explicitly (the drawn cases as a new data set) and recomputes its
+    /// metrics from the definitions: checks the by-counts pass and the draw-to-case mapping.
+    #[test]
+    fn resample_equals_explicit_rebuild() {
+        use crate::stats::auroc::tests::naive_delong;
+        use crate::stats::confusion::Confusion;
+        let labels: Vec<bool> = (0..41).map(|i| i % 3 != 0).collect();
+        let scores: Vec<f64> = (0..41).map(|i| f64::from((i * 7) % 13) / 12.0).collect();
+        let prep = Prepared::new(&labels, &scores, &[], 0.5).unwrap();
+        let boot = run(&prep, 5, 99);
+        // Positives and negatives in the engine's sorted order.
+        let mut order: Vec<usize> = (0..labels.len()).collect();
+        order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
+        let pos: Vec<usize> = order.iter().copied().filter(|&i| labels[i]).collect();
+        let neg: Vec<usize> = order.iter().copied().filter(|&i| !labels[i]).collect();
+        for r in 0..5u64 {
+            let mut rng = resample_rng(99, r);
+            let mut cases: Vec<usize> = Vec::new();
+            for _ in 0..pos.len() {
+                cases.push(pos[uniform_below(&mut rng, pos.len() as u32) as usize]);
+            }
+            for _ in 0..neg.len() {
+                cases.push(neg[uniform_below(&mut rng, neg.len() as u32) as usize]);
+            }
+            let l: Vec<bool> = cases.iter().map(|&i| labels[i]).collect();
+            let s: Vec<f64> = cases.iter().map(|&i| scores[i]).collect();
+            let c = Confusion::at_threshold(&l, &s, 0.5);
+            let row = &boot.values[r as usize];
+            assert_eq!(row[0], c.sensitivity().unwrap());
+            assert_eq!(row[1], c.specificity().unwrap());
+            assert_eq!(row[4], c.accuracy().unwrap());
+            let (auc, _) = naive_delong(&l, &s).unwrap();
+            assert!((row[5] - auc).abs() < 1e-12);
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
         #[test]

@@ -109,10 +109,26 @@ pub enum StatsError {
     /// An intersection names an attribute that is not in the input.
     #[error("intersection names unknown attribute `{0}`")]
     UnknownAttribute(String),
+    /// Bootstrapping this many levels would hold more resampled values in memory than
+    /// [`MAX_BOOTSTRAP_VALUES`].
+    #[error(
+        "{levels} subgroup levels x {resamples} resamples is too many to bootstrap; use fewer or coarser subgroup attributes, or fewer resamples"
+    )]
+    TooManyLevels {
+        /// Levels including the whole set.
+        levels: usize,
+        /// Resamples asked for.
+        resamples: u32,
+    },
     /// An intersection lists fewer than two attributes.
     #[error("an intersection needs at least two attributes, got {0:?}")]
     ShortIntersection(Vec<String>),
 }
+
+/// The most resampled metric values (levels x 6 metrics x resamples, 8 bytes each) a bootstrap
+/// keeps in memory: 100 million, 800 MB. A subgroup column with one level per case (an ID
+/// column passed by mistake) stops here with an error instead of exhausting memory.
+pub const MAX_BOOTSTRAP_VALUES: u64 = 100_000_000;
 
 /// The cases to analyse.
 #[derive(Debug, Clone, Copy)]
@@ -205,6 +221,17 @@ pub fn analyze_factors(
         all.push(Factor::intersection(&parts));
     }
     let prep = Prepared::new(labels, scores, &all, cfg.threshold)?;
+    if boot
+        && prep.n_levels as u64
+            * bootstrap::BOOT_METRICS.len() as u64
+            * u64::from(cfg.bootstrap_resamples)
+            > MAX_BOOTSTRAP_VALUES
+    {
+        return Err(StatsError::TooManyLevels {
+            levels: prep.n_levels,
+            resamples: cfg.bootstrap_resamples,
+        });
+    }
     let mut counts = LevelCounts::new(prep.n_levels);
     count_pass(
         &prep,

@@ -435,3 +435,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn bootstrap_refuses_absurd_level_counts() {
+    let n = 10_000;
+    let labels: Vec<bool> = (0..n).map(|i| i % 2 == 0).collect();
+    let scores: Vec<f64> = (0..n).map(|i| i as f64).collect();
+    let ids: Vec<String> = (0..n).map(|i| format!("case{i}")).collect();
+    let attrs = vec![("case_id".to_string(), ids)];
+    let cfg = AnalysisConfig {
+        interval: IntervalMethod::Bootstrap,
+        bootstrap_resamples: 2000,
+        ..AnalysisConfig::default()
+    };
+    let e = analyze(
+        &AnalysisInput {
+            labels: &labels,
+            scores: &scores,
+            attributes: &attrs,
+        },
+        &cfg,
+    );
+    assert_eq!(
+        e,
+        Err(StatsError::TooManyLevels {
+            levels: n + 1,
+            resamples: 2000
+        })
+    );
+}

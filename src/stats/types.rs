@@ -75,7 +75,7 @@ pub struct Gap {
     pub attribute: String,
     /// `sensitivity`, `specificity` or `auroc`.
     pub metric: String,
-    /// metric(between[0]) - metric(between[1]), >= 0.
+    /// `metric(between[0]) - metric(between[1])`, >= 0.
     pub difference: f64,
     /// Lower confidence bound of the difference: bootstrap percentile when the report's
     /// `interval` is `bootstrap`, otherwise Newcombe's hybrid score interval (sensitivity,

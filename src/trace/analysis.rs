@@ -22,7 +22,8 @@ use crate::stats::{self, StatsReport};
 
 use super::criteria;
 use super::evidence::{
-    Accountability, CalibrationBin, CriterionResult, Curves, EquivocalAnalysis, NotEvaluated, RocPoint, Verdict,
+    Accountability, CalibrationBin, CriterionResult, Curves, EquivocalAnalysis, NotEvaluated,
+    RocPoint, Verdict,
 };
 
 /// One case as the analysis needs it (a row of `cases.parquet`).
@@ -98,7 +99,10 @@ fn run_stats(p: &Protocol, rows: &[&CaseRow], how: Imputation) -> Result<StatsRe
     let mut labels = Vec::with_capacity(rows.len());
     let mut scores = Vec::with_capacity(rows.len());
     let attrs = &p.subgroups.attributes;
-    let mut columns: Vec<(String, Vec<String>)> = attrs.iter().map(|a| (a.clone(), Vec::with_capacity(rows.len()))).collect();
+    let mut columns: Vec<(String, Vec<String>)> = attrs
+        .iter()
+        .map(|a| (a.clone(), Vec::with_capacity(rows.len())))
+        .collect();
     // Scores for imputed cases sit at the extremes of the score range so the imputed answer
     // holds at any threshold.
     let hi = rows
@@ -151,8 +155,14 @@ pub fn analyze(p: &Protocol, rows: &[CaseRow]) -> Result<Analysis> {
         })
         .collect();
     not_evaluated.sort_by(|a, b| a.case_id.cmp(&b.case_id));
-    let equivocal = rows.iter().filter(|r| r.status == CaseStatus::Equivocal).count() as u64;
-    let evaluated = rows.iter().filter(|r| r.status == CaseStatus::Evaluated).count() as u64;
+    let equivocal = rows
+        .iter()
+        .filter(|r| r.status == CaseStatus::Equivocal)
+        .count() as u64;
+    let evaluated = rows
+        .iter()
+        .filter(|r| r.status == CaseStatus::Evaluated)
+        .count() as u64;
     let accountability = Accountability {
         enrolled: rows.len() as u64,
         excluded: BTreeMap::new(),
@@ -160,7 +170,10 @@ pub fn analyze(p: &Protocol, rows: &[CaseRow]) -> Result<Analysis> {
         equivocal,
         not_evaluated,
     };
-    let analysed: Vec<&CaseRow> = rows.iter().filter(|r| r.status != CaseStatus::NotEvaluated).collect();
+    let analysed: Vec<&CaseRow> = rows
+        .iter()
+        .filter(|r| r.status != CaseStatus::NotEvaluated)
+        .collect();
     let statistics = run_stats(p, &analysed, Imputation::AgainstTruth)?;
     let equivocal_analyses = if equivocal > 0 {
         vec![
@@ -184,16 +197,18 @@ pub fn analyze(p: &Protocol, rows: &[CaseRow]) -> Result<Analysis> {
     } else {
         accountability.not_evaluated.len() as f64 / rows.len() as f64
     };
-    let infrastructure_failure = (frac > p.statistics.max_not_evaluated_fraction || (rows.len() as u64) == 0 || analysed.is_empty())
-        .then(|| {
-            format!(
-                "{} of {} cases not evaluated ({:.1}%), more than the protocol tolerates ({:.1}%)",
-                accountability.not_evaluated.len(),
-                rows.len(),
-                frac * 100.0,
-                p.statistics.max_not_evaluated_fraction * 100.0
-            )
-        });
+    let infrastructure_failure = (frac > p.statistics.max_not_evaluated_fraction
+        || (rows.len() as u64) == 0
+        || analysed.is_empty())
+    .then(|| {
+        format!(
+            "{} of {} cases not evaluated ({:.1}%), more than the protocol tolerates ({:.1}%)",
+            accountability.not_evaluated.len(),
+            rows.len(),
+            frac * 100.0,
+            p.statistics.max_not_evaluated_fraction * 100.0
+        )
+    });
     let results_sha256 = crate::hash::canonical_sha256(&ResultsContent {
         accountability: &accountability,
         statistics: &statistics,
@@ -259,11 +274,19 @@ fn curves(rows: &[&CaseRow]) -> Curves {
     if !pts.is_empty() {
         let min = pts.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
         let max = pts.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
-        let (lo, hi) = if min >= 0.0 && max <= 1.0 { (0.0, 1.0) } else { (min, max) };
+        let (lo, hi) = if min >= 0.0 && max <= 1.0 {
+            (0.0, 1.0)
+        } else {
+            (min, max)
+        };
         let width = ((hi - lo) / 10.0).max(f64::MIN_POSITIVE);
         for b in 0..10 {
             let l = lo + width * b as f64;
-            let u = if b == 9 { hi } else { lo + width * (b + 1) as f64 };
+            let u = if b == 9 {
+                hi
+            } else {
+                lo + width * (b + 1) as f64
+            };
             let inside: Vec<&(f64, bool)> = pts
                 .iter()
                 .filter(|p| p.0 >= l && (p.0 < u || (b == 9 && p.0 <= u)))

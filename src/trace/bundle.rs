@@ -60,8 +60,20 @@ pub fn write_cases(
     threshold: f64,
 ) -> Result<()> {
     let mut cols: Vec<Column> = vec![
-        Column::new("case_id".into(), results.iter().map(|r| r.case_id.clone()).collect::<Vec<_>>()),
-        Column::new("image_sha256".into(), results.iter().map(|r| r.image_sha256.clone()).collect::<Vec<_>>()),
+        Column::new(
+            "case_id".into(),
+            results
+                .iter()
+                .map(|r| r.case_id.clone())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "image_sha256".into(),
+            results
+                .iter()
+                .map(|r| r.image_sha256.clone())
+                .collect::<Vec<_>>(),
+        ),
         Column::new("label".into(), labels.to_vec()),
     ];
     for (name, vals) in attributes {
@@ -70,20 +82,46 @@ pub fn write_cases(
     fn pred(r: &CaseResult) -> Option<&crate::model::Prediction> {
         r.prediction.as_ref()
     }
-    cols.push(Column::new("status".into(), results.iter().map(|r| status_str(&r.status)).collect::<Vec<_>>()));
+    cols.push(Column::new(
+        "status".into(),
+        results
+            .iter()
+            .map(|r| status_str(&r.status))
+            .collect::<Vec<_>>(),
+    ));
     cols.push(Column::new(
         "answer".into(),
         results
             .iter()
-            .map(|r| pred(r).map(|p| serde_json::to_value(p.answer).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()))
+            .map(|r| {
+                pred(r).map(|p| {
+                    serde_json::to_value(p.answer)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default()
+                })
+            })
             .collect::<Vec<_>>(),
     ));
-    cols.push(Column::new("score".into(), results.iter().map(|r| pred(r).map(|p| p.score)).collect::<Vec<_>>()));
+    cols.push(Column::new(
+        "score".into(),
+        results
+            .iter()
+            .map(|r| pred(r).map(|p| p.score))
+            .collect::<Vec<_>>(),
+    ));
     cols.push(Column::new(
         "score_source".into(),
         results
             .iter()
-            .map(|r| pred(r).map(|p| serde_json::to_value(p.score_source).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()))
+            .map(|r| {
+                pred(r).map(|p| {
+                    serde_json::to_value(p.score_source)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default()
+                })
+            })
             .collect::<Vec<_>>(),
     ));
     cols.push(Column::new(
@@ -96,10 +134,28 @@ pub fn write_cases(
             })
             .collect::<Vec<_>>(),
     ));
-    cols.push(Column::new("raw".into(), results.iter().map(|r| pred(r).map(|p| p.raw.clone())).collect::<Vec<_>>()));
-    cols.push(Column::new("error".into(), results.iter().map(|r| r.error.clone()).collect::<Vec<_>>()));
-    cols.push(Column::new("attempts".into(), results.iter().map(|r| pred(r).map(|p| p.attempts)).collect::<Vec<_>>()));
-    cols.push(Column::new("latency_ms".into(), results.iter().map(|r| r.latency_ms).collect::<Vec<_>>()));
+    cols.push(Column::new(
+        "raw".into(),
+        results
+            .iter()
+            .map(|r| pred(r).map(|p| p.raw.clone()))
+            .collect::<Vec<_>>(),
+    ));
+    cols.push(Column::new(
+        "error".into(),
+        results.iter().map(|r| r.error.clone()).collect::<Vec<_>>(),
+    ));
+    cols.push(Column::new(
+        "attempts".into(),
+        results
+            .iter()
+            .map(|r| pred(r).map(|p| p.attempts))
+            .collect::<Vec<_>>(),
+    ));
+    cols.push(Column::new(
+        "latency_ms".into(),
+        results.iter().map(|r| r.latency_ms).collect::<Vec<_>>(),
+    ));
     let mut df = DataFrame::new_infer_height(cols).map_err(|e| pe(path, e))?;
     crate::table::write_table(path, &mut df)
 }
@@ -109,7 +165,9 @@ pub fn read_cases(path: &Path) -> Result<Vec<CaseRow>> {
     let df = crate::table::read_table(path)?;
     let bad = |what: &str| Error::input(format!("{}: {what}", path.display()));
     let s = |name: &str| -> Result<Vec<Option<String>>> {
-        let c = df.column(name).map_err(|_| bad(&format!("missing column `{name}`")))?;
+        let c = df
+            .column(name)
+            .map_err(|_| bad(&format!("missing column `{name}`")))?;
         let c = c.cast(&DataType::String).map_err(|e| pe(path, e))?;
         let ca = c.str().map_err(|e| pe(path, e))?;
         Ok(ca.iter().map(|v| v.map(String::from)).collect())
@@ -148,7 +206,9 @@ pub fn read_cases(path: &Path) -> Result<Vec<CaseRow>> {
             other => return Err(bad(&format!("row {}: unknown status {other:?}", i + 1))),
         };
         rows.push(CaseRow {
-            case_id: ids[i].clone().ok_or_else(|| bad(&format!("row {}: empty case_id", i + 1)))?,
+            case_id: ids[i]
+                .clone()
+                .ok_or_else(|| bad(&format!("row {}: empty case_id", i + 1)))?,
             label: labels[i].ok_or_else(|| bad(&format!("row {}: empty label", i + 1)))?,
             status,
             score: scores[i],
@@ -221,9 +281,13 @@ pub fn check_sha256sums(dir: &Path) -> Result<Vec<SumProblem>> {
     let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
     let mut listed = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
-        let (h, f) = line
-            .split_once("  ")
-            .ok_or_else(|| Error::input(format!("{}:{}: not a `<sha256>  <path>` line", p.display(), i + 1)))?;
+        let (h, f) = line.split_once("  ").ok_or_else(|| {
+            Error::input(format!(
+                "{}:{}: not a `<sha256>  <path>` line",
+                p.display(),
+                i + 1
+            ))
+        })?;
         listed.insert(f.to_string(), h.to_string());
     }
     let mut problems = Vec::new();

@@ -46,15 +46,27 @@ fn judge(tested: f64, c: &Criterion) -> Verdict {
     if pass { Verdict::Pass } else { Verdict::Fail }
 }
 
-fn observe(unit: String, n: u64, est: Option<(f64, f64, f64)>, c: &Criterion, small: bool) -> Observation {
+fn observe(
+    unit: String,
+    n: u64,
+    est: Option<(f64, f64, f64)>,
+    c: &Criterion,
+    small: bool,
+) -> Observation {
     let tested = est.map(|(e, l, u)| match c.bound {
         Bound::Point => e,
         Bound::Lower => l,
         Bound::Upper => u,
     });
     let (verdict, note) = match (tested, small) {
-        (None, _) => (Verdict::NotEvaluable, Some("metric undefined (zero denominator or a class absent)".to_string())),
-        (Some(_), true) => (Verdict::NotEvaluable, Some("subgroup below the protocol's minimum size".to_string())),
+        (None, _) => (
+            Verdict::NotEvaluable,
+            Some("metric undefined (zero denominator or a class absent)".to_string()),
+        ),
+        (Some(_), true) => (
+            Verdict::NotEvaluable,
+            Some("subgroup below the protocol's minimum size".to_string()),
+        ),
         (Some(t), false) => (judge(t, c), None),
     };
     Observation {
@@ -86,14 +98,22 @@ pub fn combine(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
 
 /// Evaluates every criterion of `protocol` against `stats`.
 pub fn evaluate(protocol: &Protocol, stats: &StatsReport) -> Vec<CriterionResult> {
-    protocol.acceptance.iter().map(|c| evaluate_one(c, stats)).collect()
+    protocol
+        .acceptance
+        .iter()
+        .map(|c| evaluate_one(c, stats))
+        .collect()
 }
 
 fn evaluate_one(c: &Criterion, stats: &StatsReport) -> CriterionResult {
     let mut observations = Vec::new();
     if let Some(base) = c.metric.gap_of() {
         let attrs: Vec<&str> = if c.scope == "each_subgroup" {
-            let mut a: Vec<&str> = stats.subgroups.iter().map(|s| s.attribute.as_str()).collect();
+            let mut a: Vec<&str> = stats
+                .subgroups
+                .iter()
+                .map(|s| s.attribute.as_str())
+                .collect();
             a.dedup();
             a
         } else {
@@ -107,12 +127,23 @@ fn evaluate_one(c: &Criterion, stats: &StatsReport) -> CriterionResult {
                 .gaps
                 .iter()
                 .find(|g| g.attribute == attr && g.metric == base.as_str());
-            let n: u64 = stats.subgroups.iter().filter(|s| s.attribute == attr).map(|s| s.n).sum();
+            let n: u64 = stats
+                .subgroups
+                .iter()
+                .filter(|s| s.attribute == attr)
+                .map(|s| s.n)
+                .sum();
             let unit = match gap {
                 Some(g) => format!("{attr}: {} vs {}", g.between[0], g.between[1]),
                 None => attr.to_string(),
             };
-            observations.push(observe(unit, n, gap.map(|g| (g.difference, g.lower, g.upper)), c, false));
+            observations.push(observe(
+                unit,
+                n,
+                gap.map(|g| (g.difference, g.lower, g.upper)),
+                c,
+                false,
+            ));
         }
     } else if c.scope == "overall" {
         let e = metric_estimate(&stats.overall, c.metric).map(|e| (e.estimate, e.lower, e.upper));
@@ -125,8 +156,15 @@ fn evaluate_one(c: &Criterion, stats: &StatsReport) -> CriterionResult {
                 s.attribute == c.scope
             };
             if in_scope {
-                let e = metric_estimate(&s.metrics, c.metric).map(|e| (e.estimate, e.lower, e.upper));
-                observations.push(observe(format!("{}={}", s.attribute, s.value), s.n, e, c, s.small));
+                let e =
+                    metric_estimate(&s.metrics, c.metric).map(|e| (e.estimate, e.lower, e.upper));
+                observations.push(observe(
+                    format!("{}={}", s.attribute, s.value),
+                    s.n,
+                    e,
+                    c,
+                    s.small,
+                ));
             }
         }
     }

@@ -83,7 +83,11 @@ pub fn read(path: &Path) -> Result<Vec<LedgerEntry>> {
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
             serde_json::from_str(l).map_err(|e| {
-                Error::input(format!("{}:{}: not a ledger entry: {e}", path.display(), i + 1))
+                Error::input(format!(
+                    "{}:{}: not a ledger entry: {e}",
+                    path.display(),
+                    i + 1
+                ))
             })
         })
         .collect()
@@ -106,13 +110,19 @@ pub fn verify(entries: &[LedgerEntry]) -> Result<Vec<ChainBreak>> {
         if e.seq != i as u64 + 1 {
             breaks.push(ChainBreak {
                 line: i + 1,
-                problem: format!("sequence number {} where {} was expected (an entry was removed or inserted)", e.seq, i + 1),
+                problem: format!(
+                    "sequence number {} where {} was expected (an entry was removed or inserted)",
+                    e.seq,
+                    i + 1
+                ),
             });
         }
         if e.prev_hash != prev {
             breaks.push(ChainBreak {
                 line: i + 1,
-                problem: "previous-entry hash does not match (an earlier entry was edited or removed)".into(),
+                problem:
+                    "previous-entry hash does not match (an earlier entry was edited or removed)"
+                        .into(),
             });
         }
         let h = entry_hash(e)?;
@@ -152,11 +162,19 @@ pub fn append(path: &Path, new: NewEntry) -> Result<LedgerEntry> {
     let breaks = verify(&entries)?;
     if let Some(b) = breaks.first() {
         return Err(Error::input_hint(
-            format!("{}:{}: ledger chain is broken: {}", path.display(), b.line, b.problem),
+            format!(
+                "{}:{}: ledger chain is broken: {}",
+                path.display(),
+                b.line,
+                b.problem
+            ),
             "the audit trail has been altered; investigate before running again (`medgate ledger --verify`)",
         ));
     }
-    let prev = entries.last().map(|e| e.hash.clone()).unwrap_or_else(|| GENESIS.to_string());
+    let prev = entries
+        .last()
+        .map(|e| e.hash.clone())
+        .unwrap_or_else(|| GENESIS.to_string());
     let mut e = LedgerEntry {
         seq: entries.len() as u64 + 1,
         time: new.time,
@@ -172,12 +190,16 @@ pub fn append(path: &Path, new: NewEntry) -> Result<LedgerEntry> {
     e.hash = entry_hash(&e)?;
     let mut line = serde_json::to_string(&e).map_err(|er| Error::Internal(er.to_string()))?;
     line.push('\n');
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|er| Error::io(parent, er))?;
+    }
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .map_err(|er| Error::io(path, er))?;
-    f.write_all(line.as_bytes()).map_err(|er| Error::io(path, er))?;
+    f.write_all(line.as_bytes())
+        .map_err(|er| Error::io(path, er))?;
     f.sync_data().map_err(|er| Error::io(path, er))?;
     Ok(e)
 }
@@ -232,7 +254,10 @@ mod tests {
         assert_eq!(b[0].line, 2);
 
         // A broken chain is never extended.
-        let text: String = edited.iter().map(|e| serde_json::to_string(e).unwrap() + "\n").collect();
+        let text: String = edited
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap() + "\n")
+            .collect();
         std::fs::write(&p, text).unwrap();
         assert!(append(&p, new(4)).is_err());
     }

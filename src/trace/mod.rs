@@ -53,11 +53,17 @@ pub fn build_traceability(
             }
         }
     }
-    let item = |(id, text, source): (String, String, Option<String>), linked: Vec<&CriterionResult>| {
-        let verdict = (!linked.is_empty()).then(|| criteria::combine(linked.iter().map(|c| c.verdict)));
+    let item = |(id, text, source): (String, String, Option<String>),
+                linked: Vec<&CriterionResult>| {
+        let verdict =
+            (!linked.is_empty()).then(|| criteria::combine(linked.iter().map(|c| c.verdict)));
         TracedItem {
             criteria: linked.iter().map(|c| c.id.clone()).collect(),
-            evidence: if linked.is_empty() { Vec::new() } else { evidence_files.clone() },
+            evidence: if linked.is_empty() {
+                Vec::new()
+            } else {
+                evidence_files.clone()
+            },
             id,
             text,
             source,
@@ -67,7 +73,8 @@ pub fn build_traceability(
     let requirements: Vec<TracedItem> = req_ids
         .into_iter()
         .map(|r| {
-            let linked: Vec<&CriterionResult> = criteria.iter().filter(|c| c.requirement == r.0).collect();
+            let linked: Vec<&CriterionResult> =
+                criteria.iter().filter(|c| c.requirement == r.0).collect();
             item(r, linked)
         })
         .collect();

@@ -29,7 +29,10 @@ pub fn git_state(path: &Path) -> Option<GitState> {
         .statuses(Some(&mut opts))
         .map(|st| {
             st.iter()
-                .filter(|e| e.status() != git2::Status::CURRENT && !e.status().contains(git2::Status::IGNORED))
+                .filter(|e| {
+                    e.status() != git2::Status::CURRENT
+                        && !e.status().contains(git2::Status::IGNORED)
+                })
                 .filter_map(|e| e.path().ok().map(|p| p.to_string()))
                 .collect()
         })
