@@ -30,6 +30,16 @@
 //! [`Error::Input`], exit 2. A file that does not parse *and* no longer matches its recorded
 //! hash was tampered with: that is a difference (exit 1), named by file.
 //!
+//! # Format (`medgate verify --format json`)
+//! One object: the fields of [`VerifyReport`] plus `identical` (bool). `files`: `{path,
+//! problem}` with problem `changed`, `missing` or `unlisted`. `discrepancies`: `{path,
+//! expected, found, kind}`, `expected` being the recomputed value and `found` the recorded one,
+//! `kind` one of `value`, `missing`, `unexpected`, `length`. `checks`: `{name, ok, detail}`.
+//! `cases`: `{case_id, problem}`. `signatures`: `{file, name, meaning, signed_at,
+//! key_fingerprint, trusted, valid, problems}`. `rerun` (with `--rerun`): `{backend,
+//! model_sha256, model_sha256_matches, settings_match, tolerance, cases, max_abs_diff, moved,
+//! verdict_changes}`.
+//!
 //! `verify` imports only earlier stages; it never calls the `run` composition, so a bug there
 //! cannot hide itself here beyond the shared analysis function.
 
