@@ -4,7 +4,7 @@
 //! medgate ships the evidence of its own correctness in a form a QA team can rerun on the
 //! machine where it is installed, and file as the software-validation record:
 //!
-//! - **Reference values** ([`reference`]): every statistics fixture (intervals, DeLong AUROC,
+//! - **Reference values** ([`mod@reference`]): every statistics fixture (intervals, DeLong AUROC,
 //!   McNemar, multiplicity, agreement, two-sample and paired differences) recomputed by this
 //!   build and compared with the value an independent tool (statsmodels, scikit-learn, R pROC)
 //!   produced, within a stated tolerance.
