@@ -519,3 +519,56 @@ fn selftest_fails_when_a_fixture_expected_value_is_altered() {
     );
     assert_eq!(code(&o), 0, "{}", all(&o));
 }
+
+#[test]
+fn edited_provenance_is_caught_by_the_consistency_checks() {
+    let f = fixture();
+    let failed = |v: &Value| -> Vec<String> {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["ok"] == false)
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The protocol copy edited (operating point moved) and the bundle re-sealed.
+    let a = f.root.join("protocol-edited");
+    copy_dir(&f.bundle, &a);
+    let p = a.join("protocol.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let edited = text.replace("threshold: 0.5", "threshold: 0.6");
+    assert_ne!(text, edited);
+    std::fs::write(&p, edited).unwrap();
+    reseal(&a);
+    let (c, v) = verify_json(&a, &[], &f.root);
+    assert_eq!(c, 1);
+    let bad = failed(&v);
+    assert!(
+        bad.contains(&"protocol.sha256".to_string())
+            && bad.contains(&"protocol.parsed".to_string()),
+        "{bad:?}"
+    );
+    let paths: Vec<&str> = v["discrepancies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"$.protocol.task.threshold"), "{paths:?}");
+    assert!(paths.contains(&"$.statistics.threshold"), "{paths:?}");
+
+    // The recorded model hash edited: the journal's run key no longer matches.
+    let b = f.root.join("model-edited");
+    copy_dir(&f.bundle, &b);
+    let evp = b.join("evidence.json");
+    let mut ev =
+        medgate::verify::exactjson::parse(&std::fs::read_to_string(&evp).unwrap()).unwrap();
+    ev["model"]["sha256"] = Value::String("0".repeat(64));
+    std::fs::write(&evp, serde_json::to_string_pretty(&ev).unwrap()).unwrap();
+    reseal(&b);
+    let (c, v) = verify_json(&b, &[], &f.root);
+    assert_eq!(c, 1);
+    assert_eq!(failed(&v), ["journal.header"]);
+    assert_eq!(v["discrepancies"].as_array().unwrap().len(), 0);
+}

@@ -317,8 +317,8 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
             );
             let traceability = recompute_traceability(&a.criteria, &evidence.traceability);
             cmp("traceability", to_value(&traceability)?, &mut d);
-            report.values_compared = n;
-            report.discrepancies = d;
+            report.values_compared += n;
+            report.discrepancies.extend(d);
             if let Some(f) = &a.infrastructure_failure {
                 let recorded = evidence.warnings.iter().any(|w| w.contains(f.as_str()));
                 report.checks.push(check(
@@ -422,9 +422,11 @@ fn check_protocol_copy(
     match crate::protocol::parse_protocol(PROTOCOL_FILE, &text) {
         Ok(p) => {
             let before = report.discrepancies.len();
+            let pv = to_value(&p)?;
+            report.values_compared += count_leaves(&pv);
             jsondiff::diff(
                 "$.protocol",
-                &to_value(&p)?,
+                &pv,
                 raw.get("protocol").unwrap_or(&Value::Null),
                 &mut report.discrepancies,
             );
