@@ -319,7 +319,7 @@ fn release_mode_refuses_a_dirty_tree_and_an_unpinned_model() {
     // A wrong pinned hash is refused.
     let text = std::fs::read_to_string(&p)
         .unwrap()
-        .replace(&sha, &"0".repeat(64));
+        .replace(&sha, &"ab".repeat(32));
     std::fs::write(&p, text).unwrap();
     let out = ws.run("out3", &[]);
     assert_eq!(out.status.code(), Some(2));
