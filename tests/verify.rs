@@ -335,6 +335,16 @@ fn signatures_verify_and_any_edit_after_signing_fails() {
         "{s}"
     );
 
+    // Editing a file without touching SHA256SUMS: the files check fails, and so does the
+    // signature (what was approved is the files SHA256SUMS lists).
+    let unsealed = f.root.join("unsealed");
+    copy_dir(&f.bundle, &unsealed);
+    std::fs::write(unsealed.join("junit.xml"), "<edited/>").unwrap();
+    let (c, v) = verify_json(&unsealed, &[], &f.root);
+    assert_eq!(c, 1);
+    assert_eq!(v["files"][0]["path"], "junit.xml");
+    assert_eq!(v["signatures"][0]["valid"], false);
+
     // Changing the meaning inside the signature file breaks the signature itself.
     let forged = f.root.join("forged");
     copy_dir(&f.bundle, &forged);

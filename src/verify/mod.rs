@@ -269,6 +269,16 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
 
     // Signatures do not depend on recomputation: check them even if the rest fails.
     report.signatures = sign::check_signatures(dir, &evidence.run_id, &opts.trusted_keys)?;
+    // A signature covers SHA256SUMS; what the signer approved is the files it lists.
+    if !report.files.is_empty() {
+        for s in &mut report.signatures {
+            s.valid = false;
+            s.problems.push(format!(
+                "the bundle's files no longer match the SHA256SUMS this signature covers ({} problem(s))",
+                report.files.len()
+            ));
+        }
+    }
 
     // The protocol as run.
     let protocol = check_protocol_copy(dir, &evidence, &raw, &mut report)?;
