@@ -56,7 +56,7 @@ fn demo_protocol_warns_about_an_uncovered_requirement() {
             && d["message"]
                 .as_str()
                 .unwrap()
-                .contains("`SRS-NOD-030` is not verified")),
+                .contains("`SRS-CXR-030` is not verified")),
         "{diags:#?}"
     );
 }
