@@ -26,7 +26,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(512);
     let batch: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(32);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo-cxr-clip");
@@ -52,7 +55,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 width: c.image.width(),
                 height: c.image.height(),
                 channels: 1,
-                data: c.image.as_raw().iter().map(|&v| f32::from(v) / 255.0).collect(),
+                data: c
+                    .image
+                    .as_raw()
+                    .iter()
+                    .map(|&v| f32::from(v) / 255.0)
+                    .collect(),
             }
         })
         .collect();
@@ -60,7 +68,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batches: Vec<Tensor> = images
         .chunks(batch)
         .map(|c| {
-            let px: Vec<Vec<f32>> = c.iter().map(|i| backend.preprocess(i)).collect::<Result<_, _>>()?;
+            let px: Vec<Vec<f32>> = c
+                .iter()
+                .map(|i| backend.preprocess(i))
+                .collect::<Result<_, _>>()?;
             backend.batch_tensor(&px)
         })
         .collect::<Result<_, _>>()?;

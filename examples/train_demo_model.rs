@@ -88,6 +88,10 @@ struct Args {
     /// Evaluate (and snapshot) every N steps.
     #[arg(long, default_value_t = 100)]
     eval_every: usize,
+    /// Continue from the weights of this checkpoint (same vocabulary and architecture)
+    /// instead of the seeded initialisation.
+    #[arg(long)]
+    init_from: Option<PathBuf>,
     /// Write a checkpoint at each evaluation to DIR/step-N.
     #[arg(long)]
     snapshots: Option<PathBuf>,
@@ -293,7 +297,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         max: arch.text.max_position_embeddings,
     };
 
-    let (vm, model) = clip_ckpt::seeded_varmap(&arch, args.init_seed, &dev)?;
+    let (mut vm, model) = clip_ckpt::seeded_varmap(&arch, args.init_seed, &dev)?;
+    if let Some(dir) = &args.init_from {
+        vm.load(dir.join(clip_ckpt::WEIGHTS_FILE))?;
+        eprintln!("continuing from {}", dir.display());
+    }
     let n_params: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
     eprintln!("parameters {n_params}");
     let mut opt = AdamW::new(
@@ -315,7 +323,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         opt.set_learning_rate(lr);
         let idx: Vec<usize> = (0..b)
             .map(|_| {
-                let pool = if rng.random::<f64>() < args.pos_fraction { &pos_idx } else { &neg_idx };
+                let pool = if rng.random::<f64>() < args.pos_fraction {
+                    &pos_idx
+                } else {
+                    &neg_idx
+                };
                 pool[rng.random_range(0..pool.len())]
             })
             .collect();
@@ -360,7 +372,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let cls_logits = img.matmul(&txt.t()?)?.broadcast_mul(&scale)?;
         let cls_target: Vec<u32> = idx
             .iter()
-            .map(|&i| TEMPLATES.iter().position(|t| *t == train[i].template).unwrap_or(0) as u32)
+            .map(|&i| {
+                TEMPLATES
+                    .iter()
+                    .position(|t| *t == train[i].template)
+                    .unwrap_or(0) as u32
+            })
             .collect();
         let cls_target = Tensor::from_vec(cls_target, b, &dev)?;
         let ce = candle_nn::loss::cross_entropy(&cls_logits, &cls_target)?;

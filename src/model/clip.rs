@@ -41,9 +41,9 @@ use candle_transformers::models::clip::ClipModel;
 use super::clip_ckpt::{
     CONFIG_FILE, ClipArch, PREPROCESSOR_FILE, Preprocess, TOKENIZER_FILE, WEIGHTS_FILE,
 };
-use super::image_shim::{LoadedImage, load_image};
 use super::{Answer, Backend, BackendInfo, CaseError, CaseInput, Prediction, ScoreSource};
 use crate::error::{Error, Result};
+use crate::golden::image::{LoadedImage, load_image};
 use crate::protocol::{CandleClipSpec, Prompts};
 
 /// Parses a device setting: `cpu`, `cuda`, `cuda:N` or `auto` (CUDA device 0 when medgate

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 
 pub mod clip;
 pub mod clip_ckpt;
-pub mod image_shim;
 
 pub use clip::ClipBackend;
 
