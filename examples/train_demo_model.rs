@@ -88,6 +88,10 @@ struct Args {
     /// Evaluate (and snapshot) every N steps.
     #[arg(long, default_value_t = 100)]
     eval_every: usize,
+    /// Continue from the weights of this checkpoint (same vocabulary and architecture)
+    /// instead of the seeded initialisation.
+    #[arg(long)]
+    init_from: Option<PathBuf>,
     /// Write a checkpoint at each evaluation to DIR/step-N.
     #[arg(long)]
     snapshots: Option<PathBuf>,
@@ -293,7 +297,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         max: arch.text.max_position_embeddings,
     };
 
-    let (vm, model) = clip_ckpt::seeded_varmap(&arch, args.init_seed, &dev)?;
+    let (mut vm, model) = clip_ckpt::seeded_varmap(&arch, args.init_seed, &dev)?;
+    if let Some(dir) = &args.init_from {
+        vm.load(dir.join(clip_ckpt::WEIGHTS_FILE))?;
+        eprintln!("continuing from {}", dir.display());
+    }
     let n_params: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
     eprintln!("parameters {n_params}");
     let mut opt = AdamW::new(

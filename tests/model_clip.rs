@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::clip::ClipModel;
+use medgate::golden::image::LoadedImage;
 use medgate::model::clip::ClipBackend;
 use medgate::model::clip_ckpt::{self, ClipArch};
-use medgate::model::image_shim::LoadedImage;
 use medgate::model::{Answer, Backend, CaseInput, ScoreSource};
 use medgate::protocol::{CandleClipSpec, Prompts};
 
@@ -255,7 +255,7 @@ fn predict_batch_keeps_order_and_fails_only_bad_cases() {
             image::Luma([((x * 7 + y * 3 + u32::from(k) * 40) % 256) as u8])
         });
         g.save(&path).unwrap();
-        expected.push(medgate::model::image_shim::load_image(&path).unwrap());
+        expected.push(medgate::golden::image::load_image(&path).unwrap());
         cases.push(CaseInput {
             case_id: format!("c{k}"),
             image_path: path,
@@ -291,3 +291,46 @@ fn predict_batch_keeps_order_and_fails_only_bad_cases() {
         assert!(pred.raw.starts_with("p(pos)="), "{}", pred.raw);
     }
 }
+
+/// The demo protocol's prompts (see `models/demo-cxr-clip/MODEL_CARD.md`).
+fn demo_prompts() -> Prompts {
+    prompts(
+        &[
+            "a chest radiograph with a lung nodule",
+            "a chest radiograph with a pneumothorax",
+        ],
+        &["a normal chest radiograph"],
+    )
+}
+
+#[test]
+fn committed_demo_model_reproduces_its_recorded_scores() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut s = spec(Path::new("models/demo-cxr-clip"));
+    s.sha256 = Some(DEMO_SHA256.into());
+    let b = ClipBackend::load(&s, &demo_prompts(), root).unwrap();
+    let arch = b.arch();
+    assert_eq!(arch.vision.image_size, 64);
+    assert_eq!(arch.vision.num_channels, 1);
+    let set = root.join("golden-sets/demo-cxr/images");
+    let images: Vec<LoadedImage> = DEMO_FIXTURE
+        .iter()
+        .map(|(id, _)| medgate::golden::image::load_image(&set.join(format!("{id}.png"))).unwrap())
+        .collect();
+    let got = b.score_images(&images).unwrap();
+    for ((id, want), g) in DEMO_FIXTURE.iter().zip(&got) {
+        assert!((g - want).abs() < 1e-5, "{id}: {g} vs recorded {want}");
+    }
+}
+
+/// SHA-256 of the committed demo weights (also in its MODEL_CARD.md).
+const DEMO_SHA256: &str = "776eedca78fca0132fb493fb469881d97c2e8c6c9ff617025ce1f87d2aca9675";
+
+/// Scores recorded when the demo model was committed (eval_demo_model, 8 decimals).
+const DEMO_FIXTURE: [(&str, f64); 5] = [
+    ("cxr-00000", 0.23464818),
+    ("cxr-00001", 0.17631316),
+    ("cxr-00002", 0.27107243),
+    ("cxr-00003", 0.16082847),
+    ("cxr-00004", 0.35494944),
+];

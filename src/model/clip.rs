@@ -41,9 +41,9 @@ use candle_transformers::models::clip::ClipModel;
 use super::clip_ckpt::{
     CONFIG_FILE, ClipArch, PREPROCESSOR_FILE, Preprocess, TOKENIZER_FILE, WEIGHTS_FILE,
 };
-use super::image_shim::{LoadedImage, load_image};
 use super::{Answer, Backend, BackendInfo, CaseError, CaseInput, Prediction, ScoreSource};
 use crate::error::{Error, Result};
+use crate::golden::image::{LoadedImage, load_image};
 use crate::protocol::{CandleClipSpec, Prompts};
 
 /// Parses a device setting: `cpu`, `cuda`, `cuda:N` or `auto` (CUDA device 0 when medgate
@@ -462,6 +462,43 @@ impl ClipBackend {
             .map_err(candle_err("building the image batch"))
     }
 
+    /// Whether `img` is already the model's size and channel count: then it is batched and
+    /// normalised by candle ops in one go, with no per-pixel Rust loop.
+    fn is_model_shaped(&self, img: &LoadedImage) -> bool {
+        let (s, c) = (self.pre.size, self.arch.vision.num_channels);
+        img.width as usize == s
+            && img.height as usize == s
+            && img.channels as usize == c
+            && img.data.len() == s * s * c
+    }
+
+    /// The normalised batch tensor `(n, channels, size, size)` for decoded images.
+    ///
+    /// Grayscale images already at the model's size (the common case for the demo model) are
+    /// concatenated and normalised by one candle `affine` op; everything else goes through
+    /// [`preprocess_image`]. Both compute `x * (1/std) + (-mean/std)` in f32, so both paths
+    /// give identical values.
+    pub fn images_tensor(&self, images: &[&LoadedImage]) -> Result<Tensor> {
+        let c = self.arch.vision.num_channels;
+        if c != 1 || !images.iter().all(|i| self.is_model_shaped(i)) {
+            let px = images
+                .iter()
+                .map(|i| self.preprocess(i))
+                .collect::<Result<Vec<_>>>()?;
+            return self.batch_tensor(&px);
+        }
+        let (n, s) = (images.len(), self.pre.size);
+        let mut flat = Vec::with_capacity(n * s * s);
+        for i in images {
+            flat.extend_from_slice(&i.data);
+        }
+        let (mul, add) = affine_coefficients(self.pre.mean[0], self.pre.std[0]);
+        Tensor::from_vec(flat, (n, 1, s, s), &self.device)
+            .and_then(|x| x.affine(f64::from(mul), f64::from(add)))
+            .and_then(|x| x.to_dtype(self.dtype))
+            .map_err(candle_err("building the image batch"))
+    }
+
     /// Scores a batch tensor `(n, channels, size, size)`.
     pub fn score_tensor(&self, pixels: &Tensor) -> Result<Vec<ClassScore>> {
         let feats = self
@@ -497,11 +534,8 @@ impl ClipBackend {
     pub fn score_images_detailed(&self, images: &[LoadedImage]) -> Result<Vec<ClassScore>> {
         let mut out = Vec::with_capacity(images.len());
         for chunk in images.chunks(self.batch_size) {
-            let pixels = chunk
-                .iter()
-                .map(|i| self.preprocess(i))
-                .collect::<Result<Vec<_>>>()?;
-            out.extend(self.score_tensor(&self.batch_tensor(&pixels)?)?);
+            let refs: Vec<&LoadedImage> = chunk.iter().collect();
+            out.extend(self.score_tensor(&self.images_tensor(&refs)?)?);
         }
         Ok(out)
     }
@@ -535,19 +569,19 @@ impl Backend for ClipBackend {
             reason,
             attempts: 1,
         };
-        // Decode and preprocess each case on its own: one unreadable image fails only itself.
+        // Decode and check each case on its own: one unreadable image fails only itself.
         let mut out: Vec<Option<Result<Prediction, CaseError>>> = vec![None; cases.len()];
-        let mut ready: Vec<(usize, Vec<f32>)> = Vec::new();
+        let mut ready: Vec<(usize, LoadedImage)> = Vec::new();
         for (i, case) in cases.iter().enumerate() {
-            match load_image(&case.image_path).and_then(|img| self.preprocess(&img)) {
-                Ok(px) => ready.push((i, px)),
+            match load_image(&case.image_path).and_then(|img| check_image(&img).map(|()| img)) {
+                Ok(img) => ready.push((i, img)),
                 Err(e) => out[i] = Some(Err(fail(format!("case {}: {e}", case.case_id)))),
             }
         }
         for chunk in ready.chunks(self.batch_size) {
-            let pixels: Vec<Vec<f32>> = chunk.iter().map(|(_, p)| p.clone()).collect();
+            let refs: Vec<&LoadedImage> = chunk.iter().map(|(_, img)| img).collect();
             match self
-                .batch_tensor(&pixels)
+                .images_tensor(&refs)
                 .and_then(|t| self.score_tensor(&t))
             {
                 Ok(scores) => {
@@ -598,9 +632,15 @@ fn resample_weights(input: usize, output: usize, offset: f64, span: f64) -> Vec<
         .collect()
 }
 
-/// Converts, resizes (shortest edge, then centre crop) and normalises one image into planar
-/// `(channels, size, size)` f32, the layout the patch embedding expects.
-pub fn preprocess_image(img: &LoadedImage, pre: &Preprocess, channels: usize) -> Result<Vec<f32>> {
+/// `(1/std, -mean/std)` rounded to f32 exactly as candle's `affine(mul, add)` rounds them.
+fn affine_coefficients(mean: f32, std: f32) -> (f32, f32) {
+    let mul = 1.0 / f64::from(std);
+    let add = -f64::from(mean) / f64::from(std);
+    (mul as f32, add as f32)
+}
+
+/// Checks a decoded image is something [`preprocess_image`] can handle.
+pub fn check_image(img: &LoadedImage) -> Result<()> {
     let (w, h, c) = (
         img.width as usize,
         img.height as usize,
@@ -612,6 +652,18 @@ pub fn preprocess_image(img: &LoadedImage, pre: &Preprocess, channels: usize) ->
             img.data.len()
         )));
     }
+    Ok(())
+}
+
+/// Converts, resizes (shortest edge, then centre crop) and normalises one image into planar
+/// `(channels, size, size)` f32, the layout the patch embedding expects.
+pub fn preprocess_image(img: &LoadedImage, pre: &Preprocess, channels: usize) -> Result<Vec<f32>> {
+    check_image(img)?;
+    let (w, h, c) = (
+        img.width as usize,
+        img.height as usize,
+        img.channels as usize,
+    );
     // 1. Planar planes in the model's channel count, at the source resolution.
     let px = |i: usize, k: usize| img.data[i * c + k];
     let planes: Vec<Vec<f32>> = match (channels, c) {
@@ -672,11 +724,11 @@ pub fn preprocess_image(img: &LoadedImage, pre: &Preprocess, channels: usize) ->
             })
             .collect()
     };
-    // 3. Normalise.
+    // 3. Normalise: x * (1/std) + (-mean/std), as candle's `affine` computes it.
     let mut out = Vec::with_capacity(channels * s * s);
     for (k, p) in resized.iter().enumerate() {
-        let (m, sd) = (pre.mean[k], pre.std[k]);
-        out.extend(p.iter().map(|v| (v - m) / sd));
+        let (mul, add) = affine_coefficients(pre.mean[k], pre.std[k]);
+        out.extend(p.iter().map(|v| v * mul + add));
     }
     Ok(out)
 }

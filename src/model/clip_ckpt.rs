@@ -40,8 +40,7 @@ pub const PREPROCESSOR_FILE: &str = "preprocessor_config.json";
 #[allow(clippy::excessive_precision)]
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// CLIP's published image normalisation standard deviations (RGB).
-// Written exactly as published by OpenAI's CLIP preprocessing, so the source can be checked by eye.
-#[allow(clippy::excessive_precision)]
+#[allow(clippy::excessive_precision)] // the published values, verbatim
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 /// `ln(1/0.07)`: CLIP's initial logit scale.
 pub const LOGIT_SCALE_INIT: f32 = 2.6592;
@@ -267,13 +266,19 @@ impl ClipArch {
     pub fn to_hf_json(&self) -> serde_json::Value {
         let t = &self.text;
         let v = &self.vision;
+        // Print the f32 as its shortest decimal (2.6592, not 2.6591999530792236).
+        let logit_init: f64 = self
+            .logit_scale_init_value
+            .to_string()
+            .parse()
+            .unwrap_or(f64::from(LOGIT_SCALE_INIT));
         serde_json::json!({
             "architectures": ["CLIPModel"],
-            "logit_scale_init_value": self.logit_scale_init_value,
+            "logit_scale_init_value": logit_init,
             "model_type": "clip",
             "projection_dim": self.projection_dim,
             "text_config": {
-                "bos_token_id": 1,
+                "bos_token_id": 2,
                 "eos_token_id": t.vocab_size - 1,
                 "hidden_act": "quick_gelu",
                 "hidden_size": t.hidden_size,
@@ -408,14 +413,21 @@ impl Preprocess {
 
     /// The HF `preprocessor_config.json` for these settings.
     pub fn to_hf_json(&self) -> serde_json::Value {
+        // Shortest decimals of the f32 values (0.354, not 0.3540000021457672).
+        let short = |v: &[f32]| -> Vec<f64> {
+            v.iter()
+                .map(|x| x.to_string().parse().unwrap_or(f64::from(*x)))
+                .collect()
+        };
+        let (mean, std) = (short(&self.mean), short(&self.std));
         serde_json::json!({
             "crop_size": {"height": self.size, "width": self.size},
             "do_center_crop": true,
             "do_normalize": true,
             "do_resize": true,
-            "image_mean": self.mean,
+            "image_mean": mean,
             "image_processor_type": "CLIPImageProcessor",
-            "image_std": self.std,
+            "image_std": std,
             "resample": 2,
             "size": {"shortest_edge": self.size},
         })

@@ -16,7 +16,6 @@ use std::path::PathBuf;
 
 pub mod clip;
 pub mod clip_ckpt;
-pub mod image_shim;
 
 pub use build::build_backend;
 pub use clip::ClipBackend;
