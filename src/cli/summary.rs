@@ -59,7 +59,7 @@ pub fn run_summary(s: &RunSummary, color: bool) -> String {
     let _ = writeln!(
         o,
         "  {:<width$}  {:<14} {:<mw$}  {:<8}  {:<9} verdict",
-        "criterion", "requirement", "metric (scope)", "goal", "observed"
+        "criterion", "requirement", "metric (scope)", "goal", "tested"
     );
     for c in &ev.criteria {
         let worst = c
