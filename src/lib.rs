@@ -11,7 +11,6 @@
 //! | [`stats`] | pure computation, no I/O | [`stats::StatsReport`] |
 #![warn(missing_docs)]
 
-pub mod cli;
 pub mod diag;
 pub mod error;
 pub mod exit;
@@ -21,6 +20,7 @@ pub mod model;
 pub mod protocol;
 pub mod stats;
 pub mod table;
+pub mod cli;
 pub mod world;
 
 pub use error::{Error, Result};
