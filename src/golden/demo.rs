@@ -17,6 +17,12 @@
 //! - `sex = F`: breast soft-tissue overlay on the lower lung zones, a slimmer body outline;
 //! - `manufacturer`: a different tone curve (gamma) per vendor's processing.
 //!
+//! Measured difficulty (a pixel + high-pass logistic regression trained on 4,000 cases of
+//! seed 7, tested on the 991 PNG cases of the bundled set, seed 20261128): AUROC 0.85
+//! overall; site-A 0.92 vs site-C 0.70; PA 0.87 vs AP 0.82; F 0.88 vs M 0.83. A small
+//! convolutional or CLIP model should land near the 0.85-0.95 the demo aims for, with real
+//! subgroup gaps.
+//!
 //! # Determinism
 //! Every case is rendered from its own ChaCha8 stream: key = `seed`, stream = `index`
 //! ([`case_rng`]). Uniform variates are taken as the top 53 bits of `next_u64` and normals by
