@@ -4,7 +4,12 @@
 //! ```text
 //! cargo bench --bench clip_throughput            # 512 images, batch 32
 //! cargo bench --bench clip_throughput -- 1024 64 # images, batch size
+//! cargo bench --profile dev --bench clip_throughput  # reuse the dev build (deps at opt 3)
 //! ```
+//!
+//! Measured (dev profile, 2 shared CPU cores, 512 images, batch 32): backend 1998 images/s,
+//! bare loop 1968 images/s, overhead -1.6% (noise); batching + normalising took 4.9 ms of
+//! 285 ms.
 //!
 //! "Backend" is `ClipBackend::score_images` on decoded images: preprocessing (normalisation,
 //! batching), the forward pass, and the host-side cosine/softmax scoring. "Bare" is

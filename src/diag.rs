@@ -37,11 +37,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// An error at an optional position.
-    pub fn error(
-        file: impl Into<String>,
-        pos: Option<(usize, usize)>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn error(file: impl Into<String>, pos: Option<(usize, usize)>, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Error,
             file: file.into(),
@@ -53,11 +49,7 @@ impl Diagnostic {
     }
 
     /// A warning at an optional position.
-    pub fn warning(
-        file: impl Into<String>,
-        pos: Option<(usize, usize)>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn warning(file: impl Into<String>, pos: Option<(usize, usize)>, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(file, pos, message)

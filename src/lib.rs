@@ -22,7 +22,6 @@
 //! environment reach the pipeline only through [`world::World`].
 #![warn(missing_docs)]
 
-pub mod cli;
 pub mod diag;
 pub mod error;
 pub mod exit;
