@@ -22,6 +22,7 @@
 //! environment reach the pipeline only through [`world::World`].
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod diag;
 pub mod error;
 pub mod exit;
