@@ -37,7 +37,11 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// An error at an optional position.
-    pub fn error(file: impl Into<String>, pos: Option<(usize, usize)>, message: impl Into<String>) -> Self {
+    pub fn error(
+        file: impl Into<String>,
+        pos: Option<(usize, usize)>,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             severity: Severity::Error,
             file: file.into(),
@@ -49,7 +53,11 @@ impl Diagnostic {
     }
 
     /// A warning at an optional position.
-    pub fn warning(file: impl Into<String>, pos: Option<(usize, usize)>, message: impl Into<String>) -> Self {
+    pub fn warning(
+        file: impl Into<String>,
+        pos: Option<(usize, usize)>,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(file, pos, message)

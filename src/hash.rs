@@ -45,7 +45,9 @@ pub fn canonicalize(v: &serde_json::Value) -> serde_json::Value {
             }
             serde_json::Value::Object(out)
         }
-        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(canonicalize).collect()),
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.iter().map(canonicalize).collect())
+        }
         other => other.clone(),
     }
 }

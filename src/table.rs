@@ -22,7 +22,11 @@ pub enum TableFormat {
 impl TableFormat {
     /// The format implied by a path's extension.
     pub fn from_path(path: &Path) -> Result<Self> {
-        match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()) {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+        {
             Some(e) if e == "csv" => Ok(TableFormat::Csv),
             Some(e) if e == "parquet" || e == "pq" => Ok(TableFormat::Parquet),
             _ => Err(Error::input_hint(
@@ -54,7 +58,9 @@ pub fn read_table(path: &Path) -> Result<DataFrame> {
             .map_err(|e| polars_err(path, e)),
         TableFormat::Parquet => {
             let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            ParquetReader::new(f).finish().map_err(|e| polars_err(path, e))
+            ParquetReader::new(f)
+                .finish()
+                .map_err(|e| polars_err(path, e))
         }
     }
 }
@@ -100,5 +106,8 @@ pub fn write_table(path: &Path, df: &mut DataFrame) -> Result<()> {
 
 /// The names of a table's columns.
 pub fn column_names(df: &DataFrame) -> Vec<String> {
-    df.get_column_names().iter().map(|s| s.to_string()).collect()
+    df.get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }

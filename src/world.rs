@@ -100,7 +100,9 @@ impl World for SystemWorld {
             os: format!("{}{kernel}", std::env::consts::OS),
             arch: std::env::consts::ARCH.into(),
             cpu,
-            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         }
     }
 }
@@ -117,7 +119,10 @@ pub struct FixedWorld {
 impl Default for FixedWorld {
     fn default() -> Self {
         FixedWorld {
-            now: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("valid date"),
+            now: Utc
+                .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+                .single()
+                .expect("valid date"),
             env: Default::default(),
         }
     }

@@ -388,7 +388,9 @@ fn default_min_subgroup() -> usize {
 
 /// Metrics a criterion may test. `*_gap` metrics are the largest difference between two
 /// levels of an attribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// TP / (TP + FN).
@@ -517,7 +519,9 @@ pub struct TraceabilitySpec {
 }
 
 /// Report formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, PartialOrd, Ord,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ReportFormat {
     /// Typst-rendered PDF (and `report.typ`).
