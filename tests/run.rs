@@ -466,4 +466,13 @@ fn demo_run_survives_a_kill_and_resumes_without_reinference() {
     keys.dedup();
     assert_eq!(keys.len(), n, "duplicate journal entries");
     assert_eq!(n, 1000);
+    // Full-precision CLIP scores read back from the journal exactly: the resumed bundle
+    // verifies, journal included.
+    let v = medgate().arg("verify").arg(&out).output().unwrap();
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
 }

@@ -404,10 +404,9 @@ pub fn cases(dir: &Path, world: &dyn World) -> Result<Vec<SelftestCase>> {
     let tampered = dir.join("bundle-tampered");
     copy_dir(&bundle, &tampered)?;
     let evp = tampered.join(crate::trace::bundle::EVIDENCE_FILE);
-    let mut v: Value = crate::verify::exactjson::parse(
-        &std::fs::read_to_string(&evp).map_err(|e| Error::io(&evp, e))?,
-    )
-    .map_err(Error::Internal)?;
+    let mut v: Value =
+        serde_json::from_str(&std::fs::read_to_string(&evp).map_err(|e| Error::io(&evp, e))?)
+            .map_err(|e| Error::Internal(e.to_string()))?;
     let target = "$.statistics.overall.sensitivity.lower";
     if let Some(x) = v.pointer_mut("/statistics/overall/sensitivity/lower") {
         *x = json!(x.as_f64().unwrap_or(0.0) + 0.001);

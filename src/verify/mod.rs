@@ -43,7 +43,6 @@
 //! `verify` imports only earlier stages; it never calls the `run` composition, so a bug there
 //! cannot hide itself here beyond the shared analysis function.
 
-pub mod exactjson;
 pub mod jsondiff;
 pub mod rerun;
 pub mod sign;
@@ -249,9 +248,10 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
     let parsed = std::fs::read_to_string(&ev_path)
         .map_err(|e| Error::io(&ev_path, e))
         .and_then(|t| {
-            // Exact numbers: see `exactjson` for why not serde_json here.
+            // serde_json is built with `float_roundtrip`, so every double reads back exactly
+            // as `medgate run` wrote it (the default fast parser can land one ulp off).
             let raw: Value =
-                exactjson::parse(&t).map_err(|e| Error::input(format!("not JSON: {e}")))?;
+                serde_json::from_str(&t).map_err(|e| Error::input(format!("not JSON: {e}")))?;
             let ev: Evidence = serde_json::from_value(raw.clone())
                 .map_err(|e| Error::input(format!("not a medgate evidence record: {e}")))?;
             Ok((raw, ev))
