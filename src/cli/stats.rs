@@ -72,6 +72,10 @@ pub struct StatsArgs {
     /// Adjustment of gap p-values.
     #[arg(long, default_value = "holm", value_parser = ["holm", "bonferroni", "none"])]
     pub multiplicity: String,
+    /// Bootstrap the subgroup gaps (as `medgate run` does) even with a closed-form
+    /// --interval; without it, gaps use Newcombe (sensitivity, specificity) and DeLong (AUROC).
+    #[arg(long)]
+    pub gap_bootstrap: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -103,6 +107,7 @@ pub fn run(args: StatsArgs, global: &GlobalArgs) -> Result<Outcome> {
             .iter()
             .map(|s| s.split(',').map(|p| p.trim().to_string()).collect())
             .collect(),
+        bootstrap_gaps: args.gap_bootstrap,
     };
     let path = args.input.as_path();
     let df = read_table(path)?;

@@ -464,3 +464,54 @@ fn bootstrap_refuses_absurd_level_counts() {
         })
     );
 }
+
+/// A protocol run bootstraps gaps while its proportions keep the closed-form interval: the
+/// levels' Wilson intervals are unchanged, and only the gaps change method.
+#[test]
+fn bootstrap_gaps_leave_level_intervals_closed_form() {
+    let n = 400;
+    let labels: Vec<bool> = (0..n).map(|i| i % 3 == 0).collect();
+    let scores: Vec<f64> = (0..n)
+        .map(|i| ((i * 7919) % 1000) as f64 / 1000.0 * 0.7 + if i % 3 == 0 { 0.3 } else { 0.0 })
+        .collect();
+    let site: Vec<String> = (0..n).map(|i| format!("s{}", i % 4)).collect();
+    let attrs = vec![("site".to_string(), site)];
+    let input = AnalysisInput {
+        labels: &labels,
+        scores: &scores,
+        attributes: &attrs,
+    };
+    let closed = analyze(&input, &AnalysisConfig::default()).unwrap();
+    let boot = analyze(
+        &input,
+        &AnalysisConfig {
+            bootstrap_gaps: true,
+            bootstrap_resamples: 300,
+            ..AnalysisConfig::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(closed.subgroups, boot.subgroups);
+    assert_eq!(closed.overall, boot.overall);
+    assert!(!closed.gaps.is_empty());
+    for (c, b) in closed.gaps.iter().zip(&boot.gaps) {
+        assert_eq!(
+            (&c.attribute, &c.metric, c.difference),
+            (&b.attribute, &b.metric, b.difference)
+        );
+        assert_ne!(c.method, "bootstrap");
+        assert_eq!(b.method, "bootstrap");
+        assert!(b.lower <= b.difference && b.difference <= b.upper, "{b:?}");
+    }
+    // The same seed gives the same bootstrap gaps.
+    let again = analyze(
+        &input,
+        &AnalysisConfig {
+            bootstrap_gaps: true,
+            bootstrap_resamples: 300,
+            ..AnalysisConfig::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(again.gaps, boot.gaps);
+}

@@ -77,8 +77,8 @@ pub struct Gap {
     pub metric: String,
     /// `metric(between[0]) - metric(between[1])`, >= 0.
     pub difference: f64,
-    /// Lower confidence bound of the difference: bootstrap percentile when the report's
-    /// `interval` is `bootstrap`, otherwise Newcombe's hybrid score interval (sensitivity,
+    /// Lower confidence bound of the difference: bootstrap percentile when resampled (see
+    /// `method`), otherwise Newcombe's hybrid score interval (sensitivity,
     /// specificity) or the DeLong normal interval (AUROC) of two independent levels. See
     /// [`crate::stats`] ("Subgroups and gaps").
     pub lower: f64,
@@ -86,12 +86,16 @@ pub struct Gap {
     pub upper: f64,
     /// The two levels compared (higher first).
     pub between: [String; 2],
-    /// Two-sided p-value for "no difference": bootstrap when `interval` is `bootstrap`,
+    /// Two-sided p-value for "no difference": bootstrap when resampled (see `method`),
     /// otherwise the pooled two-proportion z-test (sensitivity, specificity) or the DeLong
     /// z-test (AUROC).
     pub p_value: f64,
     /// p-value after the protocol's multiplicity adjustment.
     pub p_adjusted: f64,
+    /// How the interval and p-value were computed: `bootstrap` (stratified percentile),
+    /// `newcombe` (hybrid score interval, pooled z-test) or `delong` (AUROC, z-test).
+    #[serde(default)]
+    pub method: String,
 }
 
 /// The full output of the statistics engine.

@@ -85,6 +85,8 @@ pub fn stats_config(p: &Protocol) -> stats::AnalysisConfig {
         multiplicity: p.statistics.multiplicity,
         min_subgroup_size: p.statistics.min_subgroup_size,
         intersections: p.subgroups.intersections.clone(),
+        // The domain notes ask for a bootstrap interval on subgroup gaps.
+        bootstrap_gaps: true,
     }
 }
 
