@@ -63,6 +63,14 @@ impl Default for SystemWorld {
 }
 
 impl World for SystemWorld {
+    fn user(&self) -> String {
+        self.env("MEDGATE_USER")
+            .or_else(|| self.env("USER"))
+            .or_else(|| self.env("USERNAME"))
+            .or_else(passwd_user)
+            .unwrap_or_else(|| "unknown".into())
+    }
+
     fn now(&self) -> DateTime<Utc> {
         self.frozen.unwrap_or_else(Utc::now)
     }
@@ -105,6 +113,23 @@ impl World for SystemWorld {
                 .unwrap_or(1),
         }
     }
+}
+
+/// The login name of this process's real user from `/etc/passwd`, where the environment
+/// does not say (services and containers often run without `USER`).
+fn passwd_user() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 2 && f[2] == uid).then(|| f[0].to_string())
+    })
 }
 
 /// A world with a fixed clock and environment, for tests.
