@@ -94,6 +94,44 @@ fn font(size: f64) -> TextStyle<'static> {
     (PLOT_FONT, size).into_font().into()
 }
 
+/// A captioned chart over the unit square with the mesh and axis labels both square plots
+/// (ROC and calibration) share.
+fn unit_square_chart<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    x_desc: &str,
+    y_desc: &str,
+    what: &'static str,
+) -> crate::Result<
+    ChartContext<
+        'a,
+        SVGBackend<'b>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, font(20.0))
+        .margin(12)
+        .x_label_area_size(48)
+        .y_label_area_size(58)
+        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+        .map_err(err(what))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(font(16.0))
+        .axis_desc_style(font(17.0))
+        .x_labels(6)
+        .y_labels(6)
+        .x_label_formatter(&|v| format!("{v:.1}"))
+        .y_label_formatter(&|v| format!("{v:.1}"))
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(err(what))?;
+    Ok(chart)
+}
+
 fn roc(ev: &Evidence) -> crate::Result<String> {
     let mut svg = String::new();
     {
@@ -104,26 +142,13 @@ fn roc(ev: &Evidence) -> crate::Result<String> {
             Some(a) if a.is_finite() => format!("ROC curve (AUROC {a:.3})"),
             _ => "ROC curve (AUROC n/a)".into(),
         };
-        let mut chart = ChartBuilder::on(&root)
-            .caption(caption, font(20.0))
-            .margin(12)
-            .x_label_area_size(48)
-            .y_label_area_size(58)
-            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-            .map_err(err("ROC"))?;
-        chart
-            .configure_mesh()
-            .x_desc("1 - specificity (false positive rate)")
-            .y_desc("Sensitivity (true positive rate)")
-            .label_style(font(16.0))
-            .axis_desc_style(font(17.0))
-            .x_labels(6)
-            .y_labels(6)
-            .x_label_formatter(&|v| format!("{v:.1}"))
-            .y_label_formatter(&|v| format!("{v:.1}"))
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(err("ROC"))?;
+        let mut chart = unit_square_chart(
+            &root,
+            &caption,
+            "1 - specificity (false positive rate)",
+            "Sensitivity (true positive rate)",
+            "ROC",
+        )?;
         chart
             .draw_series(LineSeries::new(
                 [(0.0, 0.0), (1.0, 1.0)],
@@ -172,26 +197,13 @@ fn calibration(ev: &Evidence) -> crate::Result<String> {
     {
         let root = SVGBackend::with_string(&mut svg, (460, 420)).into_drawing_area();
         root.fill(&WHITE).map_err(err("calibration"))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("Calibration (10 equal-width score bins)", font(20.0))
-            .margin(12)
-            .x_label_area_size(48)
-            .y_label_area_size(58)
-            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-            .map_err(err("calibration"))?;
-        chart
-            .configure_mesh()
-            .x_desc("Mean score in bin")
-            .y_desc("Observed fraction positive")
-            .label_style(font(16.0))
-            .axis_desc_style(font(17.0))
-            .x_labels(6)
-            .y_labels(6)
-            .x_label_formatter(&|v| format!("{v:.1}"))
-            .y_label_formatter(&|v| format!("{v:.1}"))
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(err("calibration"))?;
+        let mut chart = unit_square_chart(
+            &root,
+            "Calibration (10 equal-width score bins)",
+            "Mean score in bin",
+            "Observed fraction positive",
+            "calibration",
+        )?;
         chart
             .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], GREY))
             .map_err(err("calibration"))?
