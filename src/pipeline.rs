@@ -99,7 +99,7 @@ use std::path::PathBuf;
 use crate::error::Result;
 use crate::exit::Outcome;
 use crate::golden::GoldenSet;
-use crate::harness::{self, CaseStatus, HarnessOptions, JournalHeader};
+use crate::harness::{self, HarnessOptions, JournalHeader};
 use crate::model::{Backend, CaseInput};
 use crate::protocol::ReportFormat;
 use crate::trace::analysis::{self, CaseRow};
@@ -285,22 +285,7 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
         .map(|l| lp.resolve(l))
         .unwrap_or_else(|| set.dir.join(ledger::LEDGER_FILE));
     let prior = ledger::read(&ledger_path)?;
-    let versions = {
-        let mut all = prior.clone();
-        all.push(ledger::LedgerEntry {
-            seq: 0,
-            time: String::new(),
-            user: String::new(),
-            protocol: String::new(),
-            model_sha256: model_sha.clone(),
-            set_root: set.lock.root_hash.clone(),
-            run_id: String::new(),
-            verdict: String::new(),
-            prev_hash: String::new(),
-            hash: String::new(),
-        });
-        ledger::model_versions(&all, &set.lock.root_hash)
-    };
+    let versions = ledger::model_versions(&prior, &set.lock.root_hash, Some(&model_sha));
     if versions > p.ledger.max_model_versions {
         warnings.push(format!(
             "test-set reuse: {versions} model versions have now been evaluated on this golden set (protocol limit {}); consider a fresh sequestered set",
@@ -459,6 +444,5 @@ fn write_bundle(
         typst_bin: opts.typst_bin.clone(),
     };
     crate::report::render_bundle(evidence, &formats, &ropts, out_dir)?;
-    let _ = CaseStatus::Evaluated;
     Ok(())
 }

@@ -476,3 +476,22 @@ fn demo_run_survives_a_kill_and_resumes_without_reinference() {
         String::from_utf8_lossy(&v.stdout)
     );
 }
+
+#[test]
+fn reusing_a_golden_set_for_more_model_versions_than_allowed_warns() {
+    let ws = Workspace::new();
+    let p = ws.path("protocol.yaml");
+    let text = std::fs::read_to_string(&p).unwrap() + "ledger:\n  max_model_versions: 1\n";
+    std::fs::write(&p, text).unwrap();
+    let first = json(&ws.run("o1", &[]));
+    assert!(
+        !first["warnings"].to_string().contains("test-set reuse"),
+        "{first:#}"
+    );
+    // A second model version (different predictions, so a different model hash).
+    let preds = std::fs::read_to_string(ws.path("preds.csv")).unwrap();
+    std::fs::write(ws.path("preds.csv"), preds.replacen(",0.", ",0.0", 1)).unwrap();
+    let second = json(&ws.run("o2", &[]));
+    let w = second["warnings"].to_string();
+    assert!(w.contains("test-set reuse: 2 model versions"), "{second:#}");
+}

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::load::{LoadedProtocol, nearest};
-use super::types::{FORMAT_VERSION, IntervalMethod, Metric, ModelSpec};
+use super::types::{FORMAT_VERSION, IntervalMethod, ModelSpec};
 use crate::diag::Diagnostic;
 
 type Pos = Option<(usize, usize)>;
@@ -693,7 +693,6 @@ fn check_criteria(
                 }
             }
         }
-        let _ = Metric::ALL;
     }
     if let Some(ids) = &facts.requirement_ids {
         for r in ids {

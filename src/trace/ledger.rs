@@ -204,12 +204,14 @@ pub fn append(path: &Path, new: NewEntry) -> Result<LedgerEntry> {
     Ok(e)
 }
 
-/// Distinct model hashes that have been run on the set with `set_root`.
-pub fn model_versions(entries: &[LedgerEntry], set_root: &str) -> usize {
+/// Distinct model hashes run on the set with `set_root`, counting `current` (the run about
+/// to be recorded) too when given.
+pub fn model_versions(entries: &[LedgerEntry], set_root: &str, current: Option<&str>) -> usize {
     let mut m: Vec<&str> = entries
         .iter()
         .filter(|e| e.set_root == set_root)
         .map(|e| e.model_sha256.as_str())
+        .chain(current)
         .collect();
     m.sort_unstable();
     m.dedup();
@@ -241,7 +243,9 @@ mod tests {
         }
         let entries = read(&p).unwrap();
         assert!(verify(&entries).unwrap().is_empty());
-        assert_eq!(model_versions(&entries, "root"), 2);
+        assert_eq!(model_versions(&entries, "root", None), 2);
+        assert_eq!(model_versions(&entries, "root", Some("m0")), 2);
+        assert_eq!(model_versions(&entries, "root", Some("m9")), 3);
 
         let mut edited = entries.clone();
         edited[1].verdict = "FAIL".into();
