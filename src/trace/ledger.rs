@@ -45,31 +45,13 @@ pub struct LedgerEntry {
     pub hash: String,
 }
 
-#[derive(Serialize)]
-struct Unhashed<'a> {
-    seq: u64,
-    time: &'a str,
-    user: &'a str,
-    protocol: &'a str,
-    model_sha256: &'a str,
-    set_root: &'a str,
-    run_id: &'a str,
-    verdict: &'a str,
-    prev_hash: &'a str,
-}
-
+/// The hash of an entry: SHA-256 of its canonical JSON with the `hash` field left out.
 fn entry_hash(e: &LedgerEntry) -> Result<String> {
-    crate::hash::canonical_sha256(&Unhashed {
-        seq: e.seq,
-        time: &e.time,
-        user: &e.user,
-        protocol: &e.protocol,
-        model_sha256: &e.model_sha256,
-        set_root: &e.set_root,
-        run_id: &e.run_id,
-        verdict: &e.verdict,
-        prev_hash: &e.prev_hash,
-    })
+    let mut v = serde_json::to_value(e).map_err(|er| Error::Internal(er.to_string()))?;
+    if let serde_json::Value::Object(m) = &mut v {
+        m.remove("hash");
+    }
+    crate::hash::canonical_sha256(&v)
 }
 
 /// Reads every entry (no verification).
