@@ -34,6 +34,7 @@ pub mod pipeline;
 pub mod protocol;
 pub mod report;
 pub mod selftest;
+pub mod serve;
 pub mod stats;
 pub mod table;
 pub mod trace;
