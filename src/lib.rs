@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod demo;
 pub mod diag;
 pub mod error;
 pub mod exit;
