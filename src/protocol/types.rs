@@ -269,6 +269,42 @@ pub struct GoldenSetSpec {
     /// Column with the image path, relative to the set.
     #[serde(default = "default_image")]
     pub image_column: String,
+    /// Which frame of a multi-frame DICOM image the model sees (default `refuse`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub frames: FramePolicy,
+    /// Which VOI transformation renders a grayscale DICOM image (default `window`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub voi: VoiPolicy,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// Which frame of a multi-frame DICOM image the model sees (`golden_set.frames`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FramePolicy {
+    /// Multi-frame images are not evaluated, with a reason naming the frame count.
+    #[default]
+    Refuse,
+    /// The first frame.
+    First,
+    /// Frame `n / 2` (0-based) of `n`.
+    Middle,
+}
+
+/// Which VOI transformation renders a grayscale DICOM image (`golden_set.voi`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VoiPolicy {
+    /// The file's first window (Window Center/Width), else min-max over the frame.
+    #[default]
+    Window,
+    /// The file's first VOI LUT Sequence item, else its first window, else min-max.
+    Lut,
+    /// Min-max over the frame, ignoring the file's VOI attributes.
+    Minmax,
 }
 
 fn default_lock() -> PathBuf {
