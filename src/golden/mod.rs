@@ -13,7 +13,9 @@
 //! | [`pixels`] | DICOM reading with bounded allocation; a frame's stored values |
 //! | [`display`] | the DICOM display pipeline: Modality LUT, VOI, presentation, palette |
 //! | [`inspect`] | what a statistician looks at before running anything |
-//! | [`demo`], [`dicom`] | the deterministic synthetic demo set |
+//!
+//! The deterministic synthetic demo set (and the DICOM writer) live in [`crate::demo`], a
+//! consumer beside the stages.
 //!
 //! A golden set's integrity is the first thing an auditor checks, so later stages reach the
 //! data only through [`GoldenSet::open`], which re-hashes every byte against the LOCK first
@@ -21,8 +23,6 @@
 
 pub mod deid;
 mod deid_table;
-pub mod demo;
-pub mod dicom;
 pub mod display;
 pub mod image;
 pub mod inspect;
