@@ -14,7 +14,8 @@
 //! - [`subgroup`]: the single sorted order and the linear passes that give every level's
 //!   counts, AUROC and DeLong variance.
 //! - [`bootstrap`]: the stratified percentile bootstrap and its documented seeded RNG.
-//! - [`compare`]: exact McNemar, paired and independent differences of proportions.
+//! - [`compare`]: release comparison (exact and mid-p McNemar, Newcombe paired interval,
+//!   paired DeLong, flips) and independent differences of proportions.
 //! - [`multiplicity`]: Holm and Bonferroni.
 //! - [`samplesize`]: positives needed for a sensitivity goal.
 //!
@@ -57,7 +58,10 @@ pub mod subgroup;
 pub mod types;
 
 pub use auroc::{DelongAuc, RocPoint, delong, roc_curve};
-pub use compare::{Difference, PairedComparison, mcnemar_exact, paired_difference};
+pub use compare::{
+    ComparisonScope, FlipCounts, ModelAnswers, PairedAuroc, PairedProportion, ReleaseComparison,
+    compare_releases, mcnemar_exact, mcnemar_mid_p, paired_delong,
+};
 pub use confusion::Confusion;
 pub use interval::{clopper_pearson, jeffreys, proportion_interval, wilson};
 pub use multiplicity::{bonferroni, holm};
