@@ -24,6 +24,7 @@
 
 pub mod cli;
 pub mod diag;
+pub mod diff;
 pub mod error;
 pub mod exit;
 pub mod golden;

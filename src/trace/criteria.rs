@@ -34,6 +34,10 @@ fn metric_estimate(m: &Metrics, metric: Metric) -> Option<Estimate> {
             method: None,
         }),
         Metric::SensitivityGap | Metric::SpecificityGap | Metric::AurocGap => None,
+        // Evaluated by `super::comparison` against the reference release.
+        Metric::SensitivityDifference | Metric::SpecificityDifference | Metric::AurocDifference => {
+            None
+        }
     }
 }
 
