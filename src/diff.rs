@@ -385,12 +385,12 @@ pub fn line_diff(a: &str, b: &str) -> Vec<LineDiff> {
             all.push((' ', x[i]));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || l[i][j + 1] >= l[i + 1][j]) {
-            all.push(('+', y[j]));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || l[i + 1][j] >= l[i][j + 1]) {
             all.push(('-', x[i]));
             i += 1;
+        } else {
+            all.push(('+', y[j]));
+            j += 1;
         }
     }
     let changed: Vec<usize> = (0..all.len()).filter(|&k| all[k].0 != ' ').collect();

@@ -97,7 +97,7 @@ impl Demo {
         let compare_text = committed
             .replace(&pin_of(&committed), &reference_sha)
             .replace(
-                "bundle: ../runs/demo-cxr",
+                "bundle: ../runs/VP-CXR-DEMO-001",
                 &format!("bundle: {}", reference.display()),
             );
         Demo {
@@ -309,6 +309,21 @@ fn bad_references_are_refused_with_the_reason_and_nothing_written() {
         }
         assert!(!out.exists(), "{name}: something was written");
     };
+    // The reference itself as the output directory: refused, the reference untouched.
+    let before = std::fs::read(demo.reference.join("SHA256SUMS")).unwrap();
+    let p = demo.write("over.yaml", &demo.compare_text);
+    let o = run(&p, &demo.reference);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is the reference bundle"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read(demo.reference.join("SHA256SUMS")).unwrap(),
+        before
+    );
+    assert!(!demo.reference.join("flips.csv").exists());
     // A pin that is not the reference's results.
     let other = "0".repeat(64);
     refused(
