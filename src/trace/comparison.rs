@@ -18,12 +18,15 @@
 //! - A difference criterion tests `new - reference` with the criterion's bound of the paired
 //!   interval (Newcombe 1998 method 10 for sensitivity and specificity, paired DeLong for
 //!   AUROC): `bound: lower, at_least: -0.05` is non-inferiority with a 5-point margin,
-//!   `at_least: 0` superiority. A level below `min_subgroup_size`, an undefined difference,
-//!   or a degenerate DeLong variance is NOT EVALUABLE.
+//!   `at_least: 0` superiority. An undefined difference, a denominator below
+//!   `min_subgroup_size`, or a degenerate DeLong variance is NOT EVALUABLE.
+//! - Minimum sizes apply to the difference's own denominator (positives for sensitivity,
+//!   negatives for specificity, the smaller class for AUROC), overall as well as per level.
 //! - Multiplicity: the difference criteria's observations form one family; their p-values
 //!   (mid-p McNemar, DeLong z-test) are adjusted with the protocol's method (Holm or
-//!   Bonferroni) and recorded beside each, as information. The verdict is decided by the
-//!   interval only, as stated in the evidence (`decision`).
+//!   Bonferroni) and recorded on each observation (`p_value`, `p_adjusted`) and in
+//!   `family`, as information. The verdict is decided by the interval only, as stated in the
+//!   evidence (`decision`) and in each criterion's `method`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -33,9 +36,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::harness::CaseStatus;
-use crate::protocol::{Bound, ChangeControlSpec, Criterion, Metric, Multiplicity, Protocol};
+use crate::protocol::{Bound, ChangeControlSpec, Criterion, Metric, Protocol};
+use crate::stats::Factor;
 use crate::stats::compare::{ComparisonScope, ModelAnswers, ReleaseComparison, compare_releases};
-use crate::stats::{Factor, bonferroni, holm};
 
 use super::analysis::CaseRow;
 use super::criteria::combine;
@@ -667,30 +670,61 @@ fn unit_name(s: &ComparisonScope) -> String {
     }
 }
 
-/// One unit's tested interval: `(estimate, lower, upper, p-value, test)`, or why not
-/// evaluable.
-type Tested = std::result::Result<(f64, f64, f64, Option<f64>, &'static str), String>;
+/// One unit's tested interval, or why it is not evaluable.
+struct Tested {
+    estimate: f64,
+    lower: f64,
+    upper: f64,
+    /// Mid-p McNemar or DeLong z-test p-value.
+    p_value: Option<f64>,
+    /// `mid_p_mcnemar` or `delong_z`.
+    test: &'static str,
+    /// `newcombe_paired` or `delong_paired`.
+    method: &'static str,
+    /// The difference's own denominator: positives, negatives, or the smaller class.
+    denominator: u64,
+    denominator_name: &'static str,
+}
 
-fn tested(s: &ComparisonScope, metric: Metric) -> Tested {
+fn tested(s: &ComparisonScope, metric: Metric) -> std::result::Result<Tested, String> {
     let undefined = || "difference undefined (a class is absent)".to_string();
+    let prop = |d: &crate::stats::PairedProportion, name: &'static str| Tested {
+        estimate: d.difference,
+        lower: d.lower,
+        upper: d.upper,
+        p_value: Some(d.mid_p),
+        test: "mid_p_mcnemar",
+        method: "newcombe_paired",
+        denominator: d.n,
+        denominator_name: name,
+    };
     match metric.difference_of() {
         Some(Metric::Sensitivity) => s
             .sensitivity
             .as_ref()
-            .map(|d| (d.difference, d.lower, d.upper, Some(d.mid_p), "mid_p_mcnemar"))
+            .map(|d| prop(d, "positives"))
             .ok_or_else(undefined),
         Some(Metric::Specificity) => s
             .specificity
             .as_ref()
-            .map(|d| (d.difference, d.lower, d.upper, Some(d.mid_p), "mid_p_mcnemar"))
+            .map(|d| prop(d, "negatives"))
             .ok_or_else(undefined),
         Some(Metric::Auroc) => match &s.auroc {
             None => Err(undefined()),
             Some(a) if a.degenerate => Err(
-                "degenerate DeLong variance of the difference (identical rankings, perfect separation or too few cases): the interval has no width"
+                "degenerate interval: zero DeLong variance of the difference (identical rankings, perfect separation or too few cases)"
                     .into(),
             ),
-            Some(a) => Ok((a.difference, a.lower, a.upper, a.p_value, "delong_z")),
+            Some(a) => Ok(Tested {
+                estimate: a.difference,
+                lower: a.lower,
+                upper: a.upper,
+                p_value: a.p_value,
+                test: "delong_z",
+                method: "delong_paired",
+                denominator: a.positives.min(a.negatives),
+                denominator_name: "cases of the smaller class",
+            }),
         },
         _ => Err("not a difference metric".into()),
     }
@@ -702,8 +736,10 @@ fn evaluate(
     cmp: &ReleaseComparison,
 ) -> (Vec<CriterionResult>, Vec<FamilyMember>) {
     let min = protocol.statistics.min_subgroup_size as u64;
-    let mut results = Vec::new();
+    let mut results: Vec<CriterionResult> = Vec::new();
     let mut family = Vec::new();
+    // (criterion index, observation index) of each family member.
+    let mut slots = Vec::new();
     for c in protocol
         .acceptance
         .iter()
@@ -718,29 +754,31 @@ fn evaluate(
                 .collect()
         };
         let mut observations = Vec::new();
+        let mut method = "";
         for s in scopes {
             let unit = unit_name(s);
-            let small = s.attribute.is_some() && s.n < min;
-            let obs = match (tested(s, c.metric), small) {
-                (Err(why), _) => observation(unit.clone(), s.n, None, c, Some(why)),
-                (Ok(t), true) => observation(
-                    unit.clone(),
-                    s.n,
-                    Some(t),
-                    c,
-                    Some("subgroup below the protocol's minimum size".into()),
-                ),
-                (Ok(t), false) => {
-                    if let Some(p) = t.3 {
+            let obs = match tested(s, c.metric) {
+                Err(why) => observation(unit.clone(), s.n, None, c, Some(why)),
+                Ok(t) if t.denominator < min => {
+                    let why = format!(
+                        "{} {} (the difference's own denominator) below the protocol's minimum size {min}",
+                        t.denominator, t.denominator_name
+                    );
+                    observation(unit.clone(), s.n, Some(&t), c, Some(why))
+                }
+                Ok(t) => {
+                    method = t.method;
+                    if let Some(p) = t.p_value {
+                        slots.push((results.len(), observations.len()));
                         family.push(FamilyMember {
                             criterion: c.id.clone(),
                             unit: unit.clone(),
-                            test: t.4.into(),
+                            test: t.test.into(),
                             p_value: p,
                             p_adjusted: p,
                         });
                     }
-                    observation(unit.clone(), s.n, Some(t), c, None)
+                    observation(unit.clone(), s.n, Some(&t), c, None)
                 }
             };
             observations.push(obs);
@@ -750,6 +788,15 @@ fn evaluate(
             (Some(g), _) => ("at_least", g),
             (None, Some(g)) => ("at_most", g),
             (None, None) => ("at_least", 0.0),
+        };
+        let method = match method {
+            "newcombe_paired" => {
+                "paired difference new - reference: Newcombe (1998) method 10 interval; mid-p McNemar p informational"
+            }
+            "delong_paired" => {
+                "paired AUROC difference new - reference: DeLong (1988) interval; z-test p informational"
+            }
+            _ => "paired difference new - reference",
         };
         results.push(CriterionResult {
             id: c.id.clone(),
@@ -763,16 +810,15 @@ fn evaluate(
             observations,
             verdict,
             rationale: c.rationale.clone(),
+            method: method.into(),
+            warnings: Vec::new(),
         });
     }
     let ps: Vec<f64> = family.iter().map(|f| f.p_value).collect();
-    let adjusted = match protocol.statistics.multiplicity {
-        Multiplicity::Holm => holm(&ps),
-        Multiplicity::Bonferroni => bonferroni(&ps),
-        _ => ps.clone(),
-    };
-    for (f, a) in family.iter_mut().zip(adjusted) {
+    let adjusted = crate::stats::multiplicity::adjust(&ps, protocol.statistics.multiplicity);
+    for ((f, a), (ci, oi)) in family.iter_mut().zip(adjusted).zip(slots) {
         f.p_adjusted = a;
+        results[ci].observations[oi].p_adjusted = Some(a);
     }
     (results, family)
 }
@@ -780,14 +826,14 @@ fn evaluate(
 fn observation(
     unit: String,
     n: u64,
-    t: Option<(f64, f64, f64, Option<f64>, &'static str)>,
+    t: Option<&Tested>,
     c: &Criterion,
     not_evaluable: Option<String>,
 ) -> Observation {
-    let tested = t.map(|(e, l, u, _, _)| match c.bound {
-        Bound::Point => e,
-        Bound::Lower => l,
-        Bound::Upper => u,
+    let tested = t.map(|t| match c.bound {
+        Bound::Point => t.estimate,
+        Bound::Lower => t.lower,
+        Bound::Upper => t.upper,
     });
     let verdict = match (tested, &not_evaluable) {
         (Some(v), None) => {
@@ -803,12 +849,18 @@ fn observation(
     Observation {
         unit,
         n,
-        estimate: t.map(|x| x.0),
-        lower: t.map(|x| x.1),
-        upper: t.map(|x| x.2),
+        estimate: t.map(|x| x.estimate),
+        lower: t.map(|x| x.lower),
+        upper: t.map(|x| x.upper),
         tested,
         verdict,
         note: not_evaluable,
+        method: t.map(|x| x.method.to_string()),
+        denominator: t.map(|x| x.denominator),
+        decided_by: None,
+        resamples: None,
+        p_value: t.and_then(|x| x.p_value),
+        p_adjusted: None,
     }
 }
 
