@@ -11,6 +11,7 @@ pub mod build;
 pub mod openai;
 pub mod replay;
 pub mod serve;
+pub mod vlm;
 
 use std::path::PathBuf;
 
