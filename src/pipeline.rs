@@ -268,6 +268,9 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
         })
         .collect();
     let a = analysis::analyze(p, &rows)?;
+    for c in &a.criteria {
+        warnings.extend(c.warnings.iter().cloned());
+    }
     for s in &a.statistics.subgroups {
         if s.small {
             warnings.push(format!(
@@ -346,6 +349,8 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
         accountability: a.accountability.clone(),
         statistics: a.statistics.clone(),
         equivocal_analyses: a.equivocal_analyses.clone(),
+        not_evaluated_analyses: a.not_evaluated_analyses.clone(),
+        gated_on: a.gated_on.clone(),
         curves: a.curves.clone(),
         criteria: a.criteria.clone(),
         traceability,

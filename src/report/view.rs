@@ -962,14 +962,18 @@ pub fn build(ev: &Evidence) -> ReportView {
                 ),
                 higher: g.between[0].clone(),
                 lower: g.between[1].clone(),
-                p_value: fmt_p(g.p_value),
-                p_adjusted: fmt_p(g.p_adjusted),
-                significant: g.p_adjusted.is_finite() && g.p_adjusted < alpha,
+                p_value: g.p_value.map_or_else(|| NA.to_string(), fmt_p),
+                // Outside the protocol-named family the p-value is informational.
+                p_adjusted: g
+                    .p_adjusted
+                    .map_or_else(|| "informational".to_string(), fmt_p),
+                significant: g.p_adjusted.is_some_and(|p| p < alpha),
             })
             .collect(),
         equivocal: ev
             .equivocal_analyses
             .iter()
+            .chain(&ev.not_evaluated_analyses)
             .map(|a| equivocal_view(&a.equivocal_as, &a.statistics))
             .collect(),
         multi_unit_criteria: criteria
@@ -1127,6 +1131,7 @@ mod tests {
             lower: 0.8806,
             upper: 0.9341,
             method: None,
+            ..Estimate::default()
         };
         assert_eq!(fmt_est(Some(&e)), "0.911 (0.881-0.934)");
         assert_eq!(fmt_est(None), "n/a");
