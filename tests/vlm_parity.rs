@@ -219,3 +219,44 @@ fn batching_and_the_kv_cache_do_not_change_the_reference_results() {
         assert_eq!(u.tokens, want_gen, "no-cache image {i}: greedy tokens");
     }
 }
+
+#[test]
+fn half_precisions_are_refused_on_the_cpu_and_every_setting_is_in_the_journal_key() {
+    use medgate::model::Backend;
+    let ex = expected();
+    let q = ex.meta["questions"][0].as_str().unwrap().to_string();
+    // candle's CPU backend has no bf16/f16 matmul: a clear input error, not a failed case.
+    for precision in ["bf16", "f16"] {
+        let mut s = spec(true, 1);
+        s.precision = precision.into();
+        let e = VlmBackend::load(&s, &q, &AnswerRule::default(), &fixture())
+            .err()
+            .unwrap();
+        assert_eq!(e.exit_code(), medgate::exit::INPUT);
+        assert!(e.to_string().contains(precision), "{e}");
+    }
+    // Settings that can change answers change the settings hash (the journal key).
+    let base = backend(&q, true, 1).info().settings;
+    for other in [
+        backend(&q, false, 1).info().settings,
+        backend(&q, true, 2).info().settings,
+    ] {
+        assert_ne!(
+            medgate::hash::canonical_sha256(&base).unwrap(),
+            medgate::hash::canonical_sha256(&other).unwrap()
+        );
+    }
+    for key in [
+        "batch_size",
+        "kv_cache",
+        "precision",
+        "device",
+        "max_tokens",
+        "score",
+        "shards",
+        "chat_template",
+        "image_processor",
+    ] {
+        assert!(base.get(key).is_some(), "settings lack {key}");
+    }
+}

@@ -140,7 +140,7 @@ pub struct CandleVlmSpec {
     /// `cpu`, `cuda:N` or `auto`.
     #[serde(default = "default_device")]
     pub device: String,
-    /// `f32` (default), `bf16` or `f16`.
+    /// `f32` (default), or `bf16` / `f16` on a GPU.
     #[serde(default = "default_precision")]
     pub precision: String,
     /// Cases per forward pass (left-padded); it can change answers in the last bits, so it is

@@ -35,7 +35,8 @@
 //!    equivocal, [`ScoreSource::Parsed`]). `answer` is always the parsed greedy answer.
 //!
 //! # Batching, precision, cache
-//! Cases are batched `batch_size` at a time, left-padded (padding keys are masked). Batch size,
+//! `f32` on the CPU; `bf16` / `f16` need a GPU (`--features cuda`, `device: cuda:N`): candle's
+//! CPU backend has no half-precision matmul, so they are refused there at load. Cases are batched `batch_size` at a time, left-padded (padding keys are masked). Batch size,
 //! precision and the KV-cache switch can change the last bits of a logit and, rarely, an answer:
 //! all are in [`BackendInfo::settings`], so they are in the evidence and the journal key.
 //!
@@ -51,12 +52,12 @@ pub mod qwen3_vl;
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 use regex::Regex;
 use serde_json::json;
 
-use super::clip::{device_name, parse_device};
+use super::clip::{device_name, parse_device, parse_precision};
 use super::openai::{compile_rule, parse_answer};
 use super::{Answer, Backend, BackendInfo, CaseError, CaseInput, Prediction, ScoreSource};
 use crate::error::{Error, Result};
@@ -66,20 +67,6 @@ use qwen3_vl::{Grid, ProcessorConfig, Qwen3Vl, SeqInput};
 
 /// Families this build knows, by `config.json` `model_type`.
 pub const FAMILIES: [&str; 1] = ["qwen3_vl"];
-
-/// Parses a precision for `device`: f32, bf16, f16 (half precisions on the CPU are allowed but
-/// slow; candle implements them there).
-pub fn parse_vlm_precision(s: &str) -> Result<DType> {
-    match s.trim() {
-        "f32" => Ok(DType::F32),
-        "bf16" => Ok(DType::BF16),
-        "f16" => Ok(DType::F16),
-        other => Err(Error::input_hint(
-            format!("model.precision `{other}` is not a precision"),
-            "use `f32`, `bf16` or `f16`",
-        )),
-    }
-}
 
 /// A prepared image: its patch rows and grid.
 #[derive(Debug, Clone)]
@@ -333,7 +320,8 @@ impl VlmBackend {
             }
         }
         let device = parse_device(&spec.device)?;
-        let dtype = parse_vlm_precision(&spec.precision)?;
+        // bf16 / f16 need a GPU: candle's CPU backend has no half-precision matmul.
+        let dtype = parse_precision(&spec.precision, &device)?;
 
         let cfg_path = dir.join("config.json");
         let cfg_json = ckpt::read_json(&cfg_path)?;
