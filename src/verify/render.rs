@@ -98,6 +98,8 @@ pub fn check_renderings(
         .filter(|f| {
             !DATA_FILES.contains(&f.as_str())
                 && !produced.contains(f.as_str())
+                && f.as_str() != crate::trace::comparison::FLIPS_FILE
+                && !f.starts_with(&format!("{}/", crate::trace::comparison::REFERENCE_DIR))
                 && !f.starts_with("journal.jsonl.rejected")
         })
         .collect();
@@ -105,7 +107,7 @@ pub fn check_renderings(
         "bundle.contents",
         extra.is_empty(),
         if extra.is_empty() {
-            "every listed file is data (evidence, cases, protocol, journal) or a checked rendering"
+            "every listed file is data (evidence, cases, protocol, journal, comparison) or a checked rendering"
                 .to_string()
         } else {
             format!(
