@@ -144,6 +144,8 @@ pub struct ReportView {
     pub env: EnvView,
     /// Anomalies and deviations.
     pub anomalies: AnomaliesView,
+    /// Comparison with the reference release (`None` without one).
+    pub comparison: Option<super::comparison::ComparisonView>,
 }
 
 /// Document control facts.
@@ -1131,6 +1133,7 @@ pub fn build(ev: &Evidence) -> ReportView {
         results,
         env,
         anomalies,
+        comparison: super::comparison::build(ev),
     }
 }
 
