@@ -32,6 +32,19 @@ pub fn build_backend(
         ModelSpec::Openai(spec) => {
             Box::new(super::openai::OpenaiBackend::new(spec, &p.task, world)?.with_decode(decode))
         }
+        ModelSpec::CandleVlm(spec) => {
+            let question = p
+                .task
+                .question
+                .as_deref()
+                .ok_or_else(|| Error::input("candle-vlm needs task.question"))?;
+            Box::new(super::vlm::VlmBackend::load(
+                spec,
+                question,
+                &p.task.answer,
+                protocol_dir,
+            )?)
+        }
         ModelSpec::Replay(spec) => Box::new(super::replay::ReplayBackend::load(
             spec,
             protocol_dir,

@@ -151,7 +151,7 @@ fn redact_url(url: &str) -> String {
     url.to_string()
 }
 
-fn compile_rule(which: &str, pattern: &str) -> Result<Regex> {
+pub(crate) fn compile_rule(which: &str, pattern: &str) -> Result<Regex> {
     RegexBuilder::new(pattern)
         .case_insensitive(true)
         .build()
