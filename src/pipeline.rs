@@ -468,12 +468,21 @@ fn write_bundle(
         );
     }
     let labels: Vec<bool> = set.cases.iter().map(|c| c.label).collect();
+    let decode_opts = crate::golden::image::DecodeOptions::from_spec(&p.golden_set);
+    let decode: Vec<Option<String>> = {
+        use rayon::prelude::*;
+        set.cases
+            .par_iter()
+            .map(|c| crate::golden::image::decode_note(&set.dir.join(&c.image), &decode_opts))
+            .collect()
+    };
     crate::trace::bundle::write_cases(
         &out_dir.join(crate::trace::bundle::CASES_FILE),
         results,
         &labels,
         &attrs,
         p.task.threshold,
+        &decode,
     )?;
     let junit = crate::report::junit::render(evidence);
     let jp = out_dir.join(crate::trace::bundle::JUNIT_FILE);

@@ -366,6 +366,64 @@ fn check_model(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
             let at = sm.and_then(|m| m.predictions.as_ref()).and_then(pos);
             check_path_exists(c, lp, &s.predictions, at, "predictions file", false);
         }
+        ModelSpec::CandleVlm(s) => {
+            let at = sm.and_then(|m| m.path.as_ref()).and_then(pos);
+            check_path_exists(c, lp, &s.path, at, "model directory", true);
+            let dir = lp.resolve(&s.path);
+            if dir.is_dir() {
+                for f in ["config.json", "tokenizer.json"] {
+                    if !dir.join(f).is_file() {
+                        let d = c.error(
+                            at,
+                            format!("model directory `{}` has no `{f}`", s.path.display()),
+                        );
+                        hint(
+                            d,
+                            "a candle-vlm checkpoint is a Hugging Face model directory (config.json, *.safetensors, tokenizer.json, preprocessor_config.json)",
+                        );
+                    }
+                }
+            }
+            if s.batch_size == 0 {
+                let at = sm.and_then(|m| m.batch_size.as_ref()).and_then(pos);
+                c.error(at, "batch_size must be at least 1");
+            }
+            if s.max_tokens == 0 {
+                let at = sm.and_then(|m| m.backend.as_ref()).and_then(pos);
+                c.error(at, "max_tokens must be at least 1");
+            }
+            if !["f32", "bf16", "f16"].contains(&s.precision.as_str()) {
+                let at = sm.and_then(|m| m.precision.as_ref()).and_then(pos);
+                c.error(
+                    at,
+                    format!(
+                        "unknown precision `{}`; expected f32, bf16 or f16",
+                        s.precision
+                    ),
+                );
+            }
+            if s.precision != "f32" && s.device == "cpu" {
+                let at = sm.and_then(|m| m.precision.as_ref()).and_then(pos);
+                let d = c.error(
+                    at,
+                    format!(
+                        "precision {} needs a GPU; the device is the CPU",
+                        s.precision
+                    ),
+                );
+                hint(
+                    d,
+                    "use `precision: f32` on the CPU, or `device: cuda:0` with a `--features cuda` build",
+                );
+            }
+            if s.answer_words.positive.is_empty() || s.answer_words.negative.is_empty() {
+                let at = sm.and_then(|m| m.backend.as_ref()).and_then(pos);
+                c.error(
+                    at,
+                    "answer_words needs at least one positive and one negative word",
+                );
+            }
+        }
     }
 }
 
@@ -402,6 +460,16 @@ fn check_task(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
             if t.question.as_deref().is_none_or(|q| q.trim().is_empty()) {
                 let at = st.and_then(|s| s.question.as_ref()).and_then(pos);
                 let d = c.error(at, "the openai backend needs `task.question`");
+                hint(
+                    d,
+                    "e.g. `question: \"Is there a pneumothorax? Answer yes or no.\"`",
+                );
+            }
+        }
+        ModelSpec::CandleVlm(_) => {
+            if t.question.as_deref().is_none_or(|q| q.trim().is_empty()) {
+                let at = st.and_then(|s| s.question.as_ref()).and_then(pos);
+                let d = c.error(at, "the candle-vlm backend needs `task.question`");
                 hint(
                     d,
                     "e.g. `question: \"Is there a pneumothorax? Answer yes or no.\"`",

@@ -112,6 +112,8 @@ pub enum ModelSpec {
     Openai(OpenaiSpec),
     /// Recorded predictions for a model that cannot run here.
     Replay(ReplaySpec),
+    /// A generative vision-language model in Hugging Face layout, run in-process with candle.
+    CandleVlm(CandleVlmSpec),
 }
 
 impl ModelSpec {
@@ -121,6 +123,7 @@ impl ModelSpec {
             ModelSpec::CandleClip(_) => "candle-clip",
             ModelSpec::Openai(_) => "openai",
             ModelSpec::Replay(_) => "replay",
+            ModelSpec::CandleVlm(_) => "candle-vlm",
         }
     }
 
@@ -130,6 +133,7 @@ impl ModelSpec {
             ModelSpec::CandleClip(s) => s.sha256.as_deref(),
             ModelSpec::Openai(s) => s.sha256.as_deref(),
             ModelSpec::Replay(s) => s.sha256.as_deref(),
+            ModelSpec::CandleVlm(s) => s.sha256.as_deref(),
         }
     }
 }
@@ -162,6 +166,79 @@ fn default_batch() -> usize {
 }
 fn default_precision() -> String {
     "f32".into()
+}
+
+/// Settings of the `candle-vlm` backend (a generative vision-language model in-process).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CandleVlmSpec {
+    /// Directory in Hugging Face layout: `config.json`, `model.safetensors` or sharded
+    /// `*.safetensors` with `model.safetensors.index.json`, `tokenizer.json`, the chat template
+    /// (`chat_template.json`, `chat_template.jinja` or `tokenizer_config.json`) and
+    /// `preprocessor_config.json`.
+    pub path: PathBuf,
+    /// Pinned weights hash: SHA-256 over every shard in the documented order (see
+    /// `medgate::model::vlm`); a mismatch refuses to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// `cpu`, `cuda:N` or `auto`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// `f32` (default), or `bf16` / `f16` on a GPU.
+    #[serde(default = "default_precision")]
+    pub precision: String,
+    /// Cases per forward pass (left-padded); it can change answers in the last bits, so it is
+    /// part of the journal key.
+    #[serde(default = "default_vlm_batch")]
+    pub batch_size: usize,
+    /// Reuse keys and values while decoding (`false` recomputes the whole sequence per token).
+    #[serde(default = "default_true")]
+    pub kv_cache: bool,
+    /// Greedy-decoded tokens for the raw answer.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+    /// Which result is the case's score: `logprobs` (p(positive) / (p(positive) +
+    /// p(negative)) at the answer position) or `parsed` (1 / 0 / 0.5 from the decoded answer).
+    #[serde(default)]
+    pub score: VlmScore,
+    /// Words whose tokens make up the positive and negative token sets (case and
+    /// leading-space variants are added).
+    #[serde(default)]
+    pub answer_words: AnswerWords,
+}
+
+fn default_vlm_batch() -> usize {
+    1
+}
+
+/// Which of a generative model's two results scores a case.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum VlmScore {
+    /// Next-token probabilities at the answer position.
+    #[default]
+    Logprobs,
+    /// The greedy answer parsed by the task's answer rules.
+    Parsed,
+}
+
+/// The answer words a generative backend looks up in its tokenizer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerWords {
+    /// Words meaning "finding present".
+    pub positive: Vec<String>,
+    /// Words meaning "finding absent".
+    pub negative: Vec<String>,
+}
+
+impl Default for AnswerWords {
+    fn default() -> Self {
+        AnswerWords {
+            positive: vec!["yes".into()],
+            negative: vec!["no".into()],
+        }
+    }
 }
 
 /// Settings of the `openai` backend.
