@@ -61,7 +61,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "candle-vlm: {n} cases, batch {batch}: {:.1} cases/s (median of 3 rounds; all {:?})",
         rounds[1],
-        rounds.iter().map(|r| (r * 10.0).round() / 10.0).collect::<Vec<_>>()
+        rounds
+            .iter()
+            .map(|r| (r * 10.0).round() / 10.0)
+            .collect::<Vec<_>>()
     );
     Ok(())
 }
