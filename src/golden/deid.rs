@@ -221,8 +221,23 @@ pub fn is_dicom(path: &Path) -> bool {
 /// finding (it cannot be shown to be clean).
 pub fn screen_dicom(path: &Path, rel: &str) -> Vec<Diagnostic> {
     let hint = "de-identify with a PS3.15 Basic Profile tool, or lock with --waiver REASON";
+    let mut d = Vec::new();
     let obj = match super::pixels::open_header(path) {
-        Ok((o, _)) => o,
+        Ok((o, info)) => {
+            if let Some(why) = info.damaged {
+                d.push(
+                    Diagnostic::error(
+                        rel,
+                        None,
+                        format!(
+                            "DICOM header damaged ({why}): the rest cannot be shown to be clean"
+                        ),
+                    )
+                    .with_hint("repair or replace the file, or lock with --waiver REASON"),
+                );
+            }
+            o
+        }
         Err(e) => {
             return vec![Diagnostic::error(
                 rel,
@@ -237,7 +252,6 @@ pub fn screen_dicom(path: &Path, rel: &str) -> Vec<Diagnostic> {
         .iter()
         .map(|(t, name)| format!("{name} {t}"))
         .collect();
-    let mut d = Vec::new();
     if !found.is_empty() {
         d.push(
             Diagnostic::error(

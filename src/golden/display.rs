@@ -311,6 +311,34 @@ pub fn voi(
     })
 }
 
+/// The VOI step [`voi`] will apply, decided from the header alone (for the per-case record):
+/// its [`VoiApplied::describe`] line, with `min-max` bounds left out.
+pub fn voi_plan(obj: &DefaultDicomObject, policy: VoiPolicy) -> Result<String, String> {
+    if let (VoiPolicy::Lut, Some(item)) = (policy, first_item(obj, tags::VOILUT_SEQUENCE)) {
+        let lut = Lut::read(item).map_err(|e| format!("VOI LUT Sequence: {e}"))?;
+        return Ok(VoiApplied::Lut {
+            entries: lut.data.len(),
+            bits: lut.bits,
+        }
+        .describe());
+    }
+    if policy == VoiPolicy::Minmax {
+        return Ok("min-max (protocol voi: minmax)".into());
+    }
+    Ok(match file_window(obj)? {
+        Some((center, width, function)) => VoiApplied::Window {
+            center,
+            width,
+            function,
+        }
+        .describe(),
+        None if policy == VoiPolicy::Lut => {
+            "min-max (no VOI LUT Sequence or window in the file)".into()
+        }
+        None => "min-max (no window in the file)".into(),
+    })
+}
+
 /// Whether the presentation inverts: MONOCHROME1, or MONOCHROME2 with Presentation LUT
 /// Shape INVERSE (PS3.3 C.11.6: INVERSE on MONOCHROME1 is the same single inversion).
 pub fn inverts(obj: &DefaultDicomObject, photometric: &str) -> bool {

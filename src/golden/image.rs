@@ -316,6 +316,41 @@ pub fn render_dicom(
     ))
 }
 
+/// What decoding will do to a DICOM image, from its header alone, as one line for the
+/// per-case record (`decode` column of `cases.parquet`): the VOI (or colour handling),
+/// the frame, and the inversion; `None` for PNG and JPEG files. A file that cannot be
+/// decoded gives `not decodable: <reason>`.
+pub fn decode_note(path: &Path, opts: &DecodeOptions) -> Option<String> {
+    if !matches!(ImageFormat::detect(path), Ok(ImageFormat::Dicom)) {
+        return None;
+    }
+    let note = (|| -> std::result::Result<String, String> {
+        let (obj, _) = pixels::open_header(path)?;
+        let h = pixels::ImageHeader::read(&obj)?;
+        let frame = match (h.frames, opts.frames) {
+            (1, _) | (_, FramePolicy::First) => 1,
+            (n, FramePolicy::Middle) => n / 2 + 1,
+            (n, FramePolicy::Refuse) => {
+                return Err(format!("multi-frame image ({n} frames), frames: refuse"));
+            }
+        };
+        let what = match (h.samples, h.photometric.as_str()) {
+            (1, pi @ ("MONOCHROME1" | "MONOCHROME2")) => format!(
+                "VOI {}{}",
+                display::voi_plan(&obj, opts.voi)?,
+                if display::inverts(&obj, pi) {
+                    ", inverted"
+                } else {
+                    ""
+                }
+            ),
+            (_, pi) => format!("colour ({pi})"),
+        };
+        Ok(format!("{what}; frame {frame} of {}", h.frames))
+    })();
+    Some(note.unwrap_or_else(|e| format!("not decodable: {e}")))
+}
+
 /// Encodes a decoded image (samples in [0, 1]) as an 8-bit PNG: each sample is
 /// `round(clamp(v, 0, 1) * 255)`, as the `openai` backend sends it.
 pub fn encode_png(img: &LoadedImage) -> std::result::Result<Vec<u8>, String> {

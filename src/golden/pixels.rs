@@ -42,6 +42,9 @@ pub struct FileInfo {
     pub transfer_syntax: String,
     /// `present`, or `absent (transfer syntax guessed as pydicom force=True would)`.
     pub file_meta: String,
+    /// For [`open_header`] only: the header was damaged at some element, and only the
+    /// elements before it were read (why, and where).
+    pub damaged: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,16 +104,32 @@ fn implicit_is_sq(tag: Tag) -> bool {
 /// delimitation item. Returns the position after the last element.
 fn walk(
     b: &[u8],
-    mut pos: usize,
+    pos: usize,
     end: usize,
     enc: Enc,
     depth: u32,
     until_delim: bool,
 ) -> Result<usize, String> {
+    walk_tracked(b, pos, end, enc, depth, until_delim, &mut 0)
+}
+
+/// [`walk`], recording in `good` where the last complete top-level element ends.
+fn walk_tracked(
+    b: &[u8],
+    mut pos: usize,
+    end: usize,
+    enc: Enc,
+    depth: u32,
+    until_delim: bool,
+    good: &mut usize,
+) -> Result<usize, String> {
     if depth > MAX_DEPTH {
         return Err(format!("sequences nested deeper than {MAX_DEPTH} levels"));
     }
     while pos + 8 <= end {
+        if depth == 0 {
+            *good = pos;
+        }
         let (g, e) = (
             enc.u16(b, pos).unwrap_or(0),
             enc.u16(b, pos + 2).unwrap_or(0),
@@ -382,10 +401,37 @@ pub fn open_bytes(
             )
         }
     };
+    let mut damaged = None;
+    let mut bytes = bytes;
+    let mut read_ts = ts.clone();
+    let mut file_meta = file_meta;
     if let Some(enc) = Enc::from_uid(&ts) {
-        walk(bytes, data_at, bytes.len(), enc, 0, false)?;
+        let mut good = data_at;
+        let mut walked = walk_tracked(bytes, data_at, bytes.len(), enc, 0, false, &mut good);
+        if enc == Enc::ExplicitLe
+            && good == data_at
+            && walked.as_ref().is_err_and(|e| e.contains("invalid VR"))
+            && walk(bytes, data_at, bytes.len(), Enc::ImplicitLe, 0, false).is_ok()
+        {
+            // The data set is implicit VR although the transfer syntax says explicit:
+            // pydicom warns and reads it as implicit VR; so does medgate.
+            walked = Ok(0);
+            read_ts = "1.2.840.10008.1.2".into();
+            file_meta = format!(
+                "{file_meta}; the data set is encoded in implicit VR although the transfer syntax is explicit (read as pydicom reads it)"
+            );
+        }
+        if let Err(e) = walked {
+            if !header_only {
+                return Err(e);
+            }
+            // A header screen reads what precedes the damage rather than nothing.
+            damaged = Some(format!("{e}; only the {} bytes before it were read", good));
+            bytes = &bytes[..good];
+        }
     }
     let parsed = match meta_at {
+        _ if read_ts != ts => Err(String::new()),
         Some(at @ (4 | 132)) => options()
             .from_reader(&bytes[at - 4..])
             .map_err(|e| format!("cannot parse: {e}")),
@@ -395,14 +441,20 @@ pub fn open_bytes(
     // data set is parsed behind a freshly built meta group naming the same transfer syntax.
     let obj = match parsed {
         Ok(o) => o,
-        Err(first) => rebuilt(&ts, &bytes[data_at..], options())
+        Err(first) => rebuilt(&read_ts, &bytes[data_at..], options())
             .map_err(|e| if first.is_empty() { e } else { first })?,
     };
+    let mut obj = obj;
+    if read_ts != ts {
+        // Pixel data still needs the file's codec.
+        obj.meta_mut().transfer_syntax = ts.clone();
+    }
     Ok((
         obj,
         FileInfo {
             transfer_syntax: ts,
             file_meta,
+            damaged,
         },
     ))
 }
@@ -712,6 +764,17 @@ pub fn stored_frame(
             rgb: spp == 3,
         });
     }
+    if ts == "1.2.840.10008.1.2.5" {
+        let mut values = rle_frame(obj, h, index)?;
+        if spp == 3 && ybr && h.bits_allocated == 8 {
+            ybr_to_rgb(&mut values);
+        }
+        return Ok(StoredFrame {
+            samples: h.samples,
+            values,
+            rgb: spp == 3,
+        });
+    }
     use dicom_pixeldata::PixelDecoder;
     let decoded = obj
         .decode_pixel_data_frame(index)
@@ -832,4 +895,105 @@ fn native_frame(bytes: &[u8], h: &ImageHeader, index: u32, big: bool) -> Result<
             })
             .collect(),
     })
+}
+
+/// RLE Lossless (PS3.5 Annex G), decoded here rather than by dicom-rs so that every Bits
+/// Allocated pydicom decodes (8, 16, 32) works: one fragment per frame, a 64-byte header of
+/// segment offsets, one PackBits segment per byte plane (most significant first) per sample.
+fn rle_frame(obj: &DefaultDicomObject, h: &ImageHeader, index: u32) -> Result<Vec<f64>, String> {
+    let frag = obj
+        .get(tags::PIXEL_DATA)
+        .and_then(|e| e.value().fragments())
+        .ok_or("RLE Lossless pixel data is not encapsulated")?;
+    let data = frag.get(index as usize).ok_or_else(|| {
+        format!(
+            "RLE Lossless: frame {} has no fragment ({} fragments; one per frame is required)",
+            index + 1,
+            frag.len()
+        )
+    })?;
+    if h.bits_allocated % 8 != 0 {
+        return Err(format!(
+            "RLE Lossless with Bits Allocated {}",
+            h.bits_allocated
+        ));
+    }
+    let bpp = h.bits_allocated as usize / 8;
+    let spp = h.samples as usize;
+    let px = h.pixels();
+    let want = bpp * spp;
+    if data.len() < 64 {
+        return Err(
+            "RLE Lossless: fragment shorter than its 64-byte header (truncated pixel stream)"
+                .into(),
+        );
+    }
+    let word = |i: usize| {
+        u32::from_le_bytes([
+            data[4 * i],
+            data[4 * i + 1],
+            data[4 * i + 2],
+            data[4 * i + 3],
+        ]) as usize
+    };
+    let nseg = word(0);
+    if nseg != want {
+        return Err(format!(
+            "RLE Lossless: {nseg} segments, but {spp} sample(s) of {} bits need {want}",
+            h.bits_allocated
+        ));
+    }
+    let mut planes = Vec::with_capacity(nseg);
+    for s in 0..nseg {
+        let start = word(1 + s);
+        let end = if s + 1 < nseg {
+            word(2 + s)
+        } else {
+            data.len()
+        };
+        if start < 64 || start > end || end > data.len() {
+            return Err(format!(
+                "RLE Lossless: segment {} spans bytes {start}..{end} of a {}-byte fragment (truncated pixel stream?)",
+                s + 1,
+                data.len()
+            ));
+        }
+        let seg = &data[start..end];
+        let mut out = Vec::with_capacity(px);
+        let mut i = 0;
+        while i < seg.len() && out.len() < px {
+            let n = seg[i] as i8;
+            i += 1;
+            if n >= 0 {
+                let k = n as usize + 1;
+                out.extend_from_slice(&seg[i.min(seg.len())..(i + k).min(seg.len())]);
+                i += k;
+            } else if n != -128 {
+                let k = (1 - isize::from(n)) as usize;
+                if let Some(&b) = seg.get(i) {
+                    out.extend(std::iter::repeat_n(b, k));
+                }
+                i += 1;
+            }
+        }
+        if out.len() < px {
+            return Err(format!(
+                "RLE Lossless: segment {} decodes to {} bytes, the frame needs {px} (truncated pixel stream)",
+                s + 1,
+                out.len()
+            ));
+        }
+        out.truncate(px);
+        planes.push(out);
+    }
+    let values = (0..px * spp)
+        .map(|i| {
+            let (p, smp) = (i / spp, i % spp);
+            let v = planes[smp * bpp..(smp + 1) * bpp]
+                .iter()
+                .fold(0u64, |v, plane| v << 8 | u64::from(plane[p]));
+            fix_bits(v, h)
+        })
+        .collect();
+    Ok(values)
 }

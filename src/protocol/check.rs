@@ -225,6 +225,7 @@ pub fn check(lp: &LoadedProtocol, facts: &ExternalFacts) -> Vec<Diagnostic> {
     check_golden(&mut c, lp, &shadow, facts);
     check_statistics(&mut c, lp, &shadow);
     check_criteria(&mut c, lp, &shadow, facts);
+    check_comparison(&mut c, lp);
     check_report(&mut c, lp, &shadow);
     c.diags
 }
@@ -630,6 +631,40 @@ fn check_statistics(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
     }
 }
 
+fn check_comparison(c: &mut Checker<'_>, lp: &LoadedProtocol) {
+    let Some(cmp) = &lp.protocol.comparison else {
+        return;
+    };
+    let pin = &cmp.reference.results_sha256;
+    if pin.len() != 64 || !pin.chars().all(|ch| ch.is_ascii_hexdigit()) {
+        let d = c.error(
+            None,
+            format!("comparison.reference.results_sha256 `{pin}` is not a SHA-256 (64 hex digits)"),
+        );
+        hint(
+            d,
+            "copy `results_sha256` from the reference bundle's evidence.json (`medgate verify BUNDLE` prints it)",
+        );
+    }
+    if !lp
+        .protocol
+        .acceptance
+        .iter()
+        .any(|cr| cr.metric.difference_of().is_some())
+    {
+        c.warn(
+            None,
+            "the protocol names a reference release but no criterion tests a `*_difference` metric: the comparison is reported, not gated",
+        );
+    }
+    if lp.protocol.change_control.is_none() {
+        c.warn(
+            None,
+            "a release comparison without `change_control` (plan ID and modification type): the report cannot name the change",
+        );
+    }
+}
+
 fn check_criteria(
     c: &mut Checker<'_>,
     lp: &LoadedProtocol,
@@ -690,6 +725,18 @@ fn check_criteria(
                     format!("criterion `{}` has both `at_least` and `at_most`", cr.id),
                 );
                 hint(d, "split it into two criteria");
+            }
+            (Some(v), None) | (None, Some(v)) if cr.metric.difference_of().is_some() => {
+                if !(-1.0..=1.0).contains(&v) || !v.is_finite() {
+                    let d = c.error(
+                        at_bound,
+                        format!("criterion `{}` goal {v} is outside [-1, 1]", cr.id),
+                    );
+                    hint(
+                        d,
+                        "a difference of proportions: `at_least: -0.05` reads \"not worse by more than 5 points\"",
+                    );
+                }
             }
             (Some(v), None) | (None, Some(v)) => {
                 if !v.is_finite() || (!cr.metric.is_calibration() && !(0.0..=1.0).contains(&v)) {
@@ -767,6 +814,20 @@ fn check_criteria(
                     "criterion `{}`: `exclude_levels` applies to gap criteria only",
                     cr.id
                 ),
+            );
+        }
+        if cr.metric.difference_of().is_some() && lp.protocol.comparison.is_none() {
+            let d = c.error(
+                at_metric,
+                format!(
+                    "criterion `{}`: `{}` compares with a reference release, but the protocol has no `comparison` section",
+                    cr.id,
+                    cr.metric.as_str()
+                ),
+            );
+            hint(
+                d,
+                "add `comparison: {reference: {bundle: ..., results_sha256: ...}}` naming the earlier bundle",
             );
         }
         if cr.metric.gap_of().is_some() && cr.at_least.is_some() {

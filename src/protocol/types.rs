@@ -56,6 +56,50 @@ pub struct Protocol {
     /// Audit ledger of golden-set use.
     #[serde(default)]
     pub ledger: LedgerSpec,
+    /// Release comparison: the earlier release this model is validated against, on the same
+    /// locked cases (criteria on `*_difference` metrics need it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<ComparisonSpec>,
+    /// Change-control identity of the modification under validation (e.g. a PCCP reference),
+    /// recorded in the evidence and printed in the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_control: Option<ChangeControlSpec>,
+}
+
+/// The reference release of a comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComparisonSpec {
+    /// The reference: an earlier evidence bundle of the same protocol on the same locked set.
+    pub reference: ReferenceSpec,
+}
+
+/// An earlier verified evidence bundle, pinned by its results hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceSpec {
+    /// The reference bundle directory (relative to the protocol file). It is verified before
+    /// use and its cases are copied into the new bundle.
+    pub bundle: PathBuf,
+    /// The reference bundle's `results_sha256` (its evidence.json), pinned before unblinding.
+    pub results_sha256: String,
+    /// A human name for the reference release, e.g. `"release 1.0 (cleared)"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Change-control identity of a modification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeControlSpec {
+    /// The change-control plan the modification falls under, e.g. a PCCP reference
+    /// `PCCP-CXR-2026-01`.
+    pub plan: String,
+    /// The modification type as the plan names it, e.g. `retraining`, `prompt change`.
+    pub modification: String,
+    /// What changed, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// The model under test.
@@ -579,11 +623,17 @@ pub enum Metric {
     CalibrationSlope,
     /// Spiegelhalter's z statistic; ideal 0.
     SpiegelhalterZ,
+    /// Paired sensitivity difference, new minus reference release (needs `comparison`).
+    SensitivityDifference,
+    /// Paired specificity difference, new minus reference release (needs `comparison`).
+    SpecificityDifference,
+    /// Paired AUROC difference (DeLong), new minus reference release (needs `comparison`).
+    AurocDifference,
 }
 
 impl Metric {
     /// Every metric, for "did you mean" suggestions and documentation.
-    pub const ALL: [Metric; 16] = [
+    pub const ALL: [Metric; 19] = [
         Metric::Sensitivity,
         Metric::Specificity,
         Metric::Ppv,
@@ -600,6 +650,9 @@ impl Metric {
         Metric::CalibrationIntercept,
         Metric::CalibrationSlope,
         Metric::SpiegelhalterZ,
+        Metric::SensitivityDifference,
+        Metric::SpecificityDifference,
+        Metric::AurocDifference,
     ];
 
     /// The name as written in protocols and JSON.
@@ -621,6 +674,19 @@ impl Metric {
             Metric::CalibrationIntercept => "calibration_intercept",
             Metric::CalibrationSlope => "calibration_slope",
             Metric::SpiegelhalterZ => "spiegelhalter_z",
+            Metric::SensitivityDifference => "sensitivity_difference",
+            Metric::SpecificityDifference => "specificity_difference",
+            Metric::AurocDifference => "auroc_difference",
+        }
+    }
+
+    /// For a release-comparison metric, the metric whose paired difference it is.
+    pub fn difference_of(self) -> Option<Metric> {
+        match self {
+            Metric::SensitivityDifference => Some(Metric::Sensitivity),
+            Metric::SpecificityDifference => Some(Metric::Specificity),
+            Metric::AurocDifference => Some(Metric::Auroc),
+            _ => None,
         }
     }
 

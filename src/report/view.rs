@@ -144,6 +144,8 @@ pub struct ReportView {
     pub env: EnvView,
     /// Anomalies and deviations.
     pub anomalies: AnomaliesView,
+    /// Comparison with the reference release (`None` without one).
+    pub comparison: Option<super::comparison::ComparisonView>,
 }
 
 /// Document control facts.
@@ -266,6 +268,9 @@ pub struct CriterionView {
     pub verdict: VerdictView,
     /// Rationale or empty.
     pub rationale: String,
+    /// The statistical method that decided the verdict: the interval method, for gaps the
+    /// simultaneous bound and the deciding pair, for bootstrap intervals the usable resamples.
+    pub method: String,
     /// Every unit.
     pub observations: Vec<ObservationView>,
 }
@@ -604,6 +609,27 @@ fn obs_value(o: &Observation) -> String {
     }
 }
 
+/// The method line of a criterion (see [`CriterionView::method`]).
+fn method_text(c: &CriterionResult, dec: Option<&Observation>) -> String {
+    let mut parts = vec![interval_name(&c.method)];
+    if let Some(o) = dec {
+        if let Some([a, b]) = &o.decided_by {
+            parts.push(format!("decided by the pair {a} vs {b}"));
+        }
+        if let Some([asked, usable]) = o.resamples {
+            parts.push(format!("{usable} of {asked} resamples usable"));
+        }
+        if let Some(p) = o.p_adjusted {
+            parts.push(format!(
+                "homogeneity p {} (adjusted over the protocol's gap criteria; informational)",
+                fmt_p(p)
+            ));
+        }
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.join("; ")
+}
+
 fn criterion_view(c: &CriterionResult) -> CriterionView {
     let dec = deciding(c);
     let observed = match dec {
@@ -634,6 +660,7 @@ fn criterion_view(c: &CriterionResult) -> CriterionView {
         tested: fmt3(dec.and_then(|o| o.tested)),
         verdict: c.verdict.into(),
         rationale: opt(&c.rationale),
+        method: method_text(c, dec),
         observations: c
             .observations
             .iter()
@@ -1106,6 +1133,7 @@ pub fn build(ev: &Evidence) -> ReportView {
         results,
         env,
         anomalies,
+        comparison: super::comparison::build(ev),
     }
 }
 

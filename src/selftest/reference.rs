@@ -559,7 +559,8 @@ fn step2_cases(fx: &Fixtures, r: &str, out: &mut Vec<SelftestCase>) -> Result<()
         ));
     }
 
-    let mut groups: BTreeMap<String, (Vec<bool>, Vec<f64>, Vec<String>)> = BTreeMap::new();
+    type Group = (Vec<bool>, Vec<f64>, Vec<String>);
+    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     let f = "auc_groups_cases.csv";
     for (line, row) in fx.rows(f) {
         let e = groups

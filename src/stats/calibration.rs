@@ -131,7 +131,7 @@ pub fn logistic_fit(y: &[bool], x: &[f64], slope_fixed: bool) -> Option<(f64, f6
             (g0 / h00, 0.0)
         } else {
             let det = h00 * h11 - h01 * h01;
-            if !(det > 0.0) {
+            if det.is_nan() || det <= 0.0 {
                 return None;
             }
             ((h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det)
@@ -169,7 +169,7 @@ pub fn spiegelhalter(labels: &[bool], scores: &[f64]) -> Option<(f64, f64)> {
         num += (f64::from(u8::from(y)) - s) * c;
         var += c * c * s * (1.0 - s);
     }
-    if !(var > 0.0) {
+    if var.is_nan() || var <= 0.0 {
         return None;
     }
     let z = num / var.sqrt();

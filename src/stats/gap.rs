@@ -242,7 +242,7 @@ pub fn chi_square_homogeneity(levels: &[(u64, u64)]) -> Option<Homogeneity> {
 /// # Formula
 /// `w_i = 1 / V_i`, `A_w = sum w_i A_i / sum w_i`, `Q = sum w_i (A_i - A_w)^2`, `df = k - 1`.
 pub fn auc_homogeneity(levels: &[(f64, f64)]) -> Option<Homogeneity> {
-    if levels.len() < 2 || levels.iter().any(|&(_, v)| !(v > 0.0)) {
+    if levels.len() < 2 || levels.iter().any(|&(_, v)| v.is_nan() || v <= 0.0) {
         return None;
     }
     let df = (levels.len() - 1) as u32;

@@ -16,7 +16,8 @@
 //! - [`bootstrap`]: the stratified percentile bootstrap of the AUROC and its documented
 //!   seeded RNG.
 //! - [`gap`]: simultaneous bounds on subgroup ranges and homogeneity tests.
-//! - [`compare`]: exact McNemar, paired and independent differences of proportions.
+//! - [`compare`]: release comparison (exact and mid-p McNemar, Newcombe paired interval,
+//!   paired DeLong, flips) and independent differences of proportions.
 //! - [`multiplicity`]: Holm and Bonferroni.
 //! - [`samplesize`]: exact binomial planning for a sensitivity goal (Flahault 2005, Chu & Cole
 //!   2007) and AUROC planning (Hanley-McNeil variance).
@@ -79,7 +80,10 @@ pub mod subgroup;
 pub mod types;
 
 pub use auroc::{DelongAuc, RocPoint, delong, roc_curve};
-pub use compare::{Difference, PairedComparison, mcnemar_exact, paired_difference};
+pub use compare::{
+    ComparisonScope, FlipCounts, ModelAnswers, PairedAuroc, PairedProportion, ReleaseComparison,
+    compare_releases, mcnemar_exact, mcnemar_mid_p, paired_delong,
+};
 pub use confusion::Confusion;
 pub use interval::{clopper_pearson, jeffreys, proportion_interval, wilson};
 pub use multiplicity::{bonferroni, holm};

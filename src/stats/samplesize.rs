@@ -43,9 +43,7 @@ pub const MAX_N: u64 = 1_000_000;
 pub fn binom_sf_ge(k: u64, n: u64, p: f64) -> f64 {
     if k == 0 {
         1.0
-    } else if k > n {
-        0.0
-    } else if p <= 0.0 {
+    } else if k > n || p <= 0.0 {
         0.0
     } else if p >= 1.0 {
         1.0

@@ -72,6 +72,9 @@ pub struct Analysis {
     pub verdict: Verdict,
     /// Whether more cases were not evaluated than the protocol tolerates.
     pub infrastructure_failure: Option<String>,
+    /// The release comparison, when the protocol has one and the reference was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<super::comparison::ComparisonEvidence>,
     /// SHA-256 of the canonical JSON of this analysis (without this field).
     pub results_sha256: String,
 }
@@ -87,6 +90,8 @@ struct ResultsContent<'a> {
     gated_on: &'a str,
     criteria: &'a [CriterionResult],
     verdict: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comparison: Option<&'a super::comparison::ComparisonEvidence>,
 }
 
 /// The statistics configuration a protocol implies.
@@ -184,7 +189,24 @@ fn run_stats(
 }
 
 /// Computes accountability, statistics, curves, criteria and the verdict from case rows.
+///
+/// A protocol with a `comparison` section analysed without its reference (e.g. by `medgate
+/// stats`) gets its difference criteria NOT EVALUABLE; use [`analyze_compared`].
 pub fn analyze(p: &Protocol, rows: &[CaseRow]) -> Result<Analysis> {
+    analyze_compared(p, rows, None)
+}
+
+/// The new run's image hashes (parallel to its case rows) and the reference release's cases.
+pub type ReferenceInput<'a> = (&'a [Option<String>], &'a super::comparison::ReferenceCases);
+
+/// [`analyze`] with the release comparison of [`super::comparison::compare`]: its criteria
+/// replace the difference criteria (in protocol order) and count in the verdict, and it is
+/// covered by `results_sha256`.
+pub fn analyze_compared(
+    p: &Protocol,
+    rows: &[CaseRow],
+    reference: Option<ReferenceInput<'_>>,
+) -> Result<Analysis> {
     let mut not_evaluated: Vec<NotEvaluated> = rows
         .iter()
         .filter(|r| r.status == CaseStatus::NotEvaluated)
@@ -268,6 +290,18 @@ pub fn analyze(p: &Protocol, rows: &[CaseRow]) -> Result<Analysis> {
     };
     let mut criteria = criteria::evaluate(p, gated);
     criteria::adjust_gap_family(p, gated, &mut criteria);
+    let comparison = match reference {
+        Some((images, refc)) => {
+            let (cmp, diff_criteria) = super::comparison::compare(p, rows, images, refc)?;
+            for d in diff_criteria {
+                if let Some(slot) = criteria.iter_mut().find(|c| c.id == d.id) {
+                    *slot = d;
+                }
+            }
+            Some(cmp)
+        }
+        None => None,
+    };
     let verdict = criteria::combine(criteria.iter().map(|c| c.verdict));
     let frac = if rows.is_empty() {
         0.0
@@ -294,6 +328,7 @@ pub fn analyze(p: &Protocol, rows: &[CaseRow]) -> Result<Analysis> {
         gated_on,
         criteria: &criteria,
         verdict,
+        comparison: comparison.as_ref(),
     })?;
     Ok(Analysis {
         accountability,
@@ -305,6 +340,7 @@ pub fn analyze(p: &Protocol, rows: &[CaseRow]) -> Result<Analysis> {
         criteria,
         verdict,
         infrastructure_failure,
+        comparison,
         results_sha256,
     })
 }

@@ -56,6 +56,10 @@ pub struct Evidence {
     pub traceability: Traceability,
     /// Warnings raised during the run (small subgroups, test-set reuse, dirty tree...).
     pub warnings: Vec<String>,
+    /// The release comparison (reference identity, paired statistics, flips), when the
+    /// protocol compares with a reference release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<super::comparison::ComparisonEvidence>,
     /// Overall verdict: pass only if every criterion passes.
     pub verdict: Verdict,
     /// SHA-256 of the canonical JSON of the results content (accountability, statistics,
