@@ -37,6 +37,7 @@ fn example_protocols_are_valid() {
     for p in [
         "protocols/demo-cxr.yaml",
         "protocols/openai-vllm.yaml",
+        "protocols/vlm-inprocess.yaml",
         "tests/fixtures/protocols/valid.yaml",
     ] {
         let (code, v) = check_json(&root.join(p));
