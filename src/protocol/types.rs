@@ -51,6 +51,9 @@ pub struct Protocol {
     /// Audit ledger of golden-set use.
     #[serde(default)]
     pub ledger: LedgerSpec,
+    /// Post-market monitoring plan (`medgate monitor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<super::monitoring::MonitoringSpec>,
 }
 
 /// The model under test.

@@ -17,6 +17,8 @@
 //! - [`compare`]: exact McNemar, paired and independent differences of proportions.
 //! - [`multiplicity`]: Holm and Bonferroni.
 //! - [`samplesize`]: positives needed for a sensitivity goal.
+//! - [`drift`] and [`cusum`]: post-market monitoring statistics (PSI, Kolmogorov-Smirnov,
+//!   Wasserstein, chi-square of attribute mix; CUSUM as AIM-CU designs it, EWMA).
 //!
 //! # Subgroups and gaps
 //! Every level of every attribute, then every requested intersection, is reported, sorted by
@@ -50,6 +52,8 @@ pub mod auroc;
 pub mod bootstrap;
 pub mod compare;
 pub mod confusion;
+pub mod cusum;
+pub mod drift;
 pub mod interval;
 pub mod multiplicity;
 pub mod samplesize;
