@@ -27,12 +27,11 @@ impl Rng {
     }
 }
 
-const MODEL: &str = "aaaa000000000000000000000000000000000000000000000000000000000001";
-
 /// Baseline: 600 replay cases (30% positive, scores uniform on class-dependent ranges), sex and
 /// site attributes; protocol with a monitoring plan.
 struct Ws {
     dir: tempfile::TempDir,
+    model: String,
 }
 
 fn score(rng: &mut Rng, label: bool, shift: f64) -> f64 {
@@ -111,6 +110,8 @@ impl Ws {
             preds.push_str(&format!("c{i:04},{:.6}\n", score(&mut rng, label, 0.0)));
         }
         std::fs::write(set.join("manifest.csv"), manifest).unwrap();
+        let model = medgate::hash::sha256_hex(preds.as_bytes());
+        let model_ref = &model;
         std::fs::write(dir.path().join("preds.csv"), preds).unwrap();
         let out = medgate()
             .args(["lock", "set", "--note", "test"])
@@ -131,7 +132,7 @@ intended_use: Test.
 model:
   backend: replay
   predictions: preds.csv
-  sha256: "{MODEL}"
+  sha256: "{model_ref}"
 task:
   kind: binary
   threshold: 0.5
@@ -167,7 +168,7 @@ ledger:
             "run failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Ws { dir }
+        Ws { dir, model }
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -178,6 +179,7 @@ ledger:
     /// `onset` on. Row `i` is at 2026-03-02 + i minutes.
     fn log(&self, name: &str, n: usize, onset: usize, shift: f64, seed: u64) -> PathBuf {
         let mut rng = Rng(seed);
+        let model = &self.model;
         let mut t = String::from("timestamp,case_id,score,label,model_sha256,sex,site\n");
         for i in 0..n {
             let label = rng.next() < 0.3;
@@ -192,7 +194,7 @@ ledger:
                 "0"
             };
             t.push_str(&format!(
-                "2026-03-02T{:02}:{:02}:00Z,L{i:06},{s:.6},{lab},{MODEL},{sex},{site}\n",
+                "2026-03-02T{:02}:{:02}:00Z,L{i:06},{s:.6},{lab},{model},{sex},{site}\n",
                 (i / 60) % 24 + 0,
                 i % 60
             ));
@@ -327,17 +329,18 @@ fn in_control_log_passes_and_drift_alarms_with_trace() {
 fn bad_rows_are_excluded_and_counted_never_dropped_silently() {
     let ws = Ws::new();
     let mut t = String::from("timestamp,case_id,score,label,model_sha256,sex,site,extra\n");
+    let model = ws.model.clone();
     let other = "bbbb000000000000000000000000000000000000000000000000000000000002";
     for i in 0..300 {
         let ts = 1_772_409_600 + 60 * i as i64;
         let (ts, model, label, score) = match i {
-            10 => (ts.to_string(), MODEL, "0", "0.2"),
+            10 => (ts.to_string(), model.as_str(), "0", "0.2"),
             20..=24 => (ts.to_string(), other, "1", "0.9"), // another model: excluded
-            30 => ("yesterday".to_string(), MODEL, "0", "0.1"), // bad timestamp
-            40 => (ts.to_string(), MODEL, "2", "0.3"),      // label not 0/1: kept
-            50 => (ts.to_string(), MODEL, "1", "abc"),      // bad score
-            60 => ((ts - 600).to_string(), MODEL, "0", "0.2"), // out of order
-            _ => (ts.to_string(), MODEL, "0", "0.3"),
+            30 => ("yesterday".to_string(), model.as_str(), "0", "0.1"), // bad timestamp
+            40 => (ts.to_string(), model.as_str(), "2", "0.3"), // label not 0/1: kept
+            50 => (ts.to_string(), model.as_str(), "1", "abc"), // bad score
+            60 => ((ts - 600).to_string(), model.as_str(), "0", "0.2"), // out of order
+            _ => (ts.to_string(), model.as_str(), "0", "0.3"),
         };
         let id = if i == 70 {
             "L000069".to_string()

@@ -175,7 +175,7 @@ pub struct StatValue {
     /// Cases the value rests on.
     pub n: u64,
     /// Secondary figures (KS D, chi-square statistic and dof, counts), by name.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub detail: BTreeMap<String, serde_json::Value>,
     /// How the value and its p-value or interval were computed.
     pub method: String,
