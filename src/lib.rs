@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod demo;
 pub mod diag;
 pub mod error;
 pub mod exit;
@@ -39,6 +40,7 @@ pub mod pipeline;
 pub mod protocol;
 pub mod report;
 pub mod selftest;
+pub mod serve;
 pub mod stats;
 pub mod table;
 pub mod trace;

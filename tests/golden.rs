@@ -6,7 +6,7 @@ use std::process::Command;
 
 use dicom_core::VR;
 use dicom_dictionary_std::tags;
-use medgate::golden::dicom::{DicomSpec, write_dicom};
+use medgate::demo::dicom::{DicomSpec, write_dicom};
 use medgate::golden::image::load_image;
 use medgate::golden::{GoldenSet, LockOptions, lock_set, verify_set};
 use medgate::protocol::GoldenSetSpec;
@@ -33,7 +33,7 @@ fn s(p: &Path) -> &str {
 fn demo_set(locked: bool) -> (tempfile::TempDir, PathBuf) {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("set");
-    medgate::golden::demo::write_demo_set(&dir, 24, 5, 10).unwrap();
+    medgate::demo::write_demo_set(&dir, 24, 5, 10).unwrap();
     if locked {
         lock_set(&dir, &LockOptions::new(&dir), &FixedWorld::default()).unwrap();
     }
@@ -231,7 +231,7 @@ fn gray_spec(pixels: Vec<u16>, attributes: Vec<(dicom_core::Tag, VR, String)>) -
         bits_stored: 12,
         photometric: "MONOCHROME2".into(),
         attributes,
-        sop_instance_uid: medgate::golden::dicom::uid_from("test"),
+        sop_instance_uid: medgate::demo::dicom::uid_from("test"),
     }
 }
 
@@ -348,13 +348,13 @@ fn dicom_loader_applies_rescale_window_and_monochrome1() {
 fn demo_dicom_cases_load_like_their_png_pixels() {
     let (_t, dir) = demo_set(false);
     let dcm = load_image(&dir.join("images/cxr-00010.dcm")).unwrap();
-    let case = medgate::golden::demo::render_case(5, 10);
+    let case = medgate::demo::render_case(5, 10);
     assert_eq!((dcm.width, dcm.height, dcm.channels), (64, 64, 1));
     for (a, b) in dcm.data.iter().zip(case.image.as_raw()) {
         assert!((f64::from(*a) - f64::from(*b) / 255.0).abs() < 1e-6);
     }
     let png = load_image(&dir.join("images/cxr-00011.png")).unwrap();
-    let case = medgate::golden::demo::render_case(5, 11);
+    let case = medgate::demo::render_case(5, 11);
     let want: Vec<f32> = case
         .image
         .as_raw()
@@ -377,7 +377,7 @@ fn golden_set_open_reads_cases_and_checks_labels() {
         c.image_sha256,
         medgate::hash::sha256_file(&dir.join(&c.image)).unwrap().0
     );
-    let demo = medgate::golden::demo::render_case(5, 10);
+    let demo = medgate::demo::render_case(5, 10);
     let img = set.load_image(c).unwrap();
     assert_eq!(img.data.len(), 64 * 64);
     assert!((f64::from(img.data[0]) - f64::from(demo.image.as_raw()[0]) / 255.0).abs() < 1e-6);
@@ -481,7 +481,7 @@ fn committed_demo_set_verifies_and_opens() {
     let set = GoldenSet::open(&spec(&dir), Path::new("."), &["sex".into(), "site".into()]).unwrap();
     assert_eq!(set.cases.len(), 1000);
     for i in [0u64, 1, 100, 999] {
-        let demo = medgate::golden::demo::render_case(20261128, i);
+        let demo = medgate::demo::render_case(20261128, i);
         let c = &set.cases[i as usize];
         assert_eq!(c.label, demo.label, "case {i}");
         assert_eq!(c.attributes["site"], demo.attributes["site"]);

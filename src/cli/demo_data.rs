@@ -71,7 +71,7 @@ pub fn run(args: DemoDataArgs, global: &GlobalArgs) -> Result<Outcome> {
         println!("{}", args.out.display());
         return Ok(Outcome::Pass);
     }
-    crate::golden::demo::write_demo_set(&args.out, args.cases, args.seed, args.dicom_every)?;
+    crate::demo::write_demo_set(&args.out, args.cases, args.seed, args.dicom_every)?;
     if !global.quiet {
         eprintln!(
             "wrote {} synthetic cases (seed {}) to {}",

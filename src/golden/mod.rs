@@ -11,15 +11,15 @@
 //! | [`deid`] | the DICOM de-identification screen (PS3.15 Basic Profile) |
 //! | [`image`] | one loader for PNG, JPEG and DICOM |
 //! | [`inspect`] | what a statistician looks at before running anything |
-//! | [`demo`], [`dicom`] | the deterministic synthetic demo set |
+//!
+//! The deterministic synthetic demo set (and the DICOM writer) live in [`crate::demo`], a
+//! consumer beside the stages.
 //!
 //! A golden set's integrity is the first thing an auditor checks, so later stages reach the
 //! data only through [`GoldenSet::open`], which re-hashes every byte against the LOCK first
 //! and refuses (exit 2, naming every added, missing and changed file) otherwise.
 
 pub mod deid;
-pub mod demo;
-pub mod dicom;
 pub mod image;
 pub mod inspect;
 pub mod lock;

@@ -10,7 +10,6 @@
 pub mod build;
 pub mod openai;
 pub mod replay;
-pub mod serve;
 
 use std::path::PathBuf;
 

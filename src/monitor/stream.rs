@@ -77,7 +77,7 @@ pub fn write_stream(lp: &LoadedProtocol, spec: &StreamSpec, out: &Path) -> Resul
         let mut images = Vec::new();
         let mut metas = Vec::new();
         for i in i0..i1 {
-            let mut c = crate::golden::demo::render_case(spec.seed, STREAM_OFFSET + i);
+            let mut c = crate::demo::render_case(spec.seed, STREAM_OFFSET + i);
             let drifted = i >= spec.drift_from && i % 2 == 0;
             let mut data: Vec<f32> = c
                 .image
