@@ -32,9 +32,9 @@ use base64::Engine as _;
 use medgate::model::clip::ClipBackend;
 use medgate::model::clip_ckpt;
 use medgate::model::openai::OpenaiBackend;
-use medgate::serve::{ClipScorer, MeanIntensityScorer, Scorer, ServeConfig, Server};
 use medgate::model::{Backend, CaseInput};
 use medgate::protocol::{CandleClipSpec, OpenaiSpec, Prompts, TaskSpec};
+use medgate::serve::{ClipScorer, MeanIntensityScorer, Scorer, ServeConfig, Server};
 use rand::{Rng, SeedableRng};
 
 fn env_usize(k: &str, d: usize) -> usize {

@@ -537,3 +537,130 @@ fn fresh_runs_are_byte_identical_and_jsonl_matches_csv() {
     ws.monitor("c", &[&ws.path("l.jsonl")], &[]);
     assert_eq!(ws.report("a")["windows"], ws.report("c")["windows"]);
 }
+
+/// The demo: the demo model's release bundle on the demo golden set, and two production logs
+/// from `demo-data --stream` (fresh phantoms scored by the same model). Stated operating
+/// characteristics of `protocols/demo-monitor.yaml` on them:
+/// - with the NovaRay drift from case 1600 (the first case of window 9), the first alarm
+///   (CUSUM of the mean score among them) fires in window 9, i.e. within 200 cases of onset;
+/// - without drift, no statistic alarms over 3000 cases (15 windows).
+#[test]
+fn demo_stream_alarm_fires_within_200_cases_and_not_without_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("protocols/demo-monitor.yaml"))
+        .unwrap()
+        .replace(
+            "../golden-sets",
+            &root().join("golden-sets").display().to_string(),
+        )
+        .replace("../models", &root().join("models").display().to_string())
+        .replace(
+            "requirements: trace/",
+            &format!(
+                "requirements: {}/",
+                root().join("protocols/trace").display()
+            ),
+        )
+        .replace(
+            "risks: trace/",
+            &format!("risks: {}/", root().join("protocols/trace").display()),
+        )
+        .replace(
+            "path: ../runs/LEDGER.jsonl",
+            &format!("path: {}", dir.path().join("ledger.jsonl").display()),
+        )
+        .replace("formats: [pdf, html, md]", "formats: [md]");
+    let p = dir.path().join("demo-monitor.yaml");
+    std::fs::write(&p, text).unwrap();
+    let run = medgate()
+        .current_dir(dir.path())
+        .env("SOURCE_DATE_EPOCH", "1767225600")
+        .args([
+            "run",
+            "demo-monitor.yaml",
+            "--out",
+            "bundle",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&run), 0, "{}", stderr(&run));
+    let stream = |name: &str, drift: Option<&str>| {
+        let mut c = medgate();
+        c.current_dir(dir.path()).args([
+            "demo-data",
+            "--stream",
+            name,
+            "--cases",
+            "3000",
+            "--protocol",
+            "demo-monitor.yaml",
+        ]);
+        if let Some(d) = drift {
+            c.args(["--drift-from", d]);
+        }
+        let o = c.output().unwrap();
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    };
+    stream("drift.csv", Some("1600"));
+    stream("calm.csv", None);
+    let monitor = |log: &str, out: &str| {
+        medgate()
+            .current_dir(dir.path())
+            .args([
+                "monitor",
+                "demo-monitor.yaml",
+                "--baseline",
+                "bundle",
+                "--no-pdf",
+                "--out",
+                out,
+                "--log",
+                log,
+            ])
+            .output()
+            .unwrap()
+    };
+    let o = monitor("calm.csv", "m-calm");
+    assert_eq!(
+        code(&o),
+        0,
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        stderr(&o)
+    );
+    let r: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("m-calm/monitor.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(r["windows"].as_array().unwrap().len(), 15);
+    assert!(r["alarms"].as_array().unwrap().is_empty());
+    assert!(r["baseline"]["plan_in_release"].as_bool().unwrap());
+
+    let o = monitor("drift.csv", "m-drift");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("m-drift/monitor.json")).unwrap(),
+    )
+    .unwrap();
+    let alarms = r["alarms"].as_array().unwrap();
+    let first = alarms
+        .iter()
+        .map(|a| a["window"].as_u64().unwrap())
+        .min()
+        .unwrap();
+    assert_eq!(first, 9, "first alarm in window {first}");
+    let cusum = alarms.iter().find(|a| a["id"] == "MON-CXR-08").unwrap();
+    assert_eq!(cusum["window"], 9);
+    assert_eq!(cusum["risk_control"], "RC-CXR-02");
+    // The new manufacturer is named by the attribute-mix statistic.
+    let w9 = &r["windows"][8]["values"];
+    let mix = w9
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == "MON-CXR-05")
+        .unwrap();
+    assert_eq!(mix["detail"]["new_levels"][0], "NovaRay");
+}

@@ -105,9 +105,20 @@ pub fn run(args: MonitorArgs, global: &GlobalArgs) -> Result<Outcome> {
                 r.alarms.len(),
                 s.new_alarms
             );
+            // One line per statistic and scope: its first alarm and how many windows alarmed.
+            let mut firsts: Vec<(&crate::monitor::engine::Alarm, usize)> = Vec::new();
             for a in &r.alarms {
+                match firsts
+                    .iter_mut()
+                    .find(|(f, _)| f.id == a.id && f.scope == a.scope)
+                {
+                    Some((_, n)) => *n += 1,
+                    None => firsts.push((a, 1)),
+                }
+            }
+            for (a, n) in firsts {
                 println!(
-                    "  ALARM {} [{}] window {} ({} .. {}): {} -> {}{}",
+                    "  ALARM {} [{}] first in window {} ({} .. {}), {n} window(s): {} -> {}{}",
                     a.id,
                     a.scope,
                     a.window,

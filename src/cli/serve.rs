@@ -20,8 +20,8 @@ use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
 use crate::exit::Outcome;
 use crate::model::clip::ClipBackend;
-use crate::serve::{Chaos, ClipScorer, MeanIntensityScorer, Scorer, ServeConfig, Server};
 use crate::protocol::{CandleClipSpec, ModelSpec, Prompts, Protocol};
+use crate::serve::{Chaos, ClipScorer, MeanIntensityScorer, Scorer, ServeConfig, Server};
 
 /// Arguments of `medgate serve`.
 #[derive(Debug, clap::Args)]

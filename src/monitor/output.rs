@@ -31,6 +31,13 @@ fn f(v: Option<f64>) -> String {
     }
 }
 
+/// `2026-03-02T00:06:00Z` -> `2026-03-02 00:06`.
+fn short(ts: &str) -> String {
+    ts.get(..16)
+        .map(|t| t.replace('T', " "))
+        .unwrap_or_else(|| ts.to_string())
+}
+
 /// `junit.xml`: one test case per monitored statistic and scope (each chart, each drift
 /// statistic), failing when it alarmed in any window.
 pub fn junit(r: &MonitorReport) -> String {
@@ -130,13 +137,27 @@ pub fn junit(r: &MonitorReport) -> String {
 /// The view the templates get: the report plus preformatted figures.
 fn view(r: &MonitorReport) -> Result<serde_json::Value> {
     let mut v = serde_json::to_value(r).map_err(|e| Error::Internal(e.to_string()))?;
-    let alarms: Vec<serde_json::Value> = r
-        .alarms
+    // One row per statistic and scope: first window, windows alarmed, last window.
+    let mut grouped: Vec<(&super::engine::Alarm, u64, u64)> = Vec::new();
+    for a in &r.alarms {
+        match grouped
+            .iter_mut()
+            .find(|(g, _, _)| g.id == a.id && g.scope == a.scope)
+        {
+            Some((_, n, last)) => {
+                *n += 1;
+                *last = a.window;
+            }
+            None => grouped.push((a, 1, a.window)),
+        }
+    }
+    let alarms: Vec<serde_json::Value> = grouped
         .iter()
-        .map(|a| {
+        .map(|(a, n, last)| {
             serde_json::json!({
                 "id": a.id, "statistic": a.statistic.as_str(), "scope": a.scope,
                 "window": a.window, "first": a.window_first, "last": a.window_last,
+                "windows": n, "last_window": last,
                 "value": f(a.value), "rule": a.rule, "requirement": a.requirement,
                 "risk_control": a.risk_control.clone().unwrap_or_else(|| "-".into()),
             })
@@ -160,7 +181,7 @@ fn view(r: &MonitorReport) -> Result<serde_json::Value> {
                 })
                 .collect();
             serde_json::json!({
-                "index": w.window.index, "first": w.window.first, "last": w.window.last,
+                "index": w.window.index, "first": short(&w.window.first), "last": short(&w.window.last),
                 "rows": w.window.rows, "evaluated": w.window.evaluated, "labelled": w.window.labelled,
                 "small": w.window.small, "cells": cells,
             })

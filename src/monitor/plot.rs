@@ -84,9 +84,9 @@ pub fn line_chart(title: &str, y_label: &str, series: &[Series], alarms: &[(f64,
         let x = x0 + (x1 - x0) * i as f64 / 4.0;
         s.push_str(&format!(
             "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
-            n(px(x)),
+            n(px(x.round())),
             H - B + 16.0,
-            tick(x)
+            format!("{:.0}", x.round())
         ));
     }
     s.push_str(&format!(
