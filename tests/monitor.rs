@@ -176,7 +176,7 @@ ledger:
     }
 
     /// A log of `n` rows: the baseline's distribution, scores shifted by `shift` from row
-    /// `onset` on. Row `i` is at 2026-03-02 + i minutes.
+    /// `onset` on. Row `i` is at 2026-03-02T00:00Z + i minutes (epoch seconds).
     fn log(&self, name: &str, n: usize, onset: usize, shift: f64, seed: u64) -> PathBuf {
         let mut rng = Rng(seed);
         let model = &self.model;
@@ -194,26 +194,10 @@ ledger:
                 "0"
             };
             t.push_str(&format!(
-                "2026-03-02T{:02}:{:02}:00Z,L{i:06},{s:.6},{lab},{model},{sex},{site}\n",
-                (i / 60) % 24 + 0,
-                i % 60
+                "{},L{i:06},{s:.6},{lab},{model},{sex},{site}\n",
+                1_772_409_600 + 60 * i as i64
             ));
         }
-        // Keep timestamps increasing past 24 hours: use epoch seconds instead.
-        let t = t
-            .lines()
-            .enumerate()
-            .map(|(j, l)| {
-                if j == 0 {
-                    l.to_string()
-                } else {
-                    let (_, rest) = l.split_once(',').unwrap();
-                    format!("{},{rest}", 1_772_409_600 + 60 * (j as i64 - 1))
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-            + "\n";
         let p = self.path(name);
         std::fs::write(&p, t).unwrap();
         p

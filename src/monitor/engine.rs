@@ -322,6 +322,9 @@ pub fn window_span(spec: WindowSpec, key: i64) -> Option<(i64, i64)> {
     Some((key * len, (key + 1) * len))
 }
 
+/// PSI bins of one scope: interior edges and the baseline's counts.
+pub type PsiBins = (Vec<f64>, Vec<u64>);
+
 /// Everything a window evaluation needs besides its rows.
 pub struct Context<'a> {
     /// The plan.
@@ -339,7 +342,7 @@ pub struct Context<'a> {
     /// Baseline summaries by scope (cache).
     pub summaries: std::cell::RefCell<BTreeMap<String, std::rc::Rc<BaseSummary>>>,
     /// PSI edges by scope (cache).
-    pub edges: std::cell::RefCell<BTreeMap<String, std::rc::Rc<(Vec<f64>, Vec<u64>)>>>,
+    pub edges: std::cell::RefCell<BTreeMap<String, std::rc::Rc<PsiBins>>>,
 }
 
 impl Context<'_> {
@@ -360,7 +363,7 @@ impl Context<'_> {
         s
     }
 
-    fn psi_edges(&self, scope: &Scope, base: &BaseSummary) -> std::rc::Rc<(Vec<f64>, Vec<u64>)> {
+    fn psi_edges(&self, scope: &Scope, base: &BaseSummary) -> std::rc::Rc<PsiBins> {
         let key = scope.label();
         if let Some(s) = self.edges.borrow().get(&key) {
             return s.clone();
@@ -953,7 +956,7 @@ fn build_chart(
         });
         return chart;
     };
-    if !(sigma > 0.0) || (is_cusum && h.is_none()) {
+    if sigma.is_nan() || sigma <= 0.0 || (is_cusum && h.is_none()) {
         chart.note = Some("the in-control standard deviation is 0 (or h undefined)".into());
         return chart;
     }

@@ -254,12 +254,12 @@ pub fn check_plan(p: &crate::protocol::Protocol, plan: &MonitoringSpec) -> Vec<S
             out.push(format!("{at}: attribute_mix needs `attribute`"));
         }
         if let Some(k) = s.k
-            && !(k >= 0.0)
+            && (k.is_nan() || k < 0.0)
         {
             out.push(format!("{at}: k must be >= 0"));
         }
         if let Some(a) = s.arl0
-            && !(a >= 1.0)
+            && (a.is_nan() || a < 1.0)
         {
             out.push(format!("{at}: arl0 must be >= 1"));
         }

@@ -83,10 +83,10 @@ pub fn line_chart(title: &str, y_label: &str, series: &[Series], alarms: &[(f64,
         ));
         let x = x0 + (x1 - x0) * i as f64 / 4.0;
         s.push_str(&format!(
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{:.0}</text>\n",
             n(px(x.round())),
             H - B + 16.0,
-            format!("{:.0}", x.round())
+            x.round()
         ));
     }
     s.push_str(&format!(

@@ -177,7 +177,7 @@ pub fn cusum_arl(k: f64, h: f64, hs: f64, mu: f64, r: usize) -> f64 {
 /// `get_threshold(k, arl0)` is that value rounded to 4 decimals. `None` for `k < 0`,
 /// `arl0 < 1` or `r < 4`.
 pub fn cusum_crit(k: f64, arl0: f64, r: usize) -> Option<f64> {
-    if !(k >= 0.0) || !(arl0 >= 1.0) || r < 4 || !arl0.is_finite() {
+    if k.is_nan() || k < 0.0 || arl0.is_nan() || arl0 < 1.0 || r < 4 || !arl0.is_finite() {
         return None;
     }
     let arl = |h: f64| cusum_arl(k, h, 0.0, 0.0, r);

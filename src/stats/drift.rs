@@ -234,7 +234,7 @@ fn prob_outside_band(m: u64, n: u64, g: u64, h: u64) -> f64 {
         let lo = if c < h { 0 } else { (c - h) / mg + 1 };
         // largest j with j mg < c + h, plus one
         let hi = (c + h).div_ceil(mg);
-        (lo.min(n as u64 + 1) as usize, hi.min(n as u64 + 1) as usize)
+        (lo.min(n + 1) as usize, hi.min(n + 1) as usize)
     };
     let mut q = vec![1.0f64; n_ + 1];
     let (lo0, hi0) = band(0);
