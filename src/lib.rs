@@ -29,6 +29,7 @@
 pub mod cli;
 pub mod demo;
 pub mod diag;
+pub mod diff;
 pub mod error;
 pub mod exit;
 pub mod golden;

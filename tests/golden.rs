@@ -48,6 +48,8 @@ fn spec(dir: &Path) -> GoldenSetSpec {
         case_id_column: "case_id".into(),
         label_column: "finding".into(),
         image_column: "image".into(),
+        frames: Default::default(),
+        voi: Default::default(),
     }
 }
 
@@ -161,7 +163,12 @@ fn lock_refuses_to_overwrite_without_force_and_keeps_history() {
         err.contains("already exists") && err.contains("--force"),
         "{err}"
     );
-    std::fs::write(dir.join("images/cxr-00001.png"), b"new content").unwrap();
+    // New content that still decodes (the lock's decoding pre-flight refuses garbage).
+    let png = dir.join("images/cxr-00001.png");
+    let mut im = image::open(&png).unwrap().to_luma8();
+    let p0 = im.get_pixel(0, 0)[0];
+    im.put_pixel(0, 0, image::Luma([p0 ^ 1]));
+    im.save(&png).unwrap();
     let (rc, _, err) = medgate(&["lock", s(&dir), "--force", "--note", "relabel"]);
     assert_eq!(rc, 0, "{err}");
     let second = medgate::golden::read_lock(&dir.join("LOCK")).unwrap();
@@ -492,5 +499,68 @@ fn committed_demo_set_verifies_and_opens() {
                 "case {i}"
             );
         }
+    }
+}
+
+#[test]
+fn lock_refuses_undecodable_images_unless_waived() {
+    let (_t, dir) = demo_set(false);
+    std::fs::write(dir.join("images/cxr-00003.png"), b"not an image").unwrap();
+    let (rc, _, err) = medgate(&["lock", s(&dir)]);
+    assert_eq!(rc, 2, "{err}");
+    assert!(
+        err.contains("case `cxr-00003`") && err.contains("cannot be decoded"),
+        "{err}"
+    );
+    let (rc, _, err) = medgate(&["inspect", s(&dir), "--decode"]);
+    assert_eq!(rc, 2, "{err}");
+    let (rc, _, err) = medgate(&[
+        "lock",
+        s(&dir),
+        "--waive-undecodable",
+        "case 3 excluded from analysis (CAPA-7)",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let lock = std::fs::read_to_string(dir.join("LOCK")).unwrap();
+    assert!(
+        lock.contains(
+            "decode_preflight: waived: case 3 excluded from analysis (CAPA-7) (1 undecodable)"
+        ),
+        "{lock}"
+    );
+}
+
+#[test]
+fn inspect_decode_lists_the_voi_and_render_writes_the_model_input() {
+    let (_t, dir) = demo_set(false);
+    let (rc, out, err) = medgate(&["inspect", s(&dir), "--decode"]);
+    assert_eq!(rc, 0, "{err}");
+    // The demo's DICOM cases carry a full-range window; PNG cases have no DICOM facts.
+    assert!(
+        out.contains("ok   cxr-00010") && out.contains("VOI window C=2040.5 W=4081 LINEAR"),
+        "{out}"
+    );
+    assert!(out.contains("Patient Identity Removed YES"), "{out}");
+    assert!(
+        out.contains("24 image(s): 24 decodable, 0 not decodable"),
+        "{out}"
+    );
+    let png = dir.join("case.png");
+    let (rc, out, err) = medgate(&[
+        "inspect",
+        s(&dir),
+        "--render",
+        "cxr-00010",
+        "--out",
+        s(&png),
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains("wrote"), "{out}");
+    // The PNG is the decoded model input: same pixels as the loader gives.
+    let loaded = load_image(&dir.join("images/cxr-00010.dcm")).unwrap();
+    let written = image::open(&png).unwrap().to_luma8();
+    assert_eq!(written.width(), loaded.width);
+    for (a, b) in written.as_raw().iter().zip(&loaded.data) {
+        assert_eq!(*a, (b * 255.0).round() as u8);
     }
 }
