@@ -11,6 +11,11 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
+/// The first 12 characters of a hash, for messages (the whole hash goes into records).
+pub fn short(h: &str) -> &str {
+    h.get(..12).unwrap_or(h)
+}
+
 /// SHA-256 of a byte slice, as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A point estimate with its two-sided confidence interval.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Estimate {
     /// Point estimate.
     pub estimate: f64,
@@ -19,7 +19,7 @@ pub struct Estimate {
 
 /// Confusion counts and every metric for one set of cases. An undefined metric (zero
 /// denominator, or a class absent for AUROC) is `None` (`null` in JSON).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Metrics {
     /// True positives.
     pub tp: u64,
@@ -52,7 +52,7 @@ pub struct Metrics {
 
 /// Metrics for one level of one attribute (or an intersection, `attribute` = `sex x age_band`,
 /// `value` = `F x 40-64`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SubgroupResult {
     /// Attribute name.
     pub attribute: String,
@@ -69,7 +69,7 @@ pub struct SubgroupResult {
 }
 
 /// The largest difference in one metric between two levels of an attribute.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Gap {
     /// Attribute name.
     pub attribute: String,
@@ -99,7 +99,7 @@ pub struct Gap {
 }
 
 /// The full output of the statistics engine.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatsReport {
     /// Cases analysed.
     pub n: u64,

@@ -22,8 +22,8 @@ use crate::stats::{self, StatsReport};
 
 use super::criteria;
 use super::evidence::{
-    Accountability, CalibrationBin, CriterionResult, Curves, EquivocalAnalysis, NotEvaluated,
-    RocPoint, Verdict,
+    Accountability, CalibrationBin, CriterionResult, Curves, EquivocalAnalysis, EquivocalAs,
+    NotEvaluated, RocPoint, Verdict,
 };
 
 /// One case as the analysis needs it (a row of `cases.parquet`).
@@ -117,7 +117,7 @@ fn run_stats(p: &Protocol, rows: &[&CaseRow], how: Imputation) -> Result<StatsRe
         .fold(p.task.threshold.min(0.0), f64::min)
         - 1.0;
     for r in rows {
-        let score = match (r.status.clone(), r.score) {
+        let score = match (r.status, r.score) {
             (CaseStatus::Evaluated, Some(s)) => s,
             (CaseStatus::Equivocal, _) => match how {
                 Imputation::AgainstTruth => {
@@ -144,6 +144,25 @@ fn run_stats(p: &Protocol, rows: &[&CaseRow], how: Imputation) -> Result<StatsRe
         attributes: &columns,
     };
     stats::analyze(&input, &stats_config(p)).map_err(|e| Error::input(format!("statistics: {e}")))
+}
+
+/// The analysis rows of a run: each golden-set case (label, attributes) with its result.
+pub fn case_rows(
+    set: &crate::golden::GoldenSet,
+    results: &[crate::harness::CaseResult],
+) -> Vec<CaseRow> {
+    set.cases
+        .iter()
+        .zip(results)
+        .map(|(c, r)| CaseRow {
+            case_id: c.case_id.clone(),
+            label: c.label,
+            status: r.status(),
+            score: r.prediction().map(|p| p.score),
+            error: r.error().map(str::to_string),
+            attributes: c.attributes.clone(),
+        })
+        .collect()
 }
 
 /// Computes accountability, statistics, curves, criteria and the verdict from case rows.
@@ -180,11 +199,11 @@ pub fn analyze(p: &Protocol, rows: &[CaseRow]) -> Result<Analysis> {
     let equivocal_analyses = if equivocal > 0 {
         vec![
             EquivocalAnalysis {
-                equivocal_as: "as_positive".into(),
+                equivocal_as: EquivocalAs::AsPositive,
                 statistics: run_stats(p, &analysed, Imputation::AsPositive)?,
             },
             EquivocalAnalysis {
-                equivocal_as: "as_negative".into(),
+                equivocal_as: EquivocalAs::AsNegative,
                 statistics: run_stats(p, &analysed, Imputation::AsNegative)?,
             },
         ]

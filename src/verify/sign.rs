@@ -428,9 +428,7 @@ fn check_one(
     c
 }
 
-fn short(h: &str) -> &str {
-    &h[..h.len().min(12)]
-}
+use crate::hash::short;
 
 #[cfg(test)]
 mod tests {
