@@ -164,7 +164,7 @@ fn main() {
         let ok = AtomicUsize::new(0);
         let t = Instant::now();
         backend
-            .predict_stream(&cases, &|d: Delivery| {
+            .predict_stream(&cases, &|| 0.0, &|d: Delivery| {
                 if d.result.is_ok() {
                     ok.fetch_add(1, Ordering::SeqCst);
                 }

@@ -169,7 +169,9 @@ fn kill_9_loses_at_most_the_cases_in_flight_and_resume_finishes() {
     // Resume: every journaled case is reused, the rest are asked once.
     let before = answered.load(Ordering::SeqCst);
     let events = dir.path().join("events.jsonl");
+    // A live clock for this run, so that latencies are measured (a frozen world records 0).
     let r = medgate()
+        .env_remove("SOURCE_DATE_EPOCH")
         .args(["run", "--resume", "--format", "json", "--out"])
         .arg(&out)
         .arg("--events")

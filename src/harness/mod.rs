@@ -411,7 +411,8 @@ pub fn run_cases(
     let backend_result = std::thread::scope(|s| {
         let worker = s.spawn(|| {
             let deliver = |d: Delivery| tx.send(d).is_ok() && !stop.load(Ordering::SeqCst);
-            let r = backend.predict_stream(&inputs, &deliver);
+            let clock = || world.monotonic_s();
+            let r = backend.predict_stream(&inputs, &clock, &deliver);
             drop(tx);
             r
         });

@@ -116,6 +116,11 @@ pub struct Delivery {
 /// may drop the results of cases in flight.
 pub type Deliver<'a> = dyn Fn(Delivery) -> bool + Sync + 'a;
 
+/// A monotonic clock in seconds for latencies: the harness passes the run's
+/// [`crate::world::World::monotonic_s`], so a frozen world (`SOURCE_DATE_EPOCH`, tests)
+/// records latency 0 and `cases.parquet` stays byte-identical across identical runs.
+pub type Clock<'a> = dyn Fn() -> f64 + Sync + 'a;
+
 /// A model backend.
 pub trait Backend: Send + Sync {
     /// Provenance: name, weight hash, effective settings.
@@ -131,12 +136,17 @@ pub trait Backend: Send + Sync {
     /// [`Backend::predict_batch`] on consecutive chunks of [`Backend::batch_size`] cases and
     /// delivers a chunk's results when the chunk is done; backends that answer case by case
     /// (`openai`) override it.
-    fn predict_stream(&self, cases: &[CaseInput], deliver: &Deliver<'_>) -> crate::Result<()> {
+    fn predict_stream(
+        &self,
+        cases: &[CaseInput],
+        clock: &Clock<'_>,
+        deliver: &Deliver<'_>,
+    ) -> crate::Result<()> {
         let batch = self.batch_size().max(1);
         for (c, chunk) in cases.chunks(batch).enumerate() {
-            let t0 = std::time::Instant::now();
+            let t0 = clock();
             let out = self.predict_batch(chunk);
-            let latency_ms = t0.elapsed().as_secs_f64() * 1000.0;
+            let latency_ms = (clock() - t0) * 1000.0;
             if out.len() != chunk.len() {
                 return Err(crate::Error::Internal(format!(
                     "backend returned {} results for {} cases",

@@ -65,7 +65,8 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Answer, Backend, BackendInfo, CaseError, CaseInput, Deliver, Delivery, Prediction, ScoreSource,
+    Answer, Backend, BackendInfo, CaseError, CaseInput, Clock, Deliver, Delivery, Prediction,
+    ScoreSource,
 };
 use crate::protocol::{AnswerRule, OpenaiSpec, TaskSpec};
 
@@ -368,7 +369,7 @@ impl OpenaiBackend {
     }
 
     /// Runs the shared queue (see the module docs) until every case is delivered.
-    fn run_queue(&self, cases: &[CaseInput], deliver: &Deliver<'_>) {
+    fn run_queue(&self, cases: &[CaseInput], clock: &Clock<'_>, deliver: &Deliver<'_>) {
         let queue = Queue {
             state: Mutex::new(QueueState {
                 ready: (0..cases.len()).map(Job::new).collect(),
@@ -384,19 +385,26 @@ impl OpenaiBackend {
             for si in 0..self.servers.len() {
                 for _ in 0..workers {
                     let queue = &queue;
-                    s.spawn(move || self.worker(si, cases, queue, deliver));
+                    s.spawn(move || self.worker(si, cases, queue, clock, deliver));
                 }
             }
         });
     }
 
     /// One worker of server `si`: takes ready cases until the queue is drained.
-    fn worker(&self, si: usize, cases: &[CaseInput], q: &Queue, deliver: &Deliver<'_>) {
+    fn worker(
+        &self,
+        si: usize,
+        cases: &[CaseInput],
+        q: &Queue,
+        clock: &Clock<'_>,
+        deliver: &Deliver<'_>,
+    ) {
         let server = &self.servers[si];
         let max_attempts = self.spec.retries.saturating_add(1);
         while let Some(mut job) = q.take(si) {
             let case = &cases[job.index];
-            let started = *job.started.get_or_insert_with(Instant::now);
+            let started = *job.started.get_or_insert_with(clock);
             let body = match job.body.take() {
                 Some(b) => Ok(b),
                 None => read_image(case).map(|(mime, bytes)| self.request_body(mime, &bytes)),
@@ -410,7 +418,7 @@ impl OpenaiBackend {
                             reason,
                             attempts: 0,
                         }),
-                        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                        latency_ms: (clock() - started) * 1000.0,
                     });
                     q.finish(si, None, !ok);
                     continue;
@@ -445,7 +453,7 @@ impl OpenaiBackend {
                     let ok = deliver(Delivery {
                         index: job.index,
                         result,
-                        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                        latency_ms: (clock() - started) * 1000.0,
                     });
                     q.finish(si, server_ok, !ok);
                 }
@@ -704,7 +712,8 @@ impl Backend for OpenaiBackend {
     ) -> Vec<std::result::Result<Prediction, CaseError>> {
         let results: Mutex<Vec<Option<std::result::Result<Prediction, CaseError>>>> =
             Mutex::new(vec![None; cases.len()]);
-        self.run_queue(cases, &|d: Delivery| {
+        // No latency is returned here, so no clock is needed.
+        self.run_queue(cases, &|| 0.0, &|d: Delivery| {
             if let Ok(mut r) = results.lock() {
                 r[d.index] = Some(d.result);
             }
@@ -725,8 +734,13 @@ impl Backend for OpenaiBackend {
             .collect()
     }
 
-    fn predict_stream(&self, cases: &[CaseInput], deliver: &Deliver<'_>) -> Result<()> {
-        self.run_queue(cases, deliver);
+    fn predict_stream(
+        &self,
+        cases: &[CaseInput],
+        clock: &Clock<'_>,
+        deliver: &Deliver<'_>,
+    ) -> Result<()> {
+        self.run_queue(cases, clock, deliver);
         Ok(())
     }
 }
@@ -736,8 +750,8 @@ impl Backend for OpenaiBackend {
 struct Job {
     index: usize,
     attempts: u32,
-    /// When the first attempt started (latency runs from here).
-    started: Option<Instant>,
+    /// When the first attempt started, on the run's clock (latency runs from here).
+    started: Option<f64>,
     /// The request body, kept for retries.
     body: Option<Vec<u8>>,
 }
