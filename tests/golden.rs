@@ -48,6 +48,8 @@ fn spec(dir: &Path) -> GoldenSetSpec {
         case_id_column: "case_id".into(),
         label_column: "finding".into(),
         image_column: "image".into(),
+        frames: Default::default(),
+        voi: Default::default(),
     }
 }
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::load::{LoadedProtocol, nearest};
-use super::types::{Comparator, FORMAT_VERSION, Goal, IntervalMethod, ModelSpec, Scope};
+use super::types::{Comparator, FORMAT_VERSION, Goal, IntervalMethod, Metric, ModelSpec, Scope};
 use crate::diag::Diagnostic;
 
 type Pos = Option<(usize, usize)>;
@@ -518,7 +518,29 @@ fn check_statistics(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
             .protocol
             .acceptance
             .iter()
-            .any(|c| c.metric.gap_of().is_some());
+            .any(|c| c.metric.is_calibration());
+    if uses_bootstrap && (200..super::types::MIN_USABLE_RESAMPLES).contains(&s.bootstrap_resamples)
+    {
+        let at = ss
+            .and_then(|x| x.bootstrap_resamples.as_ref())
+            .and_then(pos);
+        c.warn(
+            at,
+            format!(
+                "bootstrap_resamples {} is below the floor of {} usable resamples: criteria on bootstrap intervals will be NOT EVALUABLE",
+                s.bootstrap_resamples,
+                super::types::MIN_USABLE_RESAMPLES
+            ),
+        );
+    }
+    if let Some(pi) = s.intended_use_prevalence {
+        if !(pi > 0.0 && pi < 1.0) {
+            c.error(
+                None,
+                format!("intended_use_prevalence {pi} must be strictly between 0 and 1"),
+            );
+        }
+    }
     if uses_bootstrap && s.bootstrap_resamples < 200 {
         let at = ss
             .and_then(|x| x.bootstrap_resamples.as_ref())
@@ -602,7 +624,7 @@ fn check_criteria(
                 hint(d, "split it into two criteria");
             }
             (Some(v), None) | (None, Some(v)) => {
-                if !(0.0..=1.0).contains(&v) || !v.is_finite() {
+                if !v.is_finite() || (!cr.metric.is_calibration() && !(0.0..=1.0).contains(&v)) {
                     let d = c.error(
                         at_bound,
                         format!("criterion `{}` goal {v} is outside [0, 1]", cr.id),
@@ -650,6 +672,36 @@ fn check_criteria(
                 at_scope,
                 format!(
                     "criterion `{}` needs subgroups, but `subgroups.attributes` is empty",
+                    cr.id
+                ),
+            );
+        }
+        if cr.metric.is_calibration() && !is_overall {
+            c.error(
+                at_scope,
+                format!(
+                    "criterion `{}`: calibration metrics are computed for the whole set only; use `scope: overall`",
+                    cr.id
+                ),
+            );
+        }
+        if matches!(cr.metric, Metric::PpvAtPrevalence | Metric::NpvAtPrevalence)
+            && lp.protocol.statistics.intended_use_prevalence.is_none()
+        {
+            c.error(
+                at_metric,
+                format!(
+                    "criterion `{}` gates `{}` but `statistics.intended_use_prevalence` is not set",
+                    cr.id,
+                    cr.metric.as_str()
+                ),
+            );
+        }
+        if !cr.exclude_levels.is_empty() && cr.metric.gap_of().is_none() {
+            c.error(
+                at_id,
+                format!(
+                    "criterion `{}`: `exclude_levels` applies to gap criteria only",
                     cr.id
                 ),
             );

@@ -14,6 +14,11 @@ use serde::{Deserialize, Serialize};
 /// Current protocol format version.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Fewest usable resamples a bootstrap interval may rest on for a criterion on it to be
+/// evaluable: 1000, the number Efron & Tibshirani (1993, An Introduction to the Bootstrap,
+/// ch. 13) and Davison & Hinkley (1997, ch. 5) ask for percentile intervals at 95%.
+pub const MIN_USABLE_RESAMPLES: u32 = 1000;
+
 /// A validation protocol (the pre-specified statistical analysis plan).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -302,6 +307,42 @@ pub struct GoldenSetSpec {
     /// Column with the image path, relative to the set.
     #[serde(default = "default_image")]
     pub image_column: String,
+    /// Which frame of a multi-frame DICOM image the model sees (default `refuse`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub frames: FramePolicy,
+    /// Which VOI transformation renders a grayscale DICOM image (default `window`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub voi: VoiPolicy,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// Which frame of a multi-frame DICOM image the model sees (`golden_set.frames`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FramePolicy {
+    /// Multi-frame images are not evaluated, with a reason naming the frame count.
+    #[default]
+    Refuse,
+    /// The first frame.
+    First,
+    /// Frame `n / 2` (0-based) of `n`.
+    Middle,
+}
+
+/// Which VOI transformation renders a grayscale DICOM image (`golden_set.voi`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VoiPolicy {
+    /// The file's first window (Window Center/Width), else min-max over the frame.
+    #[default]
+    Window,
+    /// The file's first VOI LUT Sequence item, else its first window, else min-max.
+    Lut,
+    /// Min-max over the frame, ignoring the file's VOI attributes.
+    Minmax,
 }
 
 fn default_lock() -> PathBuf {
@@ -340,7 +381,8 @@ pub enum IntervalMethod {
     ClopperPearson,
     /// Jeffreys equal-tailed Bayesian interval.
     Jeffreys,
-    /// Stratified percentile bootstrap (also used for AUROC).
+    /// Stratified percentile bootstrap for AUROC; proportions then get Clopper-Pearson
+    /// intervals (a percentile bootstrap undercovers a proportion near 0 or 1).
     Bootstrap,
 }
 
@@ -391,16 +433,47 @@ pub struct StatisticsSpec {
     /// Seed of the bootstrap RNG (ChaCha8).
     #[serde(default = "default_seed")]
     pub bootstrap_seed: u64,
-    /// Multiplicity adjustment for subgroup gap tests.
+    /// Multiplicity adjustment of the homogeneity p-values of the subgroup gaps the
+    /// acceptance criteria name (the family); other gaps' p-values are informational.
     #[serde(default)]
     pub multiplicity: Multiplicity,
-    /// Subgroup levels with fewer cases are flagged, and criteria on them are not evaluable.
+    /// Minimum denominator of a metric (positives for sensitivity and AUROC's smaller class,
+    /// negatives for specificity, predicted positives for PPV...), overall and per subgroup
+    /// level: criteria on a smaller denominator are not evaluable, and such levels make gap
+    /// criteria not evaluable unless the criterion excludes them by name.
     #[serde(default = "default_min_subgroup")]
     pub min_subgroup_size: usize,
     /// Largest tolerated fraction of cases not evaluated (infrastructure failures) before the run
     /// is an infrastructure failure (exit 3).
     #[serde(default)]
     pub max_not_evaluated_fraction: f64,
+    /// Which analysis the gate uses when some cases were not evaluated: `primary` (they are
+    /// left out, and the all-wrong / all-right bounds are reported beside it) or `worst_case`
+    /// (the gate uses the analysis with every not-evaluated case counted as wrong).
+    #[serde(default, skip_serializing_if = "NotEvaluatedGate::is_primary")]
+    pub not_evaluated_gate: NotEvaluatedGate,
+    /// Prevalence of the condition in the intended-use population. When set, PPV and NPV are
+    /// also reported adjusted to it (`ppv_at_prevalence`, `npv_at_prevalence`), and a criterion
+    /// on the set's own PPV/NPV warns when the set's prevalence differs from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intended_use_prevalence: Option<f64>,
+}
+
+/// The analysis that gates when cases were not evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NotEvaluatedGate {
+    /// Not-evaluated cases are left out of the gated analysis.
+    #[default]
+    Primary,
+    /// The gate uses the analysis with every not-evaluated case counted against the truth.
+    WorstCase,
+}
+
+impl NotEvaluatedGate {
+    fn is_primary(&self) -> bool {
+        *self == NotEvaluatedGate::Primary
+    }
 }
 
 impl Default for StatisticsSpec {
@@ -413,6 +486,8 @@ impl Default for StatisticsSpec {
             multiplicity: Multiplicity::default(),
             min_subgroup_size: default_min_subgroup(),
             max_not_evaluated_fraction: 0.0,
+            not_evaluated_gate: NotEvaluatedGate::Primary,
+            intended_use_prevalence: None,
         }
     }
 }
@@ -457,11 +532,25 @@ pub enum Metric {
     SpecificityGap,
     /// Largest AUROC difference between two levels of an attribute.
     AurocGap,
+    /// PPV adjusted to `statistics.intended_use_prevalence`.
+    PpvAtPrevalence,
+    /// NPV adjusted to `statistics.intended_use_prevalence`.
+    NpvAtPrevalence,
+    /// Expected calibration error (10 equal-width bins, weighted by bin size); scores must be
+    /// probabilities.
+    Ece,
+    /// Calibration intercept (calibration-in-the-large, logistic recalibration with the
+    /// logit of the score as offset); ideal 0.
+    CalibrationIntercept,
+    /// Calibration slope (logistic regression of the label on the logit of the score); ideal 1.
+    CalibrationSlope,
+    /// Spiegelhalter's z statistic; ideal 0.
+    SpiegelhalterZ,
 }
 
 impl Metric {
     /// Every metric, for "did you mean" suggestions and documentation.
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 16] = [
         Metric::Sensitivity,
         Metric::Specificity,
         Metric::Ppv,
@@ -472,6 +561,12 @@ impl Metric {
         Metric::SensitivityGap,
         Metric::SpecificityGap,
         Metric::AurocGap,
+        Metric::PpvAtPrevalence,
+        Metric::NpvAtPrevalence,
+        Metric::Ece,
+        Metric::CalibrationIntercept,
+        Metric::CalibrationSlope,
+        Metric::SpiegelhalterZ,
     ];
 
     /// The name as written in protocols and JSON.
@@ -487,6 +582,12 @@ impl Metric {
             Metric::SensitivityGap => "sensitivity_gap",
             Metric::SpecificityGap => "specificity_gap",
             Metric::AurocGap => "auroc_gap",
+            Metric::PpvAtPrevalence => "ppv_at_prevalence",
+            Metric::NpvAtPrevalence => "npv_at_prevalence",
+            Metric::Ece => "ece",
+            Metric::CalibrationIntercept => "calibration_intercept",
+            Metric::CalibrationSlope => "calibration_slope",
+            Metric::SpiegelhalterZ => "spiegelhalter_z",
         }
     }
 
@@ -498,6 +599,18 @@ impl Metric {
             Metric::AurocGap => Some(Metric::Auroc),
             _ => None,
         }
+    }
+
+    /// Whether the metric is a calibration metric (computed for the whole set only, goals not
+    /// restricted to `[0, 1]`).
+    pub fn is_calibration(self) -> bool {
+        matches!(
+            self,
+            Metric::Ece
+                | Metric::CalibrationIntercept
+                | Metric::CalibrationSlope
+                | Metric::SpiegelhalterZ
+        )
     }
 
     /// Parses the protocol/JSON spelling (`sensitivity`, `auroc_gap`, ...).
@@ -518,6 +631,13 @@ impl Metric {
             Metric::SensitivityGap => "Sensitivity gap",
             Metric::SpecificityGap => "Specificity gap",
             Metric::AurocGap => "AUROC gap",
+            // Printed as written in the protocol.
+            m @ (Metric::PpvAtPrevalence
+            | Metric::NpvAtPrevalence
+            | Metric::Ece
+            | Metric::CalibrationIntercept
+            | Metric::CalibrationSlope
+            | Metric::SpiegelhalterZ) => m.as_str(),
         }
     }
 }
@@ -742,6 +862,10 @@ pub struct Criterion {
     /// Free-text rationale (why this goal), shown in the report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rationale: Option<String>,
+    /// Gap criteria: subgroup levels the protocol excludes from the gap by name (a level
+    /// below the minimum size that is not listed here makes the criterion not evaluable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_levels: Vec<String>,
 }
 
 fn default_scope() -> Scope {

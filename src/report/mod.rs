@@ -420,6 +420,7 @@ mod tests {
             f1: None,
             kappa: None,
             prevalence: None,
+            ..Default::default()
         };
         ev.statistics.n = 0;
         ev.statistics.positives = 0;

@@ -71,6 +71,14 @@ pub struct Evidence {
     pub statistics: StatsReport,
     /// Sensitivity analyses: equivocal counted as positive, and as negative.
     pub equivocal_analyses: Vec<EquivocalAnalysis>,
+    /// Bounds for cases not evaluated: all counted against the truth (`as_wrong`) and all
+    /// with it (`as_right`); empty when every case was evaluated.
+    #[serde(default)]
+    pub not_evaluated_analyses: Vec<EquivocalAnalysis>,
+    /// The analysis the criteria were judged on: `primary`, or `not_evaluated_as_wrong` when
+    /// the protocol's `not_evaluated_gate` is `worst_case` and cases were not evaluated.
+    #[serde(default = "default_gated_on")]
+    pub gated_on: String,
     /// ROC and calibration curves for the report's plots.
     pub curves: Curves,
     /// Every acceptance criterion with its verdict.
@@ -84,6 +92,10 @@ pub struct Evidence {
     /// SHA-256 of the canonical JSON of the results content (accountability, statistics,
     /// equivocal analyses, criteria, verdict): no clock, no host, no paths.
     pub results_sha256: String,
+}
+
+fn default_gated_on() -> String {
+    "primary".into()
 }
 
 /// A file identified by path and content hash.
@@ -193,6 +205,10 @@ pub enum EquivocalAs {
     AsPositive,
     /// Every equivocal answer counted as negative.
     AsNegative,
+    /// Sensitivity analysis: every case not evaluated counted as wrong.
+    NotEvaluatedAsWrong,
+    /// Sensitivity analysis: every case not evaluated counted as right.
+    NotEvaluatedAsRight,
 }
 
 impl EquivocalAs {
@@ -201,6 +217,8 @@ impl EquivocalAs {
         match self {
             EquivocalAs::AsPositive => "as_positive",
             EquivocalAs::AsNegative => "as_negative",
+            EquivocalAs::NotEvaluatedAsWrong => "not_evaluated_as_wrong",
+            EquivocalAs::NotEvaluatedAsRight => "not_evaluated_as_right",
         }
     }
 }
@@ -297,6 +315,13 @@ pub struct CriterionResult {
     pub verdict: Verdict,
     /// Rationale from the protocol.
     pub rationale: Option<String>,
+    /// The statistical method that produced the tested values (interval method; for gaps the
+    /// simultaneous bound and the number of pairs).
+    #[serde(default)]
+    pub method: String,
+    /// Warnings about the criterion (e.g. PPV gated at the set's own prevalence).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl CriterionResult {
@@ -351,6 +376,25 @@ pub struct Observation {
     pub verdict: Verdict,
     /// Why not evaluable, if so.
     pub note: Option<String>,
+    /// Interval method of the tested value (`wilson`, `clopper-pearson`, `delong`,
+    /// `bootstrap`, `bonferroni-newcombe`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The metric's denominator at this unit (minimum sizes apply to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denominator: Option<u64>,
+    /// Gap criteria: the pair of levels whose interval gave the tested bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<[String; 2]>,
+    /// Bootstrap intervals: resamples asked for and usable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resamples: Option<[u32; 2]>,
+    /// Gap criteria: homogeneity p-value across the levels (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// Gap criteria: p-value adjusted over the family of gaps the protocol's criteria name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_adjusted: Option<f64>,
 }
 
 /// Requirement -> criteria -> result, and risk control -> criteria -> result.

@@ -118,7 +118,8 @@ pub fn run_id(
     )
 }
 
-/// Warnings the results themselves raise: subgroup levels below the protocol's minimum
+/// Warnings the results themselves raise: the criteria's own (e.g. PPV gated at the set's
+/// prevalence), subgroup levels below the protocol's minimum
 /// size, test-set reuse beyond the protocol's limit (`model_versions` distinct model
 /// versions on this set, counting this run), and an infrastructure failure.
 pub fn result_warnings(
@@ -127,6 +128,9 @@ pub fn result_warnings(
     model_versions: usize,
 ) -> Vec<String> {
     let mut warnings = Vec::new();
+    for c in &a.criteria {
+        warnings.extend(c.warnings.iter().cloned());
+    }
     for s in &a.statistics.subgroups {
         if s.small {
             warnings.push(format!(
@@ -225,6 +229,8 @@ pub fn assemble_evidence(parts: EvidenceParts<'_>) -> crate::error::Result<Evide
         accountability: a.accountability.clone(),
         statistics: a.statistics.clone(),
         equivocal_analyses: a.equivocal_analyses.clone(),
+        not_evaluated_analyses: a.not_evaluated_analyses.clone(),
+        gated_on: a.gated_on.clone(),
         curves: a.curves.clone(),
         criteria: a.criteria.clone(),
         traceability: parts.traceability,

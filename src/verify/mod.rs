@@ -326,6 +326,12 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
                 to_value(&a.equivocal_analyses)?,
                 &mut d,
             );
+            cmp(
+                "not_evaluated_analyses",
+                to_value(&a.not_evaluated_analyses)?,
+                &mut d,
+            );
+            cmp("gated_on", Value::String(a.gated_on.clone()), &mut d);
             cmp("curves", to_value(&a.curves)?, &mut d);
             cmp("criteria", to_value(&a.criteria)?, &mut d);
             cmp("verdict", to_value(&a.verdict)?, &mut d);
@@ -1041,6 +1047,8 @@ mod tests {
                 observations: Vec::new(),
                 verdict: v,
                 rationale: None,
+                method: "wilson".into(),
+                warnings: Vec::new(),
             };
         let criteria = vec![
             crit("AC-1", "SRS-1", Some("RC-1"), Verdict::Pass),
