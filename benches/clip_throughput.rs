@@ -23,7 +23,7 @@ use candle_core::Tensor;
 use medgate::demo::render_case;
 use medgate::golden::image::LoadedImage;
 use medgate::model::clip::ClipBackend;
-use medgate::protocol::{CandleClipSpec, Prompts};
+use medgate::protocol::CandleClipSpec;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -45,13 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         batch_size: batch,
         precision: "f32".into(),
     };
-    let prompts = Prompts {
-        positive: vec![
-            "a chest radiograph with a lung nodule".into(),
-            "a chest radiograph with a pneumothorax".into(),
-        ],
-        negative: vec!["a normal chest radiograph".into()],
-    };
+    let prompts = medgate::demo::prompts();
     let backend = ClipBackend::load(&spec, &prompts, Path::new("/"))?;
     let images: Vec<LoadedImage> = (0..n as u64)
         .map(|i| {

@@ -34,7 +34,8 @@ use medgate::model::clip_ckpt;
 use medgate::model::openai::OpenaiBackend;
 use medgate::model::{Backend, CaseInput};
 use medgate::protocol::{CandleClipSpec, OpenaiSpec, Prompts, TaskSpec};
-use medgate::serve::{ClipScorer, MeanIntensityScorer, Scorer, ServeConfig, Server};
+use medgate::serve::{ClipScorer, Scorer, ServeConfig, Server};
+use medgate::testing::scorer::MeanIntensityScorer;
 use rand::{Rng, SeedableRng};
 
 fn env_usize(k: &str, d: usize) -> usize {
@@ -83,8 +84,13 @@ fn main() {
             } else {
                 let ckpt = dir.path().join("bench-clip");
                 let texts = ["a scan with a finding", "a normal scan"];
-                clip_ckpt::write_random_checkpoint(&ckpt, &clip_ckpt::ClipArch::demo(0), texts, 1)
-                    .expect("checkpoint");
+                medgate::testing::checkpoint::write_random_checkpoint(
+                    &ckpt,
+                    &clip_ckpt::ClipArch::demo(0),
+                    texts,
+                    1,
+                )
+                .expect("checkpoint");
                 let spec = CandleClipSpec {
                     path: ckpt,
                     sha256: None,

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use medgate::golden::image::load_image;
 use medgate::model::clip::ClipBackend;
-use medgate::protocol::{CandleClipSpec, Prompts};
+use medgate::protocol::CandleClipSpec;
 
 fn auroc(scores: &[f64], labels: &[bool]) -> f64 {
     let np = labels.iter().filter(|&&l| l).count() as f64;
@@ -46,13 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         batch_size: 64,
         precision: "f32".into(),
     };
-    let prompts = Prompts {
-        positive: vec![
-            "a chest radiograph with a lung nodule".into(),
-            "a chest radiograph with a pneumothorax".into(),
-        ],
-        negative: vec!["a normal chest radiograph".into()],
-    };
+    let prompts = medgate::demo::prompts();
     let backend = ClipBackend::load(&spec, &prompts, std::path::Path::new("."))?;
     eprintln!("sha256 {}", backend.sha256());
     let text = std::fs::read_to_string(set.join("manifest.csv"))?;

@@ -36,9 +36,9 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 /// The prompts of the demo protocol (also used as training templates).
-const POS_NODULE: &str = "a chest radiograph with a lung nodule";
-const POS_PTX: &str = "a chest radiograph with a pneumothorax";
-const NEG: &str = "a normal chest radiograph";
+const POS_NODULE: &str = medgate::demo::PROMPTS_POSITIVE[0];
+const POS_PTX: &str = medgate::demo::PROMPTS_POSITIVE[1];
+const NEG: &str = medgate::demo::PROMPT_NEGATIVE;
 const TEMPLATES: [&str; 3] = [NEG, POS_NODULE, POS_PTX];
 
 #[derive(Debug, Parser)]
@@ -257,7 +257,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| s.caption.as_str())
         .chain([POS_NODULE, POS_PTX, NEG])
         .collect();
-    let vocab = clip_ckpt::build_vocab(texts);
+    let vocab = medgate::testing::checkpoint::build_vocab(texts);
     let mut arch = ClipArch::demo(vocab.len());
     arch.vision.patch_size = args.patch;
     arch.validate()?;
@@ -287,17 +287,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pre.mean[0],
         pre.std[0]
     );
-    let tokenizer: tokenizers::Tokenizer = clip_ckpt::word_level_tokenizer_json(&vocab)
-        .to_string()
-        .parse()
-        .map_err(|e| format!("tokenizer: {e}"))?;
+    let tokenizer: tokenizers::Tokenizer =
+        medgate::testing::checkpoint::word_level_tokenizer_json(&vocab)
+            .to_string()
+            .parse()
+            .map_err(|e| format!("tokenizer: {e}"))?;
     let mut tok = Tok {
         tokenizer,
         cache: HashMap::new(),
         max: arch.text.max_position_embeddings,
     };
 
-    let (mut vm, model) = clip_ckpt::seeded_varmap(&arch, args.init_seed, &dev)?;
+    let (mut vm, model) = medgate::testing::checkpoint::seeded_varmap(&arch, args.init_seed, &dev)?;
     if let Some(dir) = &args.init_from {
         vm.load(dir.join(clip_ckpt::WEIGHTS_FILE))?;
         eprintln!("continuing from {}", dir.display());
@@ -408,7 +409,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
             loss_acc = 0.0;
             if let Some(dir) = &args.snapshots {
-                clip_ckpt::write_checkpoint(
+                medgate::testing::checkpoint::write_checkpoint(
                     &dir.join(format!("step-{step}")),
                     &arch,
                     &vm,
@@ -418,7 +419,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    clip_ckpt::write_checkpoint(&args.out, &arch, &vm, &vocab, &pre)?;
+    medgate::testing::checkpoint::write_checkpoint(&args.out, &arch, &vm, &vocab, &pre)?;
     eprintln!(
         "wrote {} ({} steps, {:.0}s training, {:.0}s total)",
         args.out.display(),

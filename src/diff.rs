@@ -161,8 +161,8 @@ pub fn diff_bundles(a_dir: &Path, b_dir: &Path) -> Result<BundleDiff> {
         ),
         field(
             "model.backend",
-            ea.model.backend.clone(),
-            eb.model.backend.clone(),
+            ea.model.backend.to_string(),
+            eb.model.backend.to_string(),
         ),
         field("model.name", ea.model.name.clone(), eb.model.name.clone()),
         field("model.sha256", opt(&ea.model.sha256), opt(&eb.model.sha256)),

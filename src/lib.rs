@@ -7,14 +7,17 @@
 //!
 //! | stage | entry | produces |
 //! |---|---|---|
-//! | [`protocol`] | [`protocol::load`], [`protocol::check()`] | [`protocol::Protocol`]: the pre-specified analysis plan, every problem located |
+//! | [`protocol`] | [`protocol::load`], [`protocol::check()`] | [`protocol::LoadedProtocol`] (the pre-specified analysis plan, with its source bytes and their hash) and every problem located as a [`diag::Diagnostic`] |
 //! | [`golden`] | [`golden::GoldenSet::open`] (verifies every byte against `LOCK`) | [`golden::GoldenSet`]: cases, labels, subgroup attributes |
-//! | [`model`] | the [`model::Backend`] trait (`candle-clip`, `openai`, `replay`) | [`model::Prediction`] per case, or a [`model::CaseError`] |
-//! | [`harness`] | [`harness::run_cases`] (journaled, resumable) | [`harness::CaseResult`] per case |
+//! | [`model`] | [`model::build_backend`] -> the [`model::Backend`] trait (`candle-clip`, `openai`, `replay`) | [`model::Delivery`] per case: a [`model::Prediction`] or a [`model::CaseError`] |
+//! | [`harness`] | [`harness::run_cases`] (streaming, journaled, resumable; [`harness::HarnessEvent`]s to sinks) | [`harness::HarnessOutput`]: a [`harness::CaseResult`] ([`harness::CaseOutcome`]) per case |
 //! | [`stats`] | [`stats::analyze`]: pure computation, no I/O | [`stats::StatsReport`] |
-//! | [`trace`] | [`trace::analysis::analyze`], [`trace::build_traceability`] | [`trace::Evidence`]: criteria verdicts, traceability, provenance |
-//! | [`report`] | [`report::render_bundle`] | `report.pdf`, `report.typ`, `report.html`, `report.md`, `junit.xml` |
-//! | [`verify`] | reads a bundle only | a list of discrepancies by JSON path, signature checks |
+//! | [`trace`] | [`trace::analysis::analyze`], [`trace::build_traceability`], [`trace::assemble_evidence`], [`trace::bundle::write_records`] | [`trace::analysis::Analysis`] (criteria verdicts, `results_sha256`), [`trace::Evidence`]; `evidence.json`, `protocol.yaml`, `cases.parquet`, `SHA256SUMS` |
+//! | [`report`] | [`report::render_bundle`], [`report::junit::write`] | `report.pdf`, `report.typ`, `report.html`, `report.md`; `junit.xml` |
+//! | [`verify`] | [`verify::verify_bundle`] (reads a bundle only) | [`verify::VerifyReport`]: discrepancies by JSON path, signature checks |
+//!
+//! Consumers beside the stages: [`serve`] (hosts a model behind the OpenAI API), [`demo`]
+//! (the synthetic demo set), [`selftest`]; test support lives in `testing` (hidden).
 //!
 //! [`monitor`] is a consumer beside the stages: `medgate monitor` checks production logs
 //! against a verified release bundle (drift, performance, CUSUM/EWMA charts, alarms traced to
@@ -45,6 +48,8 @@ pub mod selftest;
 pub mod serve;
 pub mod stats;
 pub mod table;
+#[doc(hidden)]
+pub mod testing;
 pub mod trace;
 pub mod verify;
 pub mod world;

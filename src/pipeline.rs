@@ -16,6 +16,8 @@ pub struct CheckReport {
     pub protocol: Option<LoadedProtocol>,
     /// Every problem found (errors and warnings).
     pub diagnostics: Vec<Diagnostic>,
+    /// The requirements and risks files, read and parsed once.
+    pub trace: TraceInputs,
 }
 
 impl CheckReport {
@@ -32,8 +34,42 @@ fn diags_of(e: Error, file: &str) -> Vec<Diagnostic> {
     }
 }
 
+/// The requirements and risks files as read once by [`check_protocol`]: parsed, with the
+/// identity (path, SHA-256 of exactly the bytes parsed, git blob) the evidence records.
+#[derive(Debug, Clone, Default)]
+pub struct TraceInputs {
+    /// The requirements file, when the protocol names one and it parsed.
+    pub requirements: Option<(inputs::RequirementsFile, crate::trace::FileIdentity)>,
+    /// The risks file, likewise.
+    pub risks: Option<(inputs::RisksFile, crate::trace::FileIdentity)>,
+}
+
+impl TraceInputs {
+    /// The identities, requirements first.
+    pub fn identities(&self) -> Vec<crate::trace::FileIdentity> {
+        let r = self.requirements.as_ref().map(|r| r.1.clone());
+        let k = self.risks.as_ref().map(|r| r.1.clone());
+        r.into_iter().chain(k).collect()
+    }
+}
+
+fn read_trace_file<T>(
+    path: &Path,
+    parse: impl Fn(&Path, &str) -> Result<T>,
+) -> Result<(T, crate::trace::FileIdentity)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let text = String::from_utf8(bytes.clone())
+        .map_err(|_| Error::input(format!("{}: not UTF-8 text", path.display())))?;
+    let value = parse(path, &text)?;
+    Ok((
+        value,
+        crate::trace::provenance::identity_of_bytes(path, &bytes),
+    ))
+}
+
 /// Loads a protocol and runs every check: structure, semantics, manifest columns, and the
-/// links to requirements and risk controls.
+/// links to requirements and risk controls. Each file is read once; the parsed
+/// requirements and risks come back in [`CheckReport::trace`].
 pub fn check_protocol(path: &Path) -> CheckReport {
     let file = path.display().to_string();
     let lp = match protocol::load(path) {
@@ -42,11 +78,13 @@ pub fn check_protocol(path: &Path) -> CheckReport {
             return CheckReport {
                 protocol: None,
                 diagnostics: diags_of(e, &file),
+                trace: TraceInputs::default(),
             };
         }
     };
     let mut diagnostics = Vec::new();
     let mut facts = ExternalFacts::default();
+    let mut trace = TraceInputs::default();
     let g = &lp.protocol.golden_set;
     let manifest = lp.resolve(&g.path).join(&g.manifest);
     if manifest.is_file() {
@@ -62,9 +100,11 @@ pub fn check_protocol(path: &Path) -> CheckReport {
     if let Some(t) = &lp.protocol.traceability {
         let req = lp.resolve(&t.requirements);
         if req.is_file() {
-            match inputs::load_requirements(&req) {
+            match read_trace_file(&req, inputs::parse_requirements) {
                 Ok(r) => {
-                    facts.requirement_ids = Some(r.requirements.into_iter().map(|r| r.id).collect())
+                    facts.requirement_ids =
+                        Some(r.0.requirements.iter().map(|r| r.id.clone()).collect());
+                    trace.requirements = Some(r);
                 }
                 Err(e) => diagnostics.extend(diags_of(e, &req.display().to_string())),
             }
@@ -72,10 +112,11 @@ pub fn check_protocol(path: &Path) -> CheckReport {
         if let Some(risks) = &t.risks {
             let rp = lp.resolve(risks);
             if rp.is_file() {
-                match inputs::load_risks(&rp) {
+                match read_trace_file(&rp, inputs::parse_risks) {
                     Ok(r) => {
                         facts.risk_control_ids =
-                            Some(r.risk_controls.into_iter().map(|r| r.id).collect())
+                            Some(r.0.risk_controls.iter().map(|r| r.id.clone()).collect());
+                        trace.risks = Some(r);
                     }
                     Err(e) => diagnostics.extend(diags_of(e, &rp.display().to_string())),
                 }
@@ -86,6 +127,7 @@ pub fn check_protocol(path: &Path) -> CheckReport {
     CheckReport {
         protocol: Some(lp),
         diagnostics,
+        trace,
     }
 }
 
@@ -93,19 +135,14 @@ pub fn check_protocol(path: &Path) -> CheckReport {
 // `medgate run`
 // ---------------------------------------------------------------------------------------
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::error::Result;
 use crate::exit::Outcome;
 use crate::golden::GoldenSet;
-use crate::harness::{self, HarnessOptions, JournalHeader};
-use crate::model::{Backend, CaseInput};
-use crate::protocol::ReportFormat;
-use crate::trace::analysis::{self, CaseRow};
-use crate::trace::{
-    self, Evidence, GoldenSetIdentity, ModelIdentity, Provenance, comparison, ledger,
-};
+use crate::harness::{self, HarnessOptions};
+use crate::trace::analysis;
+use crate::trace::{self, Evidence, comparison, ledger};
 use crate::world::World;
 
 /// Options of `medgate run`.
@@ -125,6 +162,10 @@ pub struct RunOptions {
     pub typst_bin: Option<PathBuf>,
     /// Rerun into a signed bundle: its signatures are moved aside (with a warning).
     pub force: bool,
+    /// Write the harness events to this file as JSON lines (`--events`).
+    pub events: Option<PathBuf>,
+    /// `--resume`: refuse to start unless the output directory holds a journal.
+    pub resume: bool,
 }
 
 /// What `medgate run` produced.
@@ -146,19 +187,11 @@ pub struct RunSummary {
     pub infrastructure_failure: Option<String>,
 }
 
-fn build_backend(
-    lp: &LoadedProtocol,
-    set: &GoldenSet,
-    world: &dyn World,
-) -> Result<Box<dyn Backend>> {
-    let ids: Vec<String> = set.cases.iter().map(|c| c.case_id.clone()).collect();
-    crate::model::build_backend(&lp.protocol, &lp.dir, &ids, world)
-}
-
-/// Runs a protocol end to end and writes the evidence bundle.
+/// Runs a protocol end to end and writes the evidence bundle. Composition only: each step
+/// is one stage's entry point (the table in the crate docs).
 pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result<RunSummary> {
     let started = world.now();
-    // 1. Check the protocol, verify the golden set (every byte) and the model hash.
+    // protocol: load and check (the protocol, requirements and risks files read once).
     let check = check_protocol(protocol_path);
     if !check.is_valid() {
         return Err(Error::Invalid(check.diagnostics));
@@ -169,72 +202,30 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
         .filter(|d| !d.is_error())
         .map(|d| d.message.clone())
         .collect();
+    let trace_inputs = check.trace;
     let lp = check
         .protocol
         .ok_or_else(|| Error::Internal("valid check without a protocol".into()))?;
     let p = &lp.protocol;
+    // golden: every byte verified against the LOCK.
     let set = GoldenSet::open(&p.golden_set, &lp.dir, &p.subgroups.attributes)?;
-    // 1b. A release comparison's reference: verified and matched before anything is written.
+    // trace: a release comparison's reference, verified and matched before anything is written.
     let reference = match &p.comparison {
         Some(spec) => Some(load_verified_reference(&lp, spec, &set, world)?),
         None => None,
     };
-
-    // 2. Provenance, and the release gate on it.
+    // trace: configuration identification and the release gate.
     let git = trace::provenance::git_state(&lp.dir);
-    if opts.release {
-        match &git {
-            None => {
-                return Err(Error::input_hint(
-                    "release run refused: the protocol is not in a git repository",
-                    "commit the protocol, requirements and golden-set lock to version control",
-                ));
-            }
-            Some(g) if g.dirty => {
-                return Err(Error::input_hint(
-                    format!(
-                        "release run refused: the working tree is dirty ({})",
-                        g.dirty_files.join(", ")
-                    ),
-                    "commit or stash every change first; a release record must name an exact commit",
-                ));
-            }
-            _ => {}
-        }
-        if p.model.pinned_sha256().is_none() {
-            return Err(Error::input_hint(
-                "release run refused: the protocol does not pin the model's sha256",
-                "add `sha256:` under `model` (medgate prints the weights hash in every run's evidence)",
-            ));
-        }
-    }
-    if let Some(g) = &git {
-        if g.dirty {
-            warnings.push(format!(
-                "working tree is dirty ({} file(s)): not a release record",
-                g.dirty_files.len()
-            ));
-        }
-    }
-    let backend = build_backend(&lp, &set, world)?;
+    warnings.extend(trace::provenance::release_gate(
+        opts.release,
+        git.as_ref(),
+        p,
+    )?);
+    // model: the backend, its weights checked against the pin.
+    let ids: Vec<String> = set.cases.iter().map(|c| c.case_id.clone()).collect();
+    let backend = crate::model::build_backend(p, &lp.dir, &ids, world)?;
     let info = backend.info();
-    if let (Some(pinned), Some(actual)) = (p.model.pinned_sha256(), info.model_sha256.as_deref()) {
-        if pinned != actual {
-            return Err(Error::input_hint(
-                format!(
-                    "model hash mismatch: protocol pins {pinned}, the weights hash to {actual}"
-                ),
-                "the weights changed since the protocol was written: restore them, or re-approve the protocol with the new hash",
-            ));
-        }
-    }
-    let model_sha = info
-        .model_sha256
-        .clone()
-        .unwrap_or_else(|| "unpinned".into());
-    let settings = crate::hash::canonicalize(&info.settings);
-
-    // 3. Inference with the journal.
+    // harness: every case, journaled as it completes.
     let out_dir = opts
         .out
         .clone()
@@ -254,46 +245,23 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
             ));
         }
     }
+    if opts.resume {
+        harness::check_resumable(&out_dir)?;
+    }
     // One run per bundle, and only into an empty directory or a bundle of this protocol.
     let (_bundle_lock, out_warnings) =
-        crate::trace::bundle::open_out_dir(&out_dir, &p.protocol, opts.force)?;
+        trace::bundle::open_out_dir(&out_dir, &p.protocol, opts.force)?;
     warnings.extend(out_warnings);
-    let header = JournalHeader {
-        medgate_journal: harness::journal::JOURNAL_FORMAT,
-        protocol: p.protocol.clone(),
-        model_sha256: model_sha.clone(),
-        task_sha256: crate::hash::canonical_sha256(&p.task)?,
-        settings_sha256: crate::hash::canonical_sha256(&settings)?,
-    };
-    let inputs: Vec<CaseInput> = set
-        .cases
-        .iter()
-        .map(|c| CaseInput {
-            case_id: c.case_id.clone(),
-            image_path: set.dir.join(&c.image),
-            image_sha256: c.image_sha256.clone(),
-        })
-        .collect();
+    let header = harness::journal_header(p, &info)?;
     let hopts = HarnessOptions {
         progress: opts.progress,
         limit: opts.limit,
+        events: opts.events.clone(),
     };
+    let inputs = harness::case_inputs(&set);
     let out = harness::run_cases(backend.as_ref(), &inputs, &header, &out_dir, world, &hopts)?;
-
-    // 4. Statistics, criteria, evidence.
-    let rows: Vec<CaseRow> = set
-        .cases
-        .iter()
-        .zip(&out.results)
-        .map(|(c, r)| CaseRow {
-            case_id: c.case_id.clone(),
-            label: c.label,
-            status: r.status.clone(),
-            score: r.prediction.as_ref().map(|p| p.score),
-            error: r.error.clone(),
-            attributes: c.attributes.clone(),
-        })
-        .collect();
+    // stats and trace: analysis, criteria, traceability, warnings, evidence.
+    let rows = analysis::case_rows(&set, &out.results);
     let new_images: Vec<Option<String>> = set
         .cases
         .iter()
@@ -304,43 +272,16 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
         &rows,
         reference.as_ref().map(|(_, r)| (&new_images[..], r)),
     )?;
-    for c in &a.criteria {
-        warnings.extend(c.warnings.iter().cloned());
-    }
-    for s in &a.statistics.subgroups {
-        if s.small {
-            warnings.push(format!(
-                "subgroup {}={} has {} cases, below the minimum of {}: reported, not claimed",
-                s.attribute, s.value, s.n, p.statistics.min_subgroup_size
-            ));
-        }
-    }
-    let (reqs, risks) = load_trace_inputs(&lp)?;
-    let traceability = trace::build_traceability(&a.criteria, reqs.as_ref(), risks.as_ref());
-    let ledger_path = p
-        .ledger
-        .path
-        .as_ref()
-        .map(|l| lp.resolve(l))
-        .unwrap_or_else(|| set.dir.join(ledger::LEDGER_FILE));
+    let ledger_path = ledger::path_for(&p.ledger, &lp.dir, &set.dir);
     let prior = ledger::read(&ledger_path)?;
-    let versions = ledger::model_versions(&prior, &set.lock.root_hash, Some(&model_sha));
-    if versions > p.ledger.max_model_versions {
-        warnings.push(format!(
-            "test-set reuse: {versions} model versions have now been evaluated on this golden set (protocol limit {}); consider a fresh sequestered set",
-            p.ledger.max_model_versions
-        ));
-    }
-    if let Some(f) = &a.infrastructure_failure {
-        warnings.push(format!("infrastructure failure: {f}"));
-    }
-    let finished = world.now();
-    let run_id = format!(
-        "{}-{}-{}",
-        p.protocol,
-        started.format("%Y%m%dT%H%M%SZ"),
-        &a.results_sha256[..8]
+    let versions = ledger::model_versions(&prior, &set.lock.root_hash, Some(&header.model_sha256));
+    warnings.extend(trace::result_warnings(p, &a, versions));
+    let traceability = trace::build_traceability(
+        &a.criteria,
+        trace_inputs.requirements.as_ref().map(|r| &r.0),
+        trace_inputs.risks.as_ref().map(|r| &r.0),
     );
+    let finished = world.now();
     // The ledger entry is built now and recorded in the evidence (its anchor), then appended
     // once the bundle is written.
     let ledger_entry = ledger::prepare(
@@ -349,75 +290,42 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
             time: finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             user: world.user(),
             protocol: format!("{} v{}", p.protocol, p.version),
-            model_sha256: model_sha.clone(),
+            model_sha256: header.model_sha256.clone(),
             set_root: set.lock.root_hash.clone(),
-            run_id: run_id.clone(),
+            run_id: trace::run_id(&p.protocol, started, &a.results_sha256),
             verdict: a.verdict.label().into(),
         },
     )?;
-    let mut trace_files = Vec::new();
-    if let Some(t) = &p.traceability {
-        trace_files.push(trace::provenance::file_identity(
-            &lp.resolve(&t.requirements),
-        )?);
-        if let Some(r) = &t.risks {
-            trace_files.push(trace::provenance::file_identity(&lp.resolve(r))?);
-        }
-    }
-    let mut protocol_file = trace::provenance::file_identity(&lp.path)?;
-    protocol_file.sha256 = lp.sha256.clone();
-    let evidence = Evidence {
-        medgate_evidence: trace::EVIDENCE_FORMAT,
-        run_id: run_id.clone(),
-        protocol: p.clone(),
-        protocol_file,
-        provenance: Provenance {
-            git,
-            medgate_version: env!("CARGO_PKG_VERSION").into(),
-            medgate_commit: trace::provenance::BUILD_COMMIT.into(),
-            command: opts.command.clone(),
-            host: world.host(),
-            user: world.user(),
-            started_at: started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            finished_at: finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            trace_files,
-            release: opts.release,
-        },
-        golden_set: GoldenSetIdentity {
-            path: p.golden_set.path.display().to_string(),
-            root_hash: set.lock.root_hash.clone(),
-            lock_sha256: crate::hash::sha256_file(&set.dir.join(&p.golden_set.lock))?.0,
-            locked_at: set.lock.created.clone(),
-            cases: set.cases.len() as u64,
-        },
-        model: ModelIdentity {
-            backend: info.backend.clone(),
-            name: info.model_name.clone(),
-            sha256: info.model_sha256.clone(),
-            settings,
-        },
-        accountability: a.accountability.clone(),
-        statistics: a.statistics.clone(),
-        equivocal_analyses: a.equivocal_analyses.clone(),
-        not_evaluated_analyses: a.not_evaluated_analyses.clone(),
-        gated_on: a.gated_on.clone(),
-        curves: a.curves.clone(),
-        criteria: a.criteria.clone(),
+    let evidence = trace::assemble_evidence(trace::EvidenceParts {
+        protocol: &lp,
+        golden_set: &set,
+        model: &info,
+        analysis: &a,
         traceability,
+        trace_files: trace_inputs.identities(),
+        git,
         warnings,
-        comparison: a.comparison.clone(),
-        verdict: a.verdict,
-        results_sha256: a.results_sha256.clone(),
+        command: opts.command.clone(),
+        release: opts.release,
+        started,
+        finished,
+        host: world.host(),
+        user: world.user(),
         ledger_entry: Some(ledger::LedgerAnchor::of(&ledger_entry)),
+    })?;
+    // The bundle: the run's records, then the reports, the ledger entry, SHA256SUMS last.
+    trace::bundle::write_records(&out_dir, &lp, &set, &out.results, &evidence)?;
+    crate::report::junit::write(&evidence, &out_dir)?;
+    let ropts = crate::report::RenderOptions {
+        templates: p.report.templates.as_ref().map(|t| lp.resolve(t)),
+        typst_bin: opts.typst_bin.clone(),
     };
-
-    // 5. The bundle.
-    write_bundle(&out_dir, &lp, &set, &out.results, &evidence, opts)?;
+    crate::report::render_bundle(&evidence, &p.report.formats, &ropts, &out_dir)?;
     if let (Some((ref_dir, _)), Some(cmp)) = (&reference, &evidence.comparison) {
         write_comparison_files(&out_dir, ref_dir, cmp, &set, p)?;
     }
     ledger::commit(&ledger_path, &ledger_entry)?;
-    let files = crate::trace::bundle::write_sha256sums(&out_dir)?;
+    let files = trace::bundle::write_sha256sums(&out_dir)?;
     let outcome = if a.infrastructure_failure.is_some() {
         Outcome::Infrastructure
     } else if evidence.verdict == trace::Verdict::Pass {
@@ -434,85 +342,6 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
         outcome,
         infrastructure_failure: a.infrastructure_failure,
     })
-}
-
-type TraceInputs = (Option<inputs::RequirementsFile>, Option<inputs::RisksFile>);
-
-fn load_trace_inputs(lp: &LoadedProtocol) -> Result<TraceInputs> {
-    let Some(t) = &lp.protocol.traceability else {
-        return Ok((None, None));
-    };
-    let reqs = inputs::load_requirements(&lp.resolve(&t.requirements))?;
-    let risks = match &t.risks {
-        Some(r) => Some(inputs::load_risks(&lp.resolve(r))?),
-        None => None,
-    };
-    Ok((Some(reqs), risks))
-}
-
-fn write_bundle(
-    out_dir: &Path,
-    lp: &LoadedProtocol,
-    set: &GoldenSet,
-    results: &[harness::CaseResult],
-    evidence: &Evidence,
-    opts: &RunOptions,
-) -> Result<()> {
-    let p = &lp.protocol;
-    use crate::fsx::write_inside;
-    let mut json =
-        serde_json::to_string_pretty(evidence).map_err(|e| Error::Internal(e.to_string()))?;
-    json.push('\n');
-    write_inside(
-        out_dir,
-        Path::new(crate::trace::bundle::EVIDENCE_FILE),
-        json.as_bytes(),
-    )?;
-    write_inside(
-        out_dir,
-        Path::new(crate::trace::bundle::PROTOCOL_FILE),
-        lp.source.as_bytes(),
-    )?;
-    let mut attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for a in &p.subgroups.attributes {
-        attrs.insert(
-            a.clone(),
-            set.cases
-                .iter()
-                .map(|c| c.attributes.get(a).cloned().unwrap_or_default())
-                .collect(),
-        );
-    }
-    let labels: Vec<bool> = set.cases.iter().map(|c| c.label).collect();
-    let decode_opts = crate::golden::image::DecodeOptions::from_spec(&p.golden_set);
-    let decode: Vec<Option<String>> = {
-        use rayon::prelude::*;
-        set.cases
-            .par_iter()
-            .map(|c| crate::golden::image::decode_note(&set.dir.join(&c.image), &decode_opts))
-            .collect()
-    };
-    crate::trace::bundle::write_cases(
-        &out_dir.join(crate::trace::bundle::CASES_FILE),
-        results,
-        &labels,
-        &attrs,
-        p.task.threshold,
-        &decode,
-    )?;
-    let junit = crate::report::junit::render(evidence);
-    write_inside(
-        out_dir,
-        Path::new(crate::trace::bundle::JUNIT_FILE),
-        junit.as_bytes(),
-    )?;
-    let formats: Vec<ReportFormat> = p.report.formats.clone();
-    let ropts = crate::report::RenderOptions {
-        templates: p.report.templates.as_ref().map(|t| lp.resolve(t)),
-        typst_bin: opts.typst_bin.clone(),
-    };
-    crate::report::render_bundle(evidence, &formats, &ropts, out_dir)?;
-    Ok(())
 }
 
 /// Verifies the reference bundle with the verify stage, loads it, and refuses it unless it is

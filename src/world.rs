@@ -28,7 +28,9 @@ pub trait World: Send + Sync {
 }
 
 /// Machine facts recorded in evidence.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct HostInfo {
     /// Host name.
     pub hostname: String,

@@ -258,7 +258,7 @@ fn not_evaluated_bounds_and_worst_case_gate() {
     assert_eq!(a.gated_on, "primary");
     assert_eq!(a.criteria[0].verdict, Verdict::Pass);
     let wrong = &a.not_evaluated_analyses[0];
-    assert_eq!(wrong.equivocal_as, "not_evaluated_as_wrong");
+    assert_eq!(wrong.equivocal_as.as_str(), "not_evaluated_as_wrong");
     assert_eq!(
         (wrong.statistics.overall.tp, wrong.statistics.overall.fn_),
         (55, 5)

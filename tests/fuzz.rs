@@ -123,7 +123,7 @@ fn dicom(bytes: &[u8]) {
 /// The evidence corpus also gets a full, valid record to mutate.
 fn evidence_seeds() -> Vec<Vec<u8>> {
     let mut s = seeds("tests/fixtures/fuzz/evidence");
-    s.push(serde_json::to_vec(&medgate::report::sample::sample_evidence()).unwrap());
+    s.push(serde_json::to_vec(&medgate::testing::sample::sample_evidence()).unwrap());
     s
 }
 

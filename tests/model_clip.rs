@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::clip::ClipModel;
 use medgate::golden::image::LoadedImage;
 use medgate::model::clip::ClipBackend;
-use medgate::model::clip_ckpt::{self, ClipArch};
+use medgate::model::clip_ckpt::ClipArch;
 use medgate::model::{Answer, Backend, CaseInput, ScoreSource};
 use medgate::protocol::{CandleClipSpec, Prompts};
 
@@ -45,7 +45,13 @@ fn pattern(w: u32, h: u32, k: u32) -> LoadedImage {
 const TEXTS: [&str; 3] = ["a photo of a lesion", "a lesion", "a normal photo"];
 
 fn random_ckpt(dir: &Path, seed: u64) -> ClipArch {
-    clip_ckpt::write_random_checkpoint(dir, &clip_ckpt::tiny_test_arch(), TEXTS, seed).unwrap()
+    medgate::testing::checkpoint::write_random_checkpoint(
+        dir,
+        &medgate::testing::checkpoint::tiny_test_arch(),
+        TEXTS,
+        seed,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -200,7 +206,7 @@ fn pinned_sha256_is_checked() {
     let b = ClipBackend::load(&s, &p, Path::new("/")).unwrap();
     let info = b.info();
     assert_eq!(info.model_sha256.as_deref(), Some(real.as_str()));
-    assert_eq!(info.backend, "candle-clip");
+    assert_eq!(info.backend, medgate::protocol::BackendKind::CandleClip);
     assert_eq!(info.settings["device"], "cpu");
     let wrong = "0".repeat(64);
     s.sha256 = Some(wrong.clone());
@@ -294,13 +300,7 @@ fn predict_batch_keeps_order_and_fails_only_bad_cases() {
 
 /// The demo protocol's prompts (see `models/demo-cxr-clip/MODEL_CARD.md`).
 fn demo_prompts() -> Prompts {
-    prompts(
-        &[
-            "a chest radiograph with a lung nodule",
-            "a chest radiograph with a pneumothorax",
-        ],
-        &["a normal chest radiograph"],
-    )
+    medgate::demo::prompts()
 }
 
 #[test]

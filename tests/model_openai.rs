@@ -11,7 +11,8 @@ use medgate::model::openai::OpenaiBackend;
 use medgate::model::replay::ReplayBackend;
 use medgate::model::{Answer, Backend, CaseInput, ScoreSource};
 use medgate::protocol::{OpenaiSpec, ReplaySpec, TaskSpec};
-use medgate::serve::{EQUIVOCAL_TEXT, MeanIntensityScorer, ServeConfig, Server};
+use medgate::serve::{EQUIVOCAL_TEXT, ServeConfig, Server};
+use medgate::testing::scorer::MeanIntensityScorer;
 use medgate::world::FixedWorld;
 use serde_json::json;
 
@@ -151,14 +152,19 @@ fn scores_from_serve_logprobs_match_the_pixels_in_order() {
 #[test]
 fn serve_hosts_a_clip_checkpoint_with_the_same_scores_as_in_process() {
     use medgate::model::clip::ClipBackend;
-    use medgate::model::clip_ckpt;
     use medgate::protocol::{CandleClipSpec, Prompts};
     use rand::{Rng, SeedableRng};
 
     let tmp = tempfile::tempdir().unwrap();
     let ckpt = tmp.path().join("tiny-clip");
     let texts = ["a photo of a lesion", "a lesion", "a normal photo"];
-    clip_ckpt::write_random_checkpoint(&ckpt, &clip_ckpt::tiny_test_arch(), texts, 7).unwrap();
+    medgate::testing::checkpoint::write_random_checkpoint(
+        &ckpt,
+        &medgate::testing::checkpoint::tiny_test_arch(),
+        texts,
+        7,
+    )
+    .unwrap();
     // Seeded RGB noise, not square, so resizing and cropping run on the server too.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
     let mut cases = Vec::new();
@@ -423,13 +429,13 @@ fn unreachable_server_fails_every_case_after_retries() {
 }
 
 #[test]
-fn cases_are_sharded_round_robin_across_servers() {
+fn servers_share_one_queue_and_every_case_is_answered_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let (cases, expected) = grey_cases(tmp.path(), 10);
+    let (cases, expected) = grey_cases(tmp.path(), 40);
     let start = || {
         let cfg = ServeConfig {
             port: 0,
-            threads: 2,
+            threads: 4,
             model_id: "m".into(),
             ..Default::default()
         };
@@ -443,8 +449,63 @@ fn cases_are_sharded_round_robin_across_servers() {
     for (r, want) in out.iter().zip(&expected) {
         assert!((r.as_ref().unwrap().score - want).abs() < 1e-12);
     }
-    assert_eq!(a.stop().unwrap().requests, 5);
-    assert_eq!(c.stop().unwrap().requests, 5);
+    let (na, nc) = (a.stop().unwrap().requests, c.stop().unwrap().requests);
+    // No fixed assignment: both servers took work from the shared queue, and no case was
+    // sent twice.
+    assert_eq!(na + nc, 40);
+    assert!(na > 0 && nc > 0, "{na} / {nc}");
+}
+
+#[test]
+fn a_failing_server_is_taken_out_of_rotation_and_its_cases_go_to_the_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cases, expected) = grey_cases(tmp.path(), 60);
+    let healthy = Server::bind(
+        ServeConfig {
+            port: 0,
+            threads: 4,
+            model_id: "m".into(),
+            ..Default::default()
+        },
+        Arc::new(MeanIntensityScorer),
+    )
+    .unwrap()
+    .spawn();
+    let failing = Server::bind(
+        ServeConfig {
+            port: 0,
+            threads: 4,
+            model_id: "m".into(),
+            chaos: medgate::testing::chaos::Chaos {
+                fail_rate: 1.0,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        Arc::new(MeanIntensityScorer),
+    )
+    .unwrap()
+    .spawn();
+    let b = backend(&spec(&[failing.base_url(), healthy.base_url()], "m"));
+    let t0 = std::time::Instant::now();
+    let out = b.predict_batch(&cases);
+    let elapsed = t0.elapsed();
+    // Every case answered (its failed attempts were retried on the healthy server) with the
+    // score its pixels imply.
+    for (r, want) in out.iter().zip(&expected) {
+        let p = r.as_ref().unwrap();
+        assert!((p.score - want).abs() < 1e-12);
+    }
+    let bad = failing.stop().unwrap().requests;
+    let good = healthy.stop().unwrap().requests;
+    assert_eq!(good, 60);
+    // The failing server saw at most a first round of attempts per worker before it was
+    // benched (4 workers; benched after BENCH_AFTER failures in a row), not a share of 60.
+    let bound = 4 + medgate::model::openai::BENCH_AFTER as u64 + 4;
+    assert!(
+        bad <= bound,
+        "the failing server got {bad} requests (bound {bound}) in {elapsed:?}"
+    );
 }
 
 /// A scripted HTTP double: replies from a list in turn and records the requests' headers.

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use medgate::report::sample;
+use medgate::testing::sample;
 use medgate::trace::Evidence;
 
 fn bundle(ev: &Evidence) -> tempfile::TempDir {

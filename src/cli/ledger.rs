@@ -62,7 +62,7 @@ pub fn run(args: LedgerArgs, _global: &GlobalArgs) -> Result<Outcome> {
                     e.time,
                     e.user,
                     e.protocol,
-                    crate::fsx::prefix(&e.model_sha256, 12),
+                    crate::hash::short(&e.model_sha256),
                     e.verdict,
                     e.run_id
                 );

@@ -27,10 +27,15 @@ pub struct RunArgs {
     /// Release mode: refuse a dirty git tree or an unpinned model hash.
     #[arg(long)]
     pub release: bool,
-    /// Continue an interrupted run from the journal in --out (a rerun into the same
-    /// directory resumes anyway; this flag documents the intent).
+    /// Continue an interrupted run from the journal in --out; refused when there is no
+    /// journal to continue. (A rerun into the same directory without --resume also reuses
+    /// the journal's answers.)
     #[arg(long)]
     pub resume: bool,
+    /// Write every harness event (case done, retried, not evaluated, stage started and
+    /// finished) to FILE as JSON lines, for CI and dashboards (format: `medgate::harness::events`).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
     /// Render the PDF with this external `typst` binary instead of the embedded compiler.
     #[arg(long, value_name = "PATH")]
     pub typst_bin: Option<PathBuf>,
@@ -58,6 +63,8 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> Result<Outcome> {
         limit: args.limit,
         typst_bin: args.typst_bin.clone(),
         force: args.force,
+        events: args.events.clone(),
+        resume: args.resume,
     };
     let s = pipeline::run(&args.protocol, &opts, &world)?;
     let ev = &s.evidence;

@@ -7,7 +7,7 @@
 //!
 //! Hidden flags, for tests, drills and benchmarks only: `--chaos-fail-rate`,
 //! `--chaos-slow-rate`, `--chaos-garbage-rate`, `--chaos-equivocal-rate`, `--chaos-slow-ms`,
-//! `--chaos-seed` (fault injection, see [`crate::serve::Chaos`]) and
+//! `--chaos-seed` (fault injection, see [`crate::testing::chaos::Chaos`]) and
 //! `--test-scorer mean-intensity` (serve the mean grey level instead of a model, to measure
 //! the HTTP path alone).
 
@@ -21,7 +21,9 @@ use crate::error::{Error, Result};
 use crate::exit::Outcome;
 use crate::model::clip::ClipBackend;
 use crate::protocol::{CandleClipSpec, ModelSpec, Prompts, Protocol};
-use crate::serve::{Chaos, ClipScorer, MeanIntensityScorer, Scorer, ServeConfig, Server};
+use crate::serve::{ClipScorer, Scorer, ServeConfig, Server};
+use crate::testing::chaos::Chaos;
+use crate::testing::scorer::MeanIntensityScorer;
 
 /// Arguments of `medgate serve`.
 #[derive(Debug, clap::Args)]

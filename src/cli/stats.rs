@@ -244,10 +244,9 @@ fn read_labels(path: &Path, col: &Column) -> Result<Vec<bool>> {
             .iter()
             .enumerate()
             .map(
-                |(i, v)| match v.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
-                    Some("1") | Some("true") => Ok(true),
-                    Some("0") | Some("false") => Ok(false),
-                    Some(other) => Err(bad_label(path, col, i, other)),
+                |(i, v)| match v.map(|s| (s, crate::golden::manifest::parse_label(s))) {
+                    Some((_, Some(b))) => Ok(b),
+                    Some((other, None)) => Err(bad_label(path, col, i, other.trim())),
                     None => Err(bad_label(path, col, i, "empty")),
                 },
             )

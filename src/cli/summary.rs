@@ -17,9 +17,7 @@ fn paint(s: &str, verdict: Verdict, color: bool) -> String {
     format!("\x1b[1;{code}m{s}\x1b[0m")
 }
 
-fn f3(v: Option<f64>) -> String {
-    v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "n/a".into())
-}
+use crate::report::view::fmt3 as f3;
 
 /// The text summary of a run.
 pub fn run_summary(s: &RunSummary, color: bool) -> String {
@@ -52,7 +50,7 @@ pub fn run_summary(s: &RunSummary, color: bool) -> String {
     let mw = ev
         .criteria
         .iter()
-        .map(|c| c.metric.len() + c.scope.len() + 3)
+        .map(|c| c.metric.as_str().len() + c.scope.to_string().len() + 3)
         .max()
         .unwrap_or(14)
         .max(14);
@@ -62,17 +60,11 @@ pub fn run_summary(s: &RunSummary, color: bool) -> String {
         "criterion", "requirement", "metric (scope)", "goal", "tested"
     );
     for c in &ev.criteria {
-        let worst = c
-            .observations
-            .iter()
-            .find(|o| o.verdict == c.verdict)
-            .or(c.observations.first());
-        let observed = worst.map(|o| f3(o.tested)).unwrap_or_else(|| "n/a".into());
-        let cmp = if c.comparator == "at_most" {
-            "<="
-        } else {
-            ">="
-        };
+        let observed = c
+            .deciding()
+            .map(|o| f3(o.tested))
+            .unwrap_or_else(|| "n/a".into());
+        let cmp = c.comparator.ascii();
         let _ = writeln!(
             o,
             "  {:<width$}  {:<14} {:<mw$}  {:<8}  {:<9} {}",

@@ -317,15 +317,9 @@ pub fn render_text(r: &VerifyReport, color: bool) -> String {
                 "    {}: {} {} -> {} {}",
                 p(&m.case_id),
                 f(m.recorded_score),
-                serde_json::to_value(&m.recorded_status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default(),
+                m.recorded_status.as_str(),
                 f(m.rerun_score),
-                serde_json::to_value(&m.rerun_status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default(),
+                m.rerun_status.as_str(),
             );
         }
         for v in &rr.verdict_changes {

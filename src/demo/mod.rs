@@ -42,6 +42,23 @@ use crate::error::{Error, Result};
 
 pub mod dicom;
 
+/// The demo protocol's positive prompts (`protocols/demo-cxr.yaml`, `task.prompts`), also the
+/// demo model's training templates: the one copy the examples, benchmarks and tests use.
+pub const PROMPTS_POSITIVE: [&str; 2] = [
+    "a chest radiograph with a lung nodule",
+    "a chest radiograph with a pneumothorax",
+];
+/// The demo protocol's negative prompt.
+pub const PROMPT_NEGATIVE: &str = "a normal chest radiograph";
+
+/// The demo protocol's prompt ensembles.
+pub fn prompts() -> crate::protocol::Prompts {
+    crate::protocol::Prompts {
+        positive: PROMPTS_POSITIVE.iter().map(|s| s.to_string()).collect(),
+        negative: vec![PROMPT_NEGATIVE.to_string()],
+    }
+}
+
 /// Side length of every demo phantom, in pixels.
 pub const SIZE: u32 = 64;
 
@@ -715,6 +732,13 @@ only aggregate counts were used.
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_demo_protocol_uses_the_one_copy_of_the_demo_prompts() {
+        let text = include_str!("../../protocols/demo-cxr.yaml");
+        let p = crate::protocol::parse_protocol("demo-cxr.yaml", text).unwrap();
+        assert_eq!(p.task.prompts, Some(prompts()));
+    }
 
     #[test]
     fn render_is_deterministic_and_independent_of_order() {

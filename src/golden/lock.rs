@@ -550,6 +550,17 @@ pub fn verify_set(dir: &Path, lock_file: &Path) -> Result<VerifyReport> {
 /// content check: never use it as evidence).
 pub fn verify_with(dir: &Path, lock_file: &Path, full: bool) -> Result<VerifyReport> {
     let lock = read_lock(lock_file)?;
+    verify_against(dir, lock_file, &lock, full)
+}
+
+/// Like [`verify_with`], against a LOCK already read and parsed (so that the caller hashes
+/// and uses exactly the LOCK bytes it verified against).
+pub fn verify_against(
+    dir: &Path,
+    lock_file: &Path,
+    lock: &Lock,
+    full: bool,
+) -> Result<VerifyReport> {
     let current: Vec<LockedFile> = if full {
         hash_files(dir, lock_file)?
     } else {

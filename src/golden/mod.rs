@@ -66,6 +66,8 @@ pub struct GoldenSet {
     pub dir: PathBuf,
     /// The LOCK it was verified against.
     pub lock: Lock,
+    /// SHA-256 of the LOCK file's bytes (the ones parsed and verified against).
+    pub lock_sha256: String,
     /// The verification that was done on open.
     pub verification: VerifyReport,
     /// Manifest path relative to the set.
@@ -101,11 +103,16 @@ impl GoldenSet {
                 format!("lock it first: medgate lock {}", dir.display()),
             ));
         }
-        let verification = verify_set(&dir, &lock_file)?;
+        // The LOCK is read once: the same bytes are parsed, verified against and hashed.
+        let lock_bytes = std::fs::read(&lock_file).map_err(|e| Error::io(&lock_file, e))?;
+        let lock_text = String::from_utf8(lock_bytes.clone())
+            .map_err(|_| Error::input(format!("{}: not UTF-8 text", lock_file.display())))?;
+        let lock = Lock::parse(&lock_text, &lock_file)?;
+        let lock_sha256 = crate::hash::sha256_hex(&lock_bytes);
+        let verification = lock::verify_against(&dir, &lock_file, &lock, true)?;
         if !verification.is_intact() {
             return Err(verification.to_error());
         }
-        let lock = read_lock(&lock_file)?;
         let m = Manifest::read(&dir, &spec.manifest)?;
         let id_col = m.column(&spec.case_id_column)?;
         let label_col = m.column(&spec.label_column)?;
@@ -177,6 +184,7 @@ impl GoldenSet {
         Ok(GoldenSet {
             dir,
             lock,
+            lock_sha256,
             verification,
             manifest: spec.manifest.clone(),
             cases,

@@ -218,12 +218,24 @@ impl Journal {
     /// Appends entries, one complete line per write, then syncs.
     pub fn append(&mut self, entries: &[JournalEntry]) -> Result<()> {
         for e in entries {
-            let mut line = serde_json::to_string(e).map_err(|e| Error::Internal(e.to_string()))?;
-            line.push('\n');
-            self.file
-                .write_all(line.as_bytes())
-                .map_err(|e| Error::io(&self.path, e))?;
+            self.write_entry(e)?;
         }
+        self.sync()
+    }
+
+    /// Writes one entry as one complete line with a single `write` (no sync: the line is in
+    /// the operating system's cache, so it survives a kill of this process; [`Journal::sync`]
+    /// makes it survive a power loss too).
+    pub fn write_entry(&mut self, e: &JournalEntry) -> Result<()> {
+        let mut line = serde_json::to_string(e).map_err(|e| Error::Internal(e.to_string()))?;
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// Flushes written entries to stable storage (`fdatasync`).
+    pub fn sync(&mut self) -> Result<()> {
         self.file.sync_data().map_err(|e| Error::io(&self.path, e))
     }
 }
@@ -241,6 +253,4 @@ fn write_header(path: &Path, header: &JournalHeader) -> Result<()> {
     std::fs::write(path, line).map_err(|e| Error::io(path, e))
 }
 
-fn short(h: &str) -> &str {
-    crate::fsx::prefix(h, 12)
-}
+use crate::hash::short;

@@ -18,7 +18,7 @@ pub fn build_backend(
     world: &dyn World,
 ) -> Result<Box<dyn Backend>> {
     let decode = crate::golden::image::DecodeOptions::from_spec(&p.golden_set);
-    Ok(match &p.model {
+    let backend: Box<dyn Backend> = match &p.model {
         ModelSpec::CandleClip(spec) => {
             let prompts = p
                 .task
@@ -48,5 +48,21 @@ pub fn build_backend(
             protocol_dir,
             case_ids,
         )?),
-    })
+    };
+    // Every backend checks its own weights against the pin as it loads them; this is the
+    // contract's last word: the hash recorded as evidence is the one the protocol pinned.
+    if let (Some(pinned), Some(actual)) = (
+        p.model.pinned_sha256(),
+        backend.info().model_sha256.as_deref(),
+    ) {
+        if !pinned.trim().eq_ignore_ascii_case(actual.trim()) {
+            return Err(Error::input_hint(
+                format!(
+                    "model hash mismatch: protocol pins {pinned}, the weights hash to {actual}"
+                ),
+                "the weights changed since the protocol was written: restore them, or re-approve the protocol with the new hash",
+            ));
+        }
+    }
+    Ok(backend)
 }

@@ -562,7 +562,7 @@ impl ClipBackend {
 impl Backend for ClipBackend {
     fn info(&self) -> BackendInfo {
         BackendInfo {
-            backend: "candle-clip".into(),
+            backend: crate::protocol::BackendKind::CandleClip,
             model_sha256: Some(self.sha256.clone()),
             model_name: self.model_name.clone(),
             settings: self.settings.clone(),

@@ -90,7 +90,7 @@ pub struct CaseError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackendInfo {
     /// `candle-clip`, `openai` or `replay`.
-    pub backend: String,
+    pub backend: crate::protocol::BackendKind,
     /// SHA-256 of the weights (or predictions file, or the pinned value for a remote server).
     pub model_sha256: Option<String>,
     /// A human name for the model (checkpoint directory name, served model name).
@@ -100,13 +100,74 @@ pub struct BackendInfo {
     pub settings: serde_json::Value,
 }
 
+/// One case's result as a backend delivers it (see [`Backend::predict_stream`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// Index of the case in the slice handed to the backend.
+    pub index: usize,
+    /// The prediction, or why the case failed after the backend's own retries.
+    pub result: Result<Prediction, CaseError>,
+    /// Wall-clock milliseconds from handing this case to the backend until its result
+    /// (retries and backoff included; for a batched forward pass, the whole batch's time,
+    /// since every case of it waited that long).
+    pub latency_ms: f64,
+}
+
+/// Where a backend delivers results. Returns `false` when the receiver wants no more work
+/// (a journal write failed, the user interrupted): the backend then starts no new case, and
+/// may drop the results of cases in flight.
+pub type Deliver<'a> = dyn Fn(Delivery) -> bool + Sync + 'a;
+
+/// A monotonic clock in seconds for latencies: the harness passes the run's
+/// [`crate::world::World::monotonic_s`], so a frozen world (`SOURCE_DATE_EPOCH`, tests)
+/// records latency 0 and `cases.parquet` stays byte-identical across identical runs.
+pub type Clock<'a> = dyn Fn() -> f64 + Sync + 'a;
+
 /// A model backend.
 pub trait Backend: Send + Sync {
     /// Provenance: name, weight hash, effective settings.
     fn info(&self) -> BackendInfo;
-    /// How many cases the harness should hand over per call.
+    /// How many cases the harness should hand over per call of [`Backend::predict_batch`].
     fn batch_size(&self) -> usize;
     /// Predicts a batch. Returns one entry per input, in input order; a failed case is
     /// `Err` (after the backend's own retries), never a made-up prediction.
     fn predict_batch(&self, cases: &[CaseInput]) -> Vec<Result<Prediction, CaseError>>;
+
+    /// Predicts every case, delivering each result as soon as it is known, in any order,
+    /// each case exactly once (unless `deliver` asked to stop). The default runs
+    /// [`Backend::predict_batch`] on consecutive chunks of [`Backend::batch_size`] cases and
+    /// delivers a chunk's results when the chunk is done; backends that answer case by case
+    /// (`openai`) override it.
+    fn predict_stream(
+        &self,
+        cases: &[CaseInput],
+        clock: &Clock<'_>,
+        deliver: &Deliver<'_>,
+    ) -> crate::Result<()> {
+        let batch = self.batch_size().max(1);
+        for (c, chunk) in cases.chunks(batch).enumerate() {
+            let t0 = clock();
+            let out = self.predict_batch(chunk);
+            let latency_ms = (clock() - t0) * 1000.0;
+            if out.len() != chunk.len() {
+                return Err(crate::Error::Internal(format!(
+                    "backend returned {} results for {} cases",
+                    out.len(),
+                    chunk.len()
+                )));
+            }
+            let mut go_on = true;
+            for (k, result) in out.into_iter().enumerate() {
+                go_on &= deliver(Delivery {
+                    index: c * batch + k,
+                    result,
+                    latency_ms,
+                });
+            }
+            if !go_on {
+                break;
+            }
+        }
+        Ok(())
+    }
 }

@@ -36,28 +36,38 @@
 //! equivocal answer always scores 0.5 with [`ScoreSource::Parsed`]: the harness analyses
 //! equivocal cases both ways, so the value is only a placeholder that sorts them in the middle.
 //!
-//! # Concurrency and sharding
+//! # Concurrency and scheduling
 //!
-//! Case `i` of a batch goes to base URL `i mod n` (a fixed, reproducible assignment). Each
-//! server gets its own connection pool and up to `concurrency` requests in flight, so with
-//! `n` servers `n * concurrency` requests run at once. Results keep input order.
+//! All cases wait in one queue shared by every base URL. Each server runs `concurrency`
+//! workers (so with `n` servers `n * concurrency` requests run at once); a worker takes the
+//! next ready case, so a slow server simply takes fewer cases. A case whose attempt fails
+//! with a retryable error goes back into the queue, ready after its backoff, and may be
+//! retried by any server. A server that fails [`BENCH_AFTER`] attempts in a row is taken out
+//! of rotation for [`BENCH_FOR`] (its workers idle; the others take its cases), unless every
+//! other server is out too. Results are delivered as each case completes
+//! ([`Backend::predict_stream`]); [`Backend::predict_batch`] collects them in input order.
 //!
 //! # Retries
 //!
-//! Attempt `k` (1-based) that fails with a retryable error waits
+//! Attempt `k` (1-based) of a case that fails with a retryable error makes the case wait
 //! `min(base * 2^(k-1), 30 s)` (base 0.5 s; see [`OpenaiBackend::with_backoff_base`]), or the
-//! server's `Retry-After` seconds when longer (capped the same way), then tries again, up to
-//! `1 + retries` attempts in all.
+//! server's `Retry-After` seconds when longer (capped the same way), before it is handed out
+//! again, up to `1 + retries` attempts in all. The error of the last attempt, naming its
+//! server, is the case's "not evaluated" reason.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use regex::{Regex, RegexBuilder};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::model::{Answer, Backend, BackendInfo, CaseError, CaseInput, Prediction, ScoreSource};
+use crate::model::{
+    Answer, Backend, BackendInfo, CaseError, CaseInput, Clock, Deliver, Delivery, Prediction,
+    ScoreSource,
+};
 use crate::protocol::{AnswerRule, OpenaiSpec, TaskSpec};
 
 /// How many alternatives per token the client asks for.
@@ -65,6 +75,11 @@ pub const TOP_LOGPROBS: u32 = 5;
 
 /// Longest wait between attempts.
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// A server whose attempts fail this many times in a row is taken out of rotation...
+pub const BENCH_AFTER: u32 = 3;
+/// ...for this long (then it gets cases again; one more failure benches it again).
+pub const BENCH_FOR: Duration = Duration::from_secs(5);
 
 /// The `openai` backend.
 pub struct OpenaiBackend {
@@ -362,35 +377,94 @@ impl OpenaiBackend {
         parse_completion(&text).map_err(AttemptError::retry)
     }
 
-    /// Runs one case to a prediction or an error, with retries.
-    fn predict_one(
-        &self,
-        server: &ServerConn,
-        case: &CaseInput,
-    ) -> std::result::Result<Prediction, CaseError> {
-        let (mime, bytes) = read_image(case, &self.decode).map_err(|reason| CaseError {
-            reason,
-            attempts: 0,
-        })?;
-        let body = self.request_body(mime, &bytes);
-        let max_attempts = self.spec.retries.saturating_add(1);
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            match self.attempt(server, &body) {
-                Ok(c) => return Ok(self.interpret(c, attempt)),
-                Err(e) if e.retryable && attempt < max_attempts => {
-                    std::thread::sleep(self.backoff(attempt, e.retry_after));
+    /// Runs the shared queue (see the module docs) until every case is delivered.
+    fn run_queue(&self, cases: &[CaseInput], clock: &Clock<'_>, deliver: &Deliver<'_>) {
+        let queue = Queue {
+            state: Mutex::new(QueueState {
+                ready: (0..cases.len()).map(Job::new).collect(),
+                waiting: Vec::new(),
+                in_flight: 0,
+                stop: false,
+                servers: vec![ServerHealth::default(); self.servers.len()],
+            }),
+            wake: Condvar::new(),
+        };
+        let workers = self.spec.concurrency.max(1).min(cases.len().max(1));
+        std::thread::scope(|s| {
+            for si in 0..self.servers.len() {
+                for _ in 0..workers {
+                    let queue = &queue;
+                    s.spawn(move || self.worker(si, cases, queue, clock, deliver));
                 }
-                Err(e) => {
-                    let plural = if attempt == 1 { "" } else { "s" };
-                    return Err(CaseError {
-                        reason: format!(
-                            "{}: {} (after {attempt} attempt{plural})",
-                            server.shown, e.message
-                        ),
-                        attempts: attempt,
+            }
+        });
+    }
+
+    /// One worker of server `si`: takes ready cases until the queue is drained.
+    fn worker(
+        &self,
+        si: usize,
+        cases: &[CaseInput],
+        q: &Queue,
+        clock: &Clock<'_>,
+        deliver: &Deliver<'_>,
+    ) {
+        let server = &self.servers[si];
+        let max_attempts = self.spec.retries.saturating_add(1);
+        while let Some(mut job) = q.take(si) {
+            let case = &cases[job.index];
+            let started = *job.started.get_or_insert_with(clock);
+            let body = match job.body.take() {
+                Some(b) => Ok(b),
+                None => read_image(case, &self.decode).map(|(mime, bytes)| self.request_body(mime, &bytes)),
+            };
+            let body = match body {
+                Ok(b) => b,
+                Err(reason) => {
+                    let ok = deliver(Delivery {
+                        index: job.index,
+                        result: Err(CaseError {
+                            reason,
+                            attempts: 0,
+                        }),
+                        latency_ms: (clock() - started) * 1000.0,
                     });
+                    q.finish(si, None, !ok);
+                    continue;
+                }
+            };
+            job.attempts += 1;
+            let outcome = self.attempt(server, &body);
+            let server_ok = match &outcome {
+                Ok(_) => Some(true),
+                Err(e) if e.retryable => Some(false),
+                // A fatal answer (a bad model name or key) says nothing about health.
+                Err(_) => None,
+            };
+            match outcome {
+                Err(e) if e.retryable && job.attempts < max_attempts => {
+                    let wait = self.backoff(job.attempts, e.retry_after);
+                    job.body = Some(body);
+                    q.retry(si, server_ok, job, Instant::now() + wait);
+                }
+                outcome => {
+                    let attempts = job.attempts;
+                    let result = outcome.map(|c| self.interpret(c, attempts)).map_err(|e| {
+                        let plural = if attempts == 1 { "" } else { "s" };
+                        CaseError {
+                            reason: format!(
+                                "{}: {} (after {attempts} attempt{plural})",
+                                server.shown, e.message
+                            ),
+                            attempts,
+                        }
+                    });
+                    let ok = deliver(Delivery {
+                        index: job.index,
+                        result,
+                        latency_ms: (clock() - started) * 1000.0,
+                    });
+                    q.finish(si, server_ok, !ok);
                 }
             }
         }
@@ -605,13 +679,13 @@ impl Backend for OpenaiBackend {
                 "1/0 from the parsed answer; equivocal 0.5"
             },
             "seed": self.spec.seed,
-            "sharding": "case i of a batch -> base_urls[i mod n]",
+            "scheduling": "one queue shared by all base_urls; retries go back to the queue; a server failing 3 attempts in a row is out of rotation for 5 s",
             "temperature": self.spec.temperature,
             "timeout_s": self.spec.timeout_s,
             "top_logprobs": if self.spec.logprobs { Some(TOP_LOGPROBS) } else { None },
         });
         BackendInfo {
-            backend: "openai".into(),
+            backend: crate::protocol::BackendKind::Openai,
             model_sha256: self.spec.sha256.clone(),
             model_name: self.spec.model.clone(),
             settings: crate::hash::canonicalize(&settings),
@@ -628,38 +702,18 @@ impl Backend for OpenaiBackend {
         &self,
         cases: &[CaseInput],
     ) -> Vec<std::result::Result<Prediction, CaseError>> {
-        let n_servers = self.servers.len();
-        let mut results: Vec<Option<std::result::Result<Prediction, CaseError>>> =
-            vec![None; cases.len()];
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::scope(|s| {
-            for (si, server) in self.servers.iter().enumerate() {
-                let mine: Vec<usize> = (si..cases.len()).step_by(n_servers).collect();
-                if mine.is_empty() {
-                    continue;
-                }
-                let next = std::sync::Arc::new(AtomicUsize::new(0));
-                let mine = std::sync::Arc::new(mine);
-                for _ in 0..self.spec.concurrency.min(mine.len()) {
-                    let (tx, next, mine) = (tx.clone(), next.clone(), mine.clone());
-                    s.spawn(move || {
-                        loop {
-                            let k = next.fetch_add(1, Ordering::SeqCst);
-                            let Some(&i) = mine.get(k) else { break };
-                            let r = self.predict_one(server, &cases[i]);
-                            if tx.send((i, r)).is_err() {
-                                break;
-                            }
-                        }
-                    });
-                }
+        let results: Mutex<Vec<Option<std::result::Result<Prediction, CaseError>>>> =
+            Mutex::new(vec![None; cases.len()]);
+        // No latency is returned here, so no clock is needed.
+        self.run_queue(cases, &|| 0.0, &|d: Delivery| {
+            if let Ok(mut r) = results.lock() {
+                r[d.index] = Some(d.result);
             }
-            drop(tx);
-            for (i, r) in rx {
-                results[i] = Some(r);
-            }
+            true
         });
         results
+            .into_inner()
+            .unwrap_or_default()
             .into_iter()
             .map(|r| {
                 r.unwrap_or_else(|| {
@@ -670,6 +724,152 @@ impl Backend for OpenaiBackend {
                 })
             })
             .collect()
+    }
+
+    fn predict_stream(
+        &self,
+        cases: &[CaseInput],
+        clock: &Clock<'_>,
+        deliver: &Deliver<'_>,
+    ) -> Result<()> {
+        self.run_queue(cases, clock, deliver);
+        Ok(())
+    }
+}
+
+/// One case in the shared queue.
+#[derive(Debug)]
+struct Job {
+    index: usize,
+    attempts: u32,
+    /// When the first attempt started, on the run's clock (latency runs from here).
+    started: Option<f64>,
+    /// The request body, kept for retries.
+    body: Option<Vec<u8>>,
+}
+
+impl Job {
+    fn new(index: usize) -> Self {
+        Job {
+            index,
+            attempts: 0,
+            started: None,
+            body: None,
+        }
+    }
+}
+
+/// A server's recent record.
+#[derive(Debug, Clone, Copy, Default)]
+struct ServerHealth {
+    /// Retryable failures in a row.
+    failures_in_a_row: u32,
+    /// Out of rotation until then.
+    benched_until: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct QueueState {
+    /// Cases ready to be handed out, in order.
+    ready: VecDeque<Job>,
+    /// Cases waiting out their backoff, with the time they are ready again.
+    waiting: Vec<(Instant, Job)>,
+    /// Cases handed out and not yet finished or re-queued.
+    in_flight: usize,
+    /// The receiver asked to stop: hand nothing more out.
+    stop: bool,
+    servers: Vec<ServerHealth>,
+}
+
+/// The queue shared by every worker of every server.
+struct Queue {
+    state: Mutex<QueueState>,
+    wake: Condvar,
+}
+
+impl Queue {
+    /// The next case for a worker of server `si`, waiting while the server is out of
+    /// rotation or no case is ready; `None` once every case is finished (or on stop).
+    fn take(&self, si: usize) -> Option<Job> {
+        let Ok(mut st) = self.state.lock() else {
+            return None;
+        };
+        loop {
+            if st.stop {
+                return None;
+            }
+            let now = Instant::now();
+            // Move cases whose backoff is over to the ready queue (oldest first).
+            let mut i = 0;
+            while i < st.waiting.len() {
+                if st.waiting[i].0 <= now {
+                    let (_, job) = st.waiting.swap_remove(i);
+                    st.ready.push_back(job);
+                } else {
+                    i += 1;
+                }
+            }
+            if st.ready.is_empty() && st.waiting.is_empty() && st.in_flight == 0 {
+                return None;
+            }
+            let benched = st.servers[si].benched_until.filter(|&t| t > now);
+            let mut next_wake = st.waiting.iter().map(|w| w.0).min();
+            if let Some(t) = benched {
+                next_wake = Some(next_wake.map_or(t, |w| w.min(t)));
+            } else if let Some(job) = st.ready.pop_front() {
+                st.in_flight += 1;
+                return Some(job);
+            }
+            let wait = next_wake
+                .map(|t| t.saturating_duration_since(now))
+                .unwrap_or(Duration::from_millis(50))
+                .clamp(Duration::from_millis(1), Duration::from_millis(50));
+            st = match self.wake.wait_timeout(st, wait) {
+                Ok((g, _)) => g,
+                Err(_) => return None,
+            };
+        }
+    }
+
+    /// Records an attempt's effect on server `si`'s health (`None`: no effect).
+    fn note(st: &mut QueueState, si: usize, ok: Option<bool>) {
+        match ok {
+            Some(true) => st.servers[si].failures_in_a_row = 0,
+            Some(false) => {
+                st.servers[si].failures_in_a_row += 1;
+                let now = Instant::now();
+                let others_in_rotation = st
+                    .servers
+                    .iter()
+                    .enumerate()
+                    .any(|(j, h)| j != si && h.benched_until.is_none_or(|t| t <= now));
+                if st.servers[si].failures_in_a_row >= BENCH_AFTER && others_in_rotation {
+                    st.servers[si].benched_until = Some(now + BENCH_FOR);
+                    st.servers[si].failures_in_a_row = 0;
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// A handed-out case is finished (delivered).
+    fn finish(&self, si: usize, ok: Option<bool>, stop: bool) {
+        if let Ok(mut st) = self.state.lock() {
+            st.in_flight -= 1;
+            st.stop |= stop;
+            Self::note(&mut st, si, ok);
+        }
+        self.wake.notify_all();
+    }
+
+    /// A handed-out case failed an attempt and waits until `ready_at` for another.
+    fn retry(&self, si: usize, ok: Option<bool>, job: Job, ready_at: Instant) {
+        if let Ok(mut st) = self.state.lock() {
+            st.in_flight -= 1;
+            st.waiting.push((ready_at, job));
+            Self::note(&mut st, si, ok);
+        }
+        self.wake.notify_all();
     }
 }
 

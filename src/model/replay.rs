@@ -261,7 +261,7 @@ impl ReplayBackend {
 impl Backend for ReplayBackend {
     fn info(&self) -> BackendInfo {
         BackendInfo {
-            backend: "replay".into(),
+            backend: crate::protocol::BackendKind::Replay,
             model_sha256: Some(self.sha256.clone()),
             model_name: self.path_shown.clone(),
             settings: serde_json::json!({

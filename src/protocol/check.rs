@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::load::{LoadedProtocol, nearest};
-use super::types::{FORMAT_VERSION, IntervalMethod, Metric, ModelSpec};
+use super::types::{Comparator, FORMAT_VERSION, Goal, IntervalMethod, Metric, ModelSpec, Scope};
 use crate::diag::Diagnostic;
 
 type Pos = Option<(usize, usize)>;
@@ -757,8 +757,13 @@ fn check_criteria(
             }
         }
         let at_scope = sh.and_then(|s| s.scope.as_ref()).and_then(pos).or(at_id);
-        let scope = cr.scope.as_str();
-        let scope_ok = scope == "overall" || scope == "each_subgroup" || attrs.contains(scope);
+        let scope_name = cr.scope.to_string();
+        let scope = scope_name.as_str();
+        let is_overall = cr.scope == Scope::Overall;
+        let scope_ok = match &cr.scope {
+            Scope::Overall | Scope::EachSubgroup => true,
+            Scope::Attribute(_) | Scope::Intersection(_) => attrs.contains(scope),
+        };
         if !scope_ok {
             let d = c.error(
                 at_scope,
@@ -774,7 +779,7 @@ fn check_criteria(
                 ),
             }
         }
-        if cr.metric.gap_of().is_some() && scope == "overall" {
+        if cr.metric.gap_of().is_some() && is_overall {
             let d = c.error(
                 at_metric,
                 format!(
@@ -785,7 +790,7 @@ fn check_criteria(
             );
             hint(d, "use `scope: each_subgroup` or an attribute name");
         }
-        if (scope == "each_subgroup" || cr.metric.gap_of().is_some()) && attrs.is_empty() {
+        if (cr.scope == Scope::EachSubgroup || cr.metric.gap_of().is_some()) && attrs.is_empty() {
             c.error(
                 at_scope,
                 format!(
@@ -794,7 +799,7 @@ fn check_criteria(
                 ),
             );
         }
-        if cr.metric.is_calibration() && scope != "overall" {
+        if cr.metric.is_calibration() && !is_overall {
             c.error(
                 at_scope,
                 format!(
@@ -838,7 +843,9 @@ fn check_criteria(
                 "add `comparison: {reference: {bundle: ..., results_sha256: ...}}` naming the earlier bundle",
             );
         }
-        if cr.metric.gap_of().is_some() && cr.at_least.is_some() {
+        if cr.metric.gap_of().is_some()
+            && cr.goal().map(Goal::comparator) == Some(Comparator::AtLeast)
+        {
             c.warn(at_bound, format!("criterion `{}` sets a minimum on a gap; gaps are usually capped with `at_most`", cr.id));
         }
         if let Some(ids) = &facts.requirement_ids {
@@ -974,5 +981,123 @@ mod id_tests {
         ] {
             assert!(!safe_protocol_id(bad), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    const HEAD: &str = r#"medgate_protocol: 1
+protocol: VP-T-001
+title: t
+version: "1"
+intended_use: t
+model:
+  backend: replay
+  predictions: p.csv
+task:
+  kind: binary
+  threshold: 0.5
+golden_set:
+  path: set
+  label_column: y
+subgroups:
+  attributes: [site, sex]
+acceptance:
+"#;
+
+    /// Checks `HEAD` + `acceptance` (no external files), returning every diagnostic.
+    fn diags(acceptance: &str) -> Vec<Diagnostic> {
+        let source = format!("{HEAD}{acceptance}");
+        let protocol = crate::protocol::parse_protocol("t.yaml", &source).unwrap();
+        let lp = LoadedProtocol {
+            protocol,
+            path: PathBuf::from("t.yaml"),
+            dir: PathBuf::from("/nonexistent-medgate-test"),
+            sha256: crate::hash::sha256_hex(source.as_bytes()),
+            source,
+        };
+        check(&lp, &ExternalFacts::default())
+            .into_iter()
+            .filter(|d| d.message.contains("criterion"))
+            .collect()
+    }
+
+    fn one(acceptance: &str, needle: &str) -> Diagnostic {
+        let d = diags(acceptance);
+        d.into_iter()
+            .find(|d| d.message.contains(needle))
+            .unwrap_or_else(|| panic!("no diagnostic containing {needle:?}"))
+    }
+
+    #[test]
+    fn a_valid_criterion_has_no_criterion_diagnostics() {
+        let d = diags(
+            "  - {id: AC-1, requirement: R, metric: sensitivity, scope: site, at_least: 0.8}\n",
+        );
+        assert!(d.is_empty(), "{d:?}");
+    }
+
+    #[test]
+    fn both_and_neither_goals_are_located_errors() {
+        let d = one(
+            "  - id: AC-1\n    requirement: R\n    metric: sensitivity\n    at_least: 0.8\n    at_most: 0.9\n",
+            "both `at_least` and `at_most`",
+        );
+        assert!(d.is_error());
+        // Located at the first goal key: line 21 (HEAD is 17 lines, then id, requirement,
+        // metric, at_least).
+        assert_eq!(d.line, Some(21));
+        let d = one(
+            "  - {id: AC-1, requirement: R, metric: sensitivity}\n",
+            "neither `at_least` nor `at_most`",
+        );
+        assert!(d.hint.unwrap().contains("at_least: 0.80"));
+    }
+
+    #[test]
+    fn an_unknown_scope_suggests_the_nearest_attribute() {
+        let d = one(
+            "  - {id: AC-1, requirement: R, metric: sensitivity, scope: sitee, at_least: 0.8}\n",
+            "scope `sitee`",
+        );
+        assert!(d.is_error());
+        assert_eq!(d.hint.as_deref(), Some("did you mean `site`?"));
+    }
+
+    #[test]
+    fn an_intersection_scope_is_not_an_attribute() {
+        let d = one(
+            "  - {id: AC-1, requirement: R, metric: sensitivity, scope: site x sex, at_least: 0.8}\n",
+            "scope `site x sex`",
+        );
+        assert!(d.is_error());
+    }
+
+    #[test]
+    fn gaps_need_a_subgroup_scope_and_warn_on_a_minimum() {
+        let d = one(
+            "  - {id: AC-1, requirement: R, metric: auroc_gap, at_most: 0.1}\n",
+            "needs a subgroup scope",
+        );
+        assert!(d.is_error());
+        let d = one(
+            "  - {id: AC-1, requirement: R, metric: auroc_gap, scope: site, at_least: 0.1}\n",
+            "sets a minimum on a gap",
+        );
+        assert!(!d.is_error());
+    }
+
+    #[test]
+    fn goals_outside_the_unit_interval_are_errors() {
+        let d = one(
+            "  - {id: AC-1, requirement: R, metric: sensitivity, at_least: 80}\n",
+            "outside [0, 1]",
+        );
+        assert!(d.is_error());
+        assert!(d.hint.unwrap().contains("0.80"));
     }
 }

@@ -119,15 +119,56 @@ pub enum ModelSpec {
     CandleVlm(CandleVlmSpec),
 }
 
+/// The kind of model backend, as recorded in the evidence (`candle-clip`, `openai`,
+/// `replay`). The protocol's `model.backend` tag and `evidence.model.backend` use the same
+/// spelling.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// A CLIP-architecture checkpoint run in-process with candle.
+    CandleClip,
+    /// An OpenAI-compatible chat-completions server.
+    Openai,
+    /// Recorded predictions.
+    Replay,
+    /// A generative vision-language model run in-process with candle.
+    CandleVlm,
+}
+
+impl BackendKind {
+    /// The name as written in protocols and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::CandleClip => "candle-clip",
+            BackendKind::Openai => "openai",
+            BackendKind::Replay => "replay",
+            BackendKind::CandleVlm => "candle-vlm",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl ModelSpec {
+    /// The backend this spec selects.
+    pub fn backend(&self) -> BackendKind {
+        match self {
+            ModelSpec::CandleClip(_) => BackendKind::CandleClip,
+            ModelSpec::Openai(_) => BackendKind::Openai,
+            ModelSpec::Replay(_) => BackendKind::Replay,
+            ModelSpec::CandleVlm(_) => BackendKind::CandleVlm,
+        }
+    }
+
     /// The backend's name as written in the protocol.
     pub fn backend_name(&self) -> &'static str {
-        match self {
-            ModelSpec::CandleClip(_) => "candle-clip",
-            ModelSpec::Openai(_) => "openai",
-            ModelSpec::Replay(_) => "replay",
-            ModelSpec::CandleVlm(_) => "candle-vlm",
-        }
+        self.backend().as_str()
     }
 
     /// The pinned SHA-256 of the weights (or of the predictions file for replay), if any.
@@ -248,7 +289,7 @@ impl Default for AnswerWords {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenaiSpec {
-    /// One or more base URLs (e.g. `http://127.0.0.1:8000/v1`); cases are sharded across them.
+    /// One or more base URLs (e.g. `http://127.0.0.1:8000/v1`); they share one queue of cases.
     pub base_urls: Vec<String>,
     /// Model name sent in each request.
     pub model: String,
@@ -484,6 +525,12 @@ impl IntervalMethod {
     }
 }
 
+impl std::fmt::Display for IntervalMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Multiplicity adjustment across the family of subgroup hypotheses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -714,6 +761,205 @@ impl Metric {
                 | Metric::SpiegelhalterZ
         )
     }
+
+    /// Parses the protocol/JSON spelling (`sensitivity`, `auroc_gap`, ...).
+    pub fn parse(s: &str) -> Option<Metric> {
+        Metric::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    /// The name printed in reports (`Sensitivity`, `AUROC`, `Sensitivity gap`, ...).
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Metric::Sensitivity => "Sensitivity",
+            Metric::Specificity => "Specificity",
+            Metric::Ppv => "PPV",
+            Metric::Npv => "NPV",
+            Metric::Accuracy => "Accuracy",
+            Metric::Auroc => "AUROC",
+            Metric::F1 => "F1",
+            Metric::SensitivityGap => "Sensitivity gap",
+            Metric::SpecificityGap => "Specificity gap",
+            Metric::AurocGap => "AUROC gap",
+            Metric::SensitivityDifference => "Sensitivity difference (new - reference)",
+            Metric::SpecificityDifference => "Specificity difference (new - reference)",
+            Metric::AurocDifference => "AUROC difference (new - reference)",
+            // Printed as written in the protocol.
+            m @ (Metric::PpvAtPrevalence
+            | Metric::NpvAtPrevalence
+            | Metric::Ece
+            | Metric::CalibrationIntercept
+            | Metric::CalibrationSlope
+            | Metric::SpiegelhalterZ) => m.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a criterion ranges over. Written in protocols and JSON as one string: `overall`,
+/// `each_subgroup` (every level of every attribute), an attribute name (every level of that
+/// attribute), or an intersection `a x b` (every combined level, as named in the
+/// statistics' subgroup table).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Scope {
+    /// The whole evaluated set.
+    #[default]
+    Overall,
+    /// Every level of every (single) subgroup attribute.
+    EachSubgroup,
+    /// Every level of one attribute.
+    Attribute(String),
+    /// Every combined level of an attribute intersection, e.g. `sex x age_band`.
+    Intersection(Vec<String>),
+}
+
+/// The separator of intersection names (`sex x age_band`), shared with the statistics.
+pub const INTERSECTION_SEPARATOR: &str = " x ";
+
+impl Scope {
+    /// Parses the protocol/JSON spelling; every string is a scope (whether an attribute
+    /// exists is for [`crate::protocol::check()`] to say).
+    pub fn parse(s: &str) -> Scope {
+        match s {
+            "overall" => Scope::Overall,
+            "each_subgroup" => Scope::EachSubgroup,
+            _ if s.contains(INTERSECTION_SEPARATOR) => Scope::Intersection(
+                s.split(INTERSECTION_SEPARATOR)
+                    .map(|a| a.trim().to_string())
+                    .collect(),
+            ),
+            _ => Scope::Attribute(s.to_string()),
+        }
+    }
+
+    /// The scope of a subgroup table row named `attribute` (an attribute or an
+    /// intersection).
+    pub fn of_subgroup(attribute: &str) -> Scope {
+        match Scope::parse(attribute) {
+            Scope::Intersection(v) => Scope::Intersection(v),
+            _ => Scope::Attribute(attribute.to_string()),
+        }
+    }
+
+    /// True for a subgroup table row that belongs to an intersection.
+    pub fn is_intersection_name(attribute: &str) -> bool {
+        attribute.contains(INTERSECTION_SEPARATOR)
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Overall => f.write_str("overall"),
+            Scope::EachSubgroup => f.write_str("each_subgroup"),
+            Scope::Attribute(a) => f.write_str(a),
+            Scope::Intersection(v) => f.write_str(&v.join(INTERSECTION_SEPARATOR)),
+        }
+    }
+}
+
+impl Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Scope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(Scope::parse(&s))
+    }
+}
+
+impl JsonSchema for Scope {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Scope".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string"})
+    }
+}
+
+/// How a tested value is compared with its goal.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Comparator {
+    /// Pass when tested >= goal.
+    AtLeast,
+    /// Pass when tested <= goal.
+    AtMost,
+}
+
+impl Comparator {
+    /// The protocol/JSON key (`at_least`, `at_most`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Comparator::AtLeast => "at_least",
+            Comparator::AtMost => "at_most",
+        }
+    }
+    /// The mathematical symbol (`≥`, `≤`), for reports.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Comparator::AtLeast => "≥",
+            Comparator::AtMost => "≤",
+        }
+    }
+    /// The ASCII symbol (`>=`, `<=`), for consoles and JUnit names.
+    pub fn ascii(self) -> &'static str {
+        match self {
+            Comparator::AtLeast => ">=",
+            Comparator::AtMost => "<=",
+        }
+    }
+}
+
+/// A criterion's goal: at least x, or at most x. No rounding is applied before comparison.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Goal {
+    /// Pass when tested >= x.
+    AtLeast(f64),
+    /// Pass when tested <= x.
+    AtMost(f64),
+}
+
+impl Goal {
+    /// Builds a goal from a comparator and a value.
+    pub fn new(comparator: Comparator, value: f64) -> Goal {
+        match comparator {
+            Comparator::AtLeast => Goal::AtLeast(value),
+            Comparator::AtMost => Goal::AtMost(value),
+        }
+    }
+    /// The comparator.
+    pub fn comparator(self) -> Comparator {
+        match self {
+            Goal::AtLeast(_) => Comparator::AtLeast,
+            Goal::AtMost(_) => Comparator::AtMost,
+        }
+    }
+    /// The goal value.
+    pub fn value(self) -> f64 {
+        match self {
+            Goal::AtLeast(v) | Goal::AtMost(v) => v,
+        }
+    }
+    /// Whether `tested` meets the goal.
+    pub fn is_met(self, tested: f64) -> bool {
+        match self {
+            Goal::AtLeast(g) => tested >= g,
+            Goal::AtMost(g) => tested <= g,
+        }
+    }
 }
 
 /// Which part of the estimate a criterion tests.
@@ -726,6 +972,17 @@ pub enum Bound {
     Lower,
     /// The upper confidence bound.
     Upper,
+}
+
+impl Bound {
+    /// The name as written in protocols and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bound::Point => "point",
+            Bound::Lower => "lower",
+            Bound::Upper => "upper",
+        }
+    }
 }
 
 /// One acceptance criterion.
@@ -744,7 +1001,7 @@ pub struct Criterion {
     /// `overall`, `each_subgroup` (every level of every attribute), or an attribute name
     /// (every level of that attribute).
     #[serde(default = "default_scope")]
-    pub scope: String,
+    pub scope: Scope,
     /// Which bound is compared with the goal.
     #[serde(default = "default_bound")]
     pub bound: Bound,
@@ -763,8 +1020,21 @@ pub struct Criterion {
     pub exclude_levels: Vec<String>,
 }
 
-fn default_scope() -> String {
-    "overall".into()
+fn default_scope() -> Scope {
+    Scope::Overall
+}
+
+impl Criterion {
+    /// The goal: `at_least` or `at_most`. The protocol file keeps the two keys (so that
+    /// [`crate::protocol::check()`] can locate "both" and "neither" in one pass); a protocol
+    /// that passed the check has exactly one, and every later stage reads it through here.
+    pub fn goal(&self) -> Option<Goal> {
+        match (self.at_least, self.at_most) {
+            (Some(g), None) => Some(Goal::AtLeast(g)),
+            (None, Some(g)) => Some(Goal::AtMost(g)),
+            _ => None,
+        }
+    }
 }
 fn default_bound() -> Bound {
     Bound::Lower

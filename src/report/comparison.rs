@@ -262,10 +262,10 @@ struct PlotRow {
 fn plot_rows(ev: &Evidence) -> Vec<PlotRow> {
     let mut out = Vec::new();
     for cr in &ev.criteria {
-        if !cr.metric.ends_with("_difference") {
+        let Some(of) = cr.metric.difference_of() else {
             continue;
-        }
-        let metric = cr.metric.trim_end_matches("_difference");
+        };
+        let metric = of.as_str();
         for o in &cr.observations {
             if let (Some(e), Some(l), Some(u)) = (o.estimate, o.lower, o.upper) {
                 out.push(PlotRow {
@@ -273,7 +273,7 @@ fn plot_rows(ev: &Evidence) -> Vec<PlotRow> {
                     difference: e,
                     lower: l,
                     upper: u,
-                    margin: (cr.comparator == "at_least").then_some(cr.goal),
+                    margin: (cr.comparator == crate::protocol::Comparator::AtLeast).then_some(cr.goal),
                     verdict: Some(o.verdict),
                 });
             }

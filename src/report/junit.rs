@@ -3,7 +3,7 @@
 //! A criterion that passes is a passing test; FAIL and NOT EVALUABLE are failures (both fail
 //! the release gate), with the observed values in the failure text. Every string is XML-escaped.
 
-use crate::trace::{Evidence, Verdict};
+use crate::trace::{CriterionResult, Evidence, Verdict};
 
 /// Escapes text for XML attribute values and element content.
 pub fn xml_escape(s: &str) -> String {
@@ -24,7 +24,24 @@ pub fn xml_escape(s: &str) -> String {
 }
 
 fn fmt(v: Option<f64>) -> String {
-    v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into())
+    super::view::fmt_fixed(v, 4)
+}
+
+/// The failure message: the criterion, its verdict and the deciding observation (the same
+/// one the console summary and the reports show, [`CriterionResult::deciding`]).
+fn failure_message(c: &CriterionResult) -> String {
+    match c.deciding() {
+        Some(o) => format!(
+            "{} {}: {} tested {} (goal {} {})",
+            c.id,
+            c.verdict.label(),
+            o.unit,
+            fmt(o.tested),
+            c.comparator.ascii(),
+            c.goal
+        ),
+        None => format!("{} {}", c.id, c.verdict.label()),
+    }
 }
 
 /// Renders the JUnit XML for an evidence record.
@@ -64,15 +81,11 @@ pub fn render(ev: &Evidence) -> String {
     x.push_str("    </properties>\n");
     for c in &ev.criteria {
         let name = format!(
-            "{}: {} {:?} {} {}",
+            "{}: {} {} {} {}",
             c.id,
             c.metric,
-            c.bound,
-            if c.comparator == "at_most" {
-                "<="
-            } else {
-                ">="
-            },
+            c.bound.as_str(),
+            c.comparator.ascii(),
             c.goal
         )
         .to_lowercase()
@@ -107,7 +120,7 @@ pub fn render(ev: &Evidence) -> String {
             x.push_str(&format!(
                 "      <failure type=\"{}\" message=\"{}\">{}</failure>\n",
                 xml_escape(c.verdict.label()),
-                xml_escape(&format!("{} {}", c.id, c.verdict.label())),
+                xml_escape(&failure_message(c)),
                 xml_escape(&detail.join("\n"))
             ));
         }
@@ -115,4 +128,15 @@ pub fn render(ev: &Evidence) -> String {
     }
     x.push_str("  </testsuite>\n</testsuites>\n");
     x
+}
+
+/// Writes `junit.xml` ([`render`]) into the bundle directory `out_dir`.
+pub fn write(ev: &Evidence, out_dir: &std::path::Path) -> crate::error::Result<()> {
+    // Never through a symlink planted in the bundle.
+    crate::fsx::write_inside(
+        out_dir,
+        std::path::Path::new(crate::trace::bundle::JUNIT_FILE),
+        render(ev).as_bytes(),
+    )
+    .map(|_| ())
 }

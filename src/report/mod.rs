@@ -22,7 +22,6 @@ pub mod escape;
 pub mod junit;
 pub mod pdf;
 pub mod plots;
-pub mod sample;
 pub mod view;
 
 use std::path::{Path, PathBuf};
@@ -424,7 +423,7 @@ mod tests {
 
     #[test]
     fn markdown_and_html_render_every_section() {
-        let ev = sample::sample_evidence();
+        let ev = crate::testing::sample::sample_evidence();
         let md = render_markdown(&ev).unwrap();
         let html = render_html(&ev).unwrap();
         for doc in [&md, &html] {
@@ -457,7 +456,7 @@ mod tests {
     /// An evidence record with nothing in it: no cases, no criteria, no subgroups, no curves,
     /// no git. Every format must still render (with `n/a`, never `NaN`).
     fn empty_evidence() -> Evidence {
-        let mut ev = sample::sample_evidence();
+        let mut ev = crate::testing::sample::sample_evidence();
         let zero = crate::stats::Metrics {
             tp: 0,
             fp: 0,
@@ -517,7 +516,7 @@ mod tests {
 
     #[test]
     fn typst_source_escapes_user_strings() {
-        let ev = sample::escaping_corpus();
+        let ev = crate::testing::sample::escaping_corpus();
         let typ = render_typst(&ev).unwrap();
         assert!(typ.contains(r"\#sys\.exit\(\)"));
         assert!(!typ.contains("[#sys.exit()"));

@@ -375,7 +375,7 @@ mod tests {
 
     #[test]
     fn plots_are_svg_with_bundled_font_and_are_deterministic() {
-        let ev = crate::report::sample::sample_evidence();
+        let ev = crate::testing::sample::sample_evidence();
         let a = render(&ev).unwrap();
         let b = render(&ev).unwrap();
         assert_eq!(a.roc, b.roc);

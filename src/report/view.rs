@@ -8,19 +8,25 @@
 
 use serde::Serialize;
 
-use crate::protocol::Bound;
+use crate::protocol::Metric;
 use crate::stats::{Estimate, Metrics, StatsReport};
 use crate::trace::{CriterionResult, Evidence, Observation, TracedItem, Verdict};
 
 /// Placeholder for an undefined value.
 pub const NA: &str = "n/a";
 
-/// A number with three decimals, or `n/a`.
-pub fn fmt3(v: Option<f64>) -> String {
+/// A number with `decimals` decimals, or `n/a` when absent or not finite: the one number
+/// formatter of every rendering (reports, JUnit, console summary).
+pub fn fmt_fixed(v: Option<f64>, decimals: usize) -> String {
     match v {
-        Some(x) if x.is_finite() => format!("{x:.3}"),
+        Some(x) if x.is_finite() => format!("{x:.decimals$}"),
         _ => NA.into(),
     }
+}
+
+/// A number with three decimals, or `n/a`.
+pub fn fmt3(v: Option<f64>) -> String {
+    fmt_fixed(v, 3)
 }
 
 /// An estimate with its interval, `0.911 (0.881-0.934)`, or `n/a`.
@@ -77,24 +83,11 @@ pub fn interval_name(method: &str) -> String {
     }
 }
 
-/// The human name of a metric.
+/// The human name of a metric given by its JSON spelling (unknown names pass through).
 pub fn metric_name(metric: &str) -> String {
-    match metric {
-        "sensitivity" => "Sensitivity".into(),
-        "specificity" => "Specificity".into(),
-        "ppv" => "PPV".into(),
-        "npv" => "NPV".into(),
-        "accuracy" => "Accuracy".into(),
-        "auroc" => "AUROC".into(),
-        "f1" => "F1".into(),
-        "sensitivity_gap" => "Sensitivity gap".into(),
-        "specificity_gap" => "Specificity gap".into(),
-        "auroc_gap" => "AUROC gap".into(),
-        "sensitivity_difference" => "Sensitivity difference (new - reference)".into(),
-        "specificity_difference" => "Specificity difference (new - reference)".into(),
-        "auroc_difference" => "AUROC difference (new - reference)".into(),
-        other => other.into(),
-    }
+    Metric::parse(metric)
+        .map(|m| m.display_name().to_string())
+        .unwrap_or_else(|| metric.to_string())
 }
 
 /// CSS / colour class of a verdict: `pass`, `fail` or `ne`.
@@ -578,26 +571,6 @@ fn opt(s: &Option<String>) -> String {
     s.clone().unwrap_or_default()
 }
 
-/// Picks the observation that decides a criterion: the first failing one, else the first not
-/// evaluable one, else the one closest to the goal.
-fn deciding(c: &CriterionResult) -> Option<&Observation> {
-    let first = |v: Verdict| c.observations.iter().find(|o| o.verdict == v);
-    first(Verdict::Fail)
-        .or_else(|| first(Verdict::NotEvaluable))
-        .or_else(|| {
-            let key = |o: &&Observation| o.tested.unwrap_or(f64::INFINITY);
-            if c.comparator == "at_most" {
-                c.observations
-                    .iter()
-                    .max_by(|a, b| key(a).total_cmp(&key(b)))
-            } else {
-                c.observations
-                    .iter()
-                    .min_by(|a, b| key(a).total_cmp(&key(b)))
-            }
-        })
-}
-
 fn obs_value(o: &Observation) -> String {
     match o.estimate {
         Some(e) if e.is_finite() => {
@@ -634,7 +607,7 @@ fn method_text(c: &CriterionResult, dec: Option<&Observation>) -> String {
 }
 
 fn criterion_view(c: &CriterionResult) -> CriterionView {
-    let dec = deciding(c);
+    let dec = c.deciding();
     let observed = match dec {
         Some(o) if c.observations.len() > 1 => format!("{}: {}", o.unit, obs_value(o)),
         Some(o) => obs_value(o),
@@ -644,20 +617,10 @@ fn criterion_view(c: &CriterionResult) -> CriterionView {
         id: c.id.clone(),
         requirement: c.requirement.clone(),
         risk_control: opt(&c.risk_control),
-        metric: metric_name(&c.metric),
-        scope: c.scope.clone(),
-        bound: match c.bound {
-            Bound::Point => "point",
-            Bound::Lower => "lower",
-            Bound::Upper => "upper",
-        }
-        .into(),
-        comparator: if c.comparator == "at_most" {
-            "≤"
-        } else {
-            "≥"
-        }
-        .into(),
+        metric: c.metric.display_name().into(),
+        scope: c.scope.to_string(),
+        bound: c.bound.as_str().into(),
+        comparator: c.comparator.symbol().into(),
         goal: fmt3(Some(c.goal)),
         observed,
         tested: fmt3(dec.and_then(|o| o.tested)),
@@ -832,7 +795,7 @@ pub fn build(ev: &Evidence) -> ReportView {
         golden_root: ev.golden_set.root_hash.clone(),
         golden_lock_sha256: ev.golden_set.lock_sha256.clone(),
         golden_locked_at: ev.golden_set.locked_at.clone(),
-        model_backend: ev.model.backend.clone(),
+        model_backend: ev.model.backend.to_string(),
         model_name: ev.model.name.clone(),
         model_sha256: ev.model.sha256.clone().unwrap_or_else(|| NA.into()),
         results_sha256: ev.results_sha256.clone(),
@@ -1004,7 +967,7 @@ pub fn build(ev: &Evidence) -> ReportView {
             .equivocal_analyses
             .iter()
             .chain(&ev.not_evaluated_analyses)
-            .map(|a| equivocal_view(&a.equivocal_as, &a.statistics))
+            .map(|a| equivocal_view(a.equivocal_as.as_str(), &a.statistics))
             .collect(),
         multi_unit_criteria: criteria
             .iter()
@@ -1016,7 +979,7 @@ pub fn build(ev: &Evidence) -> ReportView {
     let mut settings = Vec::new();
     settings.push(KeyValue {
         key: "backend".into(),
-        value: ev.model.backend.clone(),
+        value: ev.model.backend.to_string(),
     });
     settings.push(KeyValue {
         key: "model".into(),

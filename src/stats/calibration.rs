@@ -35,7 +35,7 @@ pub const ECE_BINS: usize = 10;
 pub const LOGIT_EPS: f64 = 1e-7;
 
 /// Calibration metrics of one set of cases.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Calibration {
     /// Bins of the ECE (equal width on `[0, 1]`, right-closed).
     pub ece_bins: u32,

@@ -142,7 +142,7 @@ pub fn newcombe_paired(a: u64, b: u64, c: u64, d: u64, confidence: f64) -> Optio
 
 /// A paired difference of two proportions on one class (sensitivity on the positives,
 /// specificity on the negatives), new minus reference.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PairedProportion {
     /// Cases in the class.
     pub n: u64,
@@ -206,7 +206,7 @@ impl PairedProportion {
 }
 
 /// The paired DeLong comparison of two AUROCs on the same cases, new minus reference.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PairedAuroc {
     /// Positives.
     pub positives: u64,
@@ -368,7 +368,7 @@ pub fn paired_delong(
 }
 
 /// Decisions that changed between the reference and the new model.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FlipCounts {
     /// Positives the reference found and the new model misses (listed first for review).
     pub new_false_negatives: u64,
@@ -395,7 +395,7 @@ impl FlipCounts {
 }
 
 /// The paired comparison over one scope: all cases, or one subgroup level.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ComparisonScope {
     /// Attribute (`None` for all cases).
     pub attribute: Option<String>,
@@ -416,7 +416,7 @@ pub struct ComparisonScope {
 }
 
 /// The paired comparison of a new release with its reference on the same cases.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReleaseComparison {
     /// Two-sided confidence level of every interval.
     pub confidence: f64,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A point estimate with its two-sided confidence interval.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Estimate {
     /// Point estimate.
     pub estimate: f64,
@@ -40,7 +40,7 @@ pub struct Estimate {
 
 /// Confusion counts and every metric for one set of cases. An undefined metric (zero
 /// denominator, or a class absent for AUROC) is `None` (`null` in JSON).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Metrics {
     /// True positives.
     pub tp: u64,
@@ -80,7 +80,7 @@ pub struct Metrics {
 
 /// Metrics for one level of one attribute (or an intersection, `attribute` = `sex x age_band`,
 /// `value` = `F x 40-64`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SubgroupResult {
     /// Attribute name.
     pub attribute: String,
@@ -99,7 +99,7 @@ pub struct SubgroupResult {
 /// The range of one metric across the eligible levels of an attribute (the largest
 /// difference between any two of them), with a confidence interval that holds for every pair
 /// at once. See [`crate::stats::gap`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Gap {
     /// Attribute name.
     pub attribute: String,
@@ -166,7 +166,7 @@ pub struct Gap {
 }
 
 /// The full output of the statistics engine.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatsReport {
     /// Cases analysed.
     pub n: u64,

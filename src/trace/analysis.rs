@@ -30,8 +30,8 @@ use crate::stats::{self, StatsReport};
 
 use super::criteria;
 use super::evidence::{
-    Accountability, CalibrationBin, CriterionResult, Curves, EquivocalAnalysis, NotEvaluated,
-    RocPoint, Verdict,
+    Accountability, CalibrationBin, CriterionResult, Curves, EquivocalAnalysis, EquivocalAs,
+    NotEvaluated, RocPoint, Verdict,
 };
 
 /// One case as the analysis needs it (a row of `cases.parquet`).
@@ -163,7 +163,7 @@ fn run_stats(
         Imputation::AsNegative => lo,
     };
     for r in rows {
-        let score = match (r.status.clone(), r.score) {
+        let score = match (r.status, r.score) {
             (CaseStatus::Evaluated, Some(s)) => s,
             (CaseStatus::Equivocal, _) => impute(how, r.label),
             (CaseStatus::NotEvaluated, _) => match not_evaluated {
@@ -186,6 +186,25 @@ fn run_stats(
         attributes: &columns,
     };
     stats::analyze(&input, &stats_config(p)).map_err(|e| Error::input(format!("statistics: {e}")))
+}
+
+/// The analysis rows of a run: each golden-set case (label, attributes) with its result.
+pub fn case_rows(
+    set: &crate::golden::GoldenSet,
+    results: &[crate::harness::CaseResult],
+) -> Vec<CaseRow> {
+    set.cases
+        .iter()
+        .zip(results)
+        .map(|(c, r)| CaseRow {
+            case_id: c.case_id.clone(),
+            label: c.label,
+            status: r.status(),
+            score: r.prediction().map(|p| p.score),
+            error: r.error().map(str::to_string),
+            attributes: c.attributes.clone(),
+        })
+        .collect()
 }
 
 /// Computes accountability, statistics, curves, criteria and the verdict from case rows.
@@ -240,11 +259,11 @@ pub fn analyze_compared(
     let equivocal_analyses = if equivocal > 0 {
         vec![
             EquivocalAnalysis {
-                equivocal_as: "as_positive".into(),
+                equivocal_as: EquivocalAs::AsPositive,
                 statistics: run_stats(p, &analysed, Imputation::AsPositive, None)?,
             },
             EquivocalAnalysis {
-                equivocal_as: "as_negative".into(),
+                equivocal_as: EquivocalAs::AsNegative,
                 statistics: run_stats(p, &analysed, Imputation::AsNegative, None)?,
             },
         ]
@@ -256,7 +275,7 @@ pub fn analyze_compared(
     } else {
         vec![
             EquivocalAnalysis {
-                equivocal_as: "not_evaluated_as_wrong".into(),
+                equivocal_as: EquivocalAs::NotEvaluatedAsWrong,
                 statistics: run_stats(
                     p,
                     &all,
@@ -265,7 +284,7 @@ pub fn analyze_compared(
                 )?,
             },
             EquivocalAnalysis {
-                equivocal_as: "not_evaluated_as_right".into(),
+                equivocal_as: EquivocalAs::NotEvaluatedAsRight,
                 statistics: run_stats(
                     p,
                     &all,

@@ -26,7 +26,7 @@ use std::path::Path;
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::harness::{CaseResult, CaseStatus};
+use crate::harness::{CaseOutcome, CaseResult, CaseStatus};
 
 use super::analysis::CaseRow;
 
@@ -45,14 +45,6 @@ pub const SIGNATURES_DIR: &str = "signatures";
 
 fn pe(path: &Path, e: PolarsError) -> Error {
     Error::Internal(format!("{}: {e}", path.display()))
-}
-
-fn status_str(s: &CaseStatus) -> &'static str {
-    match s {
-        CaseStatus::Evaluated => "evaluated",
-        CaseStatus::Equivocal => "equivocal",
-        CaseStatus::NotEvaluated => "not_evaluated",
-    }
 }
 
 /// Writes `cases.parquet`: case_id, image_sha256, label, one column per subgroup attribute
@@ -88,13 +80,13 @@ pub fn write_cases(
         cols.push(Column::new(format!("attr:{name}").into(), vals.clone()));
     }
     fn pred(r: &CaseResult) -> Option<&crate::model::Prediction> {
-        r.prediction.as_ref()
+        r.prediction()
     }
     cols.push(Column::new(
         "status".into(),
         results
             .iter()
-            .map(|r| status_str(&r.status))
+            .map(|r| r.status().as_str())
             .collect::<Vec<_>>(),
     ));
     cols.push(Column::new(
@@ -136,8 +128,8 @@ pub fn write_cases(
         "prediction".into(),
         results
             .iter()
-            .map(|r| match r.status {
-                CaseStatus::Evaluated => pred(r).map(|p| p.score >= threshold),
+            .map(|r| match &r.outcome {
+                CaseOutcome::Evaluated(p) => Some(p.score >= threshold),
                 _ => None,
             })
             .collect::<Vec<_>>(),
@@ -151,7 +143,10 @@ pub fn write_cases(
     ));
     cols.push(Column::new(
         "error".into(),
-        results.iter().map(|r| r.error.clone()).collect::<Vec<_>>(),
+        results
+            .iter()
+            .map(|r| r.error().map(str::to_string))
+            .collect::<Vec<_>>(),
     ));
     cols.push(Column::new(
         "attempts".into(),
@@ -215,12 +210,20 @@ pub fn read_cases(path: &Path) -> Result<Vec<CaseRow>> {
     }
     let mut rows = Vec::with_capacity(df.height());
     for i in 0..df.height() {
-        let status = match status[i].as_deref() {
-            Some("evaluated") => CaseStatus::Evaluated,
-            Some("equivocal") => CaseStatus::Equivocal,
-            Some("not_evaluated") => CaseStatus::NotEvaluated,
-            other => return Err(bad(&format!("row {}: unknown status {other:?}", i + 1))),
+        let status = match status[i].as_deref().and_then(CaseStatus::parse) {
+            Some(s) => s,
+            None => {
+                return Err(bad(&format!(
+                    "row {}: unknown status {:?}",
+                    i + 1,
+                    status[i]
+                )));
+            }
         };
+        if status == CaseStatus::Evaluated && scores[i].is_none() {
+            // The analysis would have to drop it silently: refuse instead.
+            return Err(bad(&format!("row {}: evaluated without a score", i + 1)));
+        }
         rows.push(CaseRow {
             case_id: ids[i]
                 .clone()
@@ -563,4 +566,52 @@ pub fn open_out_dir(
         ));
     }
     Ok((lock, warnings))
+}
+
+/// Writes the run's own records into the bundle: `evidence.json` (pretty, one trailing
+/// newline), `protocol.yaml` (the exact bytes that were parsed) and `cases.parquet` (see
+/// [`write_cases`]). Reports and `junit.xml` are the report stage's; `SHA256SUMS` is written
+/// last, by [`write_sha256sums`], once every file is in place.
+pub fn write_records(
+    out_dir: &Path,
+    lp: &crate::protocol::LoadedProtocol,
+    set: &crate::golden::GoldenSet,
+    results: &[CaseResult],
+    evidence: &crate::trace::Evidence,
+) -> Result<()> {
+    use crate::fsx::write_inside;
+    let p = &lp.protocol;
+    let mut json =
+        serde_json::to_string_pretty(evidence).map_err(|e| Error::Internal(e.to_string()))?;
+    json.push('\n');
+    write_inside(out_dir, Path::new(EVIDENCE_FILE), json.as_bytes())?;
+    write_inside(out_dir, Path::new(PROTOCOL_FILE), lp.source.as_bytes())?;
+    let mut attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for a in &p.subgroups.attributes {
+        attrs.insert(
+            a.clone(),
+            set.cases
+                .iter()
+                .map(|c| c.attributes.get(a).cloned().unwrap_or_default())
+                .collect(),
+        );
+    }
+    let labels: Vec<bool> = set.cases.iter().map(|c| c.label).collect();
+    // The DICOM display choice actually applied to each case (frame, VOI), for the record.
+    let decode_opts = crate::golden::image::DecodeOptions::from_spec(&p.golden_set);
+    let decode: Vec<Option<String>> = {
+        use rayon::prelude::*;
+        set.cases
+            .par_iter()
+            .map(|c| crate::golden::image::decode_note(&set.dir.join(&c.image), &decode_opts))
+            .collect()
+    };
+    write_cases(
+        &out_dir.join(CASES_FILE),
+        results,
+        &labels,
+        &attrs,
+        p.task.threshold,
+        &decode,
+    )
 }

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::harness::CaseStatus;
-use crate::protocol::{Bound, ChangeControlSpec, Criterion, Metric, Protocol};
+use crate::protocol::{Bound, ChangeControlSpec, Comparator, Criterion, Metric, Protocol, Scope};
 use crate::stats::Factor;
 use crate::stats::compare::{ComparisonScope, ModelAnswers, ReleaseComparison, compare_releases};
 
@@ -74,7 +74,7 @@ pub struct ReferenceCases {
 }
 
 /// The identity of the reference release, as recorded in the new evidence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReferenceIdentity {
     /// Name from the protocol's `comparison.reference.name`.
     pub name: Option<String>,
@@ -111,7 +111,7 @@ impl ReferenceIdentity {
             protocol: evidence.protocol.protocol.clone(),
             protocol_version: evidence.protocol.version.clone(),
             results_sha256: evidence.results_sha256.clone(),
-            model_backend: evidence.model.backend.clone(),
+            model_backend: evidence.model.backend.to_string(),
             model_name: evidence.model.name.clone(),
             model_sha256: evidence.model.sha256.clone(),
             golden_set_root: evidence.golden_set.root_hash.clone(),
@@ -123,7 +123,7 @@ impl ReferenceIdentity {
 }
 
 /// Direction of a changed decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FlipDirection {
     /// A positive the reference found and the new model misses.
@@ -149,7 +149,7 @@ impl FlipDirection {
 }
 
 /// One changed decision.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Flip {
     /// Case ID.
     pub case_id: String,
@@ -170,7 +170,7 @@ pub struct Flip {
 }
 
 /// A case left out of the paired analysis.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExcludedCase {
     /// Case ID.
     pub case_id: String,
@@ -179,7 +179,7 @@ pub struct ExcludedCase {
 }
 
 /// One p-value of the comparison family with its multiplicity adjustment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FamilyMember {
     /// Criterion ID.
     pub criterion: String,
@@ -194,7 +194,7 @@ pub struct FamilyMember {
 }
 
 /// Counts of changed decisions in one scope.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FlipSummary {
     /// `overall` or `attribute=value`.
     pub unit: String,
@@ -205,7 +205,7 @@ pub struct FlipSummary {
 }
 
 /// The comparison recorded in `evidence.json` (and recomputed by `verify`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ComparisonEvidence {
     /// The reference release.
     pub reference: ReferenceIdentity,
@@ -745,13 +745,16 @@ fn evaluate(
         .iter()
         .filter(|c| c.metric.difference_of().is_some())
     {
-        let scopes: Vec<&ComparisonScope> = if c.scope == "overall" {
-            vec![&cmp.overall]
-        } else {
-            cmp.subgroups
-                .iter()
-                .filter(|s| c.scope == "each_subgroup" || s.attribute.as_deref() == Some(&c.scope))
-                .collect()
+        let scopes: Vec<&ComparisonScope> = match &c.scope {
+            Scope::Overall => vec![&cmp.overall],
+            Scope::EachSubgroup => cmp.subgroups.iter().collect(),
+            named => {
+                let name = named.to_string();
+                cmp.subgroups
+                    .iter()
+                    .filter(|s| s.attribute.as_deref() == Some(name.as_str()))
+                    .collect()
+            }
         };
         let mut observations = Vec::new();
         let mut method = "";
@@ -784,10 +787,9 @@ fn evaluate(
             observations.push(obs);
         }
         let verdict = combine(observations.iter().map(|o| o.verdict));
-        let (comparator, goal) = match (c.at_least, c.at_most) {
-            (Some(g), _) => ("at_least", g),
-            (None, Some(g)) => ("at_most", g),
-            (None, None) => ("at_least", 0.0),
+        let (comparator, goal) = match c.goal() {
+            Some(g) => (g.comparator(), g.value()),
+            None => (Comparator::AtLeast, 0.0),
         };
         let method = match method {
             "newcombe_paired" => {
@@ -802,10 +804,10 @@ fn evaluate(
             id: c.id.clone(),
             requirement: c.requirement.clone(),
             risk_control: c.risk_control.clone(),
-            metric: c.metric.as_str().into(),
+            metric: c.metric,
             scope: c.scope.clone(),
             bound: c.bound,
-            comparator: comparator.into(),
+            comparator,
             goal,
             observations,
             verdict,

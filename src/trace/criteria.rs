@@ -34,7 +34,7 @@
 //!   `intended_use_prevalence` that differs from the set's prevalence by more than
 //!   [`PREVALENCE_TOLERANCE`]: gate `ppv_at_prevalence` / `npv_at_prevalence` instead.
 
-use crate::protocol::{Bound, Criterion, Metric, Protocol};
+use crate::protocol::{Bound, Criterion, Goal, Metric, Protocol, Scope};
 use crate::stats::{
     self, Estimate, Gap, MIN_USABLE_RESAMPLES, Metrics, StatsReport, SubgroupResult,
 };
@@ -92,12 +92,12 @@ pub fn denominator_name(metric: Metric) -> &'static str {
 }
 
 fn judge(tested: f64, c: &Criterion) -> Verdict {
-    let pass = match (c.at_least, c.at_most) {
-        (Some(g), _) => tested >= g,
-        (None, Some(g)) => tested <= g,
-        (None, None) => false,
-    };
-    if pass { Verdict::Pass } else { Verdict::Fail }
+    // A criterion without exactly one goal never passes (protocol::check refuses it).
+    if c.goal().is_some_and(|g| g.is_met(tested)) {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    }
 }
 
 fn blank(unit: String, n: u64) -> Observation {
@@ -330,13 +330,12 @@ fn evaluate_one(c: &Criterion, protocol: &Protocol, stats: &StatsReport) -> Crit
     let mut methods: Vec<String> = Vec::new();
     let mut warnings = Vec::new();
     let min = stats.min_denominator;
-    let in_scope = |s: &SubgroupResult| {
-        if c.scope == "each_subgroup" {
-            !s.attribute.contains(" x ")
-        } else {
-            s.attribute == c.scope
-        }
+    let in_scope = |s: &SubgroupResult| match &c.scope {
+        Scope::EachSubgroup => !Scope::is_intersection_name(&s.attribute),
+        Scope::Attribute(_) | Scope::Intersection(_) => Scope::of_subgroup(&s.attribute) == c.scope,
+        Scope::Overall => false,
     };
+    let scope_name = c.scope.to_string();
     if let Some(base) = c.metric.gap_of() {
         let mut attrs: Vec<&str> = stats
             .subgroups
@@ -345,8 +344,8 @@ fn evaluate_one(c: &Criterion, protocol: &Protocol, stats: &StatsReport) -> Crit
             .map(|s| s.attribute.as_str())
             .collect();
         attrs.dedup();
-        if attrs.is_empty() && c.scope != "each_subgroup" {
-            attrs.push(c.scope.as_str());
+        if attrs.is_empty() && c.scope != Scope::EachSubgroup {
+            attrs.push(scope_name.as_str());
         }
         for attr in attrs {
             let levels: Vec<SubgroupResult> = stats
@@ -360,7 +359,7 @@ fn evaluate_one(c: &Criterion, protocol: &Protocol, stats: &StatsReport) -> Crit
             methods.extend(m);
         }
     } else if c.metric.is_calibration() {
-        if c.scope == "overall" {
+        if c.scope == Scope::Overall {
             let e = calibration_estimate(stats, c.metric);
             let mut o = observe("overall".into(), stats.n, e.as_ref(), c, min);
             if e.is_none() {
@@ -372,11 +371,11 @@ fn evaluate_one(c: &Criterion, protocol: &Protocol, stats: &StatsReport) -> Crit
             methods.extend(o.method.clone());
             observations.push(o);
         } else {
-            let mut o = blank(c.scope.clone(), stats.n);
+            let mut o = blank(scope_name.clone(), stats.n);
             o.note = Some("calibration metrics are computed for the whole set only".into());
             observations.push(o);
         }
-    } else if c.scope == "overall" {
+    } else if c.scope == Scope::Overall {
         let e = metric_estimate(&stats.overall, c.metric);
         let o = observe("overall".into(), stats.n, e.as_ref(), c, min);
         methods.extend(o.method.clone());
@@ -414,24 +413,250 @@ fn evaluate_one(c: &Criterion, protocol: &Protocol, stats: &StatsReport) -> Crit
     methods.sort();
     methods.dedup();
     let verdict = combine(observations.iter().map(|o| o.verdict));
-    let (comparator, goal) = match (c.at_least, c.at_most) {
-        (Some(g), _) => ("at_least", g),
-        (None, Some(g)) => ("at_most", g),
-        (None, None) => ("at_least", 0.0),
-    };
+    let goal = c.goal().unwrap_or(Goal::AtLeast(0.0));
     CriterionResult {
         id: c.id.clone(),
         requirement: c.requirement.clone(),
         risk_control: c.risk_control.clone(),
-        metric: c.metric.as_str().into(),
+        metric: c.metric,
         scope: c.scope.clone(),
         bound: c.bound,
-        comparator: comparator.into(),
-        goal,
+        comparator: goal.comparator(),
+        goal: goal.value(),
         observations,
         verdict,
         rationale: c.rationale.clone(),
         method: methods.join("; "),
         warnings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::harness::CaseStatus;
+    use crate::protocol::Comparator;
+    use crate::trace::analysis::{CaseRow, analyze};
+    use crate::trace::{CriterionResult, Observation};
+
+    /// Reference: R 4.x, `prop.test(8, 10, correct = FALSE)$conf.int` (the Wilson score
+    /// interval): 0.490162471536642, 0.943317848545625.
+    const WILSON_8_10_LOWER: f64 = 0.490162471536642;
+
+    fn row(i: usize, site: &str, label: bool, score: f64) -> CaseRow {
+        CaseRow {
+            case_id: format!("c{i:02}"),
+            label,
+            status: CaseStatus::Evaluated,
+            score: Some(score),
+            error: None,
+            attributes: BTreeMap::from([("site".to_string(), site.to_string())]),
+        }
+    }
+
+    /// Site A: 8 positives (7 found), 10 negatives (all cleared); site B: 6 negatives (its
+    /// sensitivity is undefined); site C: 2 positives (1 found) and 1 negative (3 cases,
+    /// below the minimum of 5). Overall sensitivity 8/10, specificity 17/17.
+    fn rows() -> Vec<CaseRow> {
+        let mut v = Vec::new();
+        let mut push = |site: &str, label: bool, score: f64| {
+            let i = v.len();
+            v.push(row(i, site, label, score));
+        };
+        for k in 0..8 {
+            push("A", true, if k < 7 { 0.9 } else { 0.1 });
+        }
+        for _ in 0..10 {
+            push("A", false, 0.2);
+        }
+        for _ in 0..6 {
+            push("B", false, 0.3);
+        }
+        push("C", true, 0.8);
+        push("C", true, 0.4);
+        push("C", false, 0.1);
+        v
+    }
+
+    fn protocol(criteria: &str) -> Protocol {
+        let yaml = format!(
+            r#"medgate_protocol: 1
+protocol: VP-T
+title: t
+version: "1"
+intended_use: t
+model:
+  backend: replay
+  predictions: p.csv
+task:
+  kind: binary
+  threshold: 0.5
+golden_set:
+  path: set
+  label_column: y
+subgroups:
+  attributes: [site]
+statistics:
+  bootstrap_resamples: 200
+  min_subgroup_size: 5
+acceptance:
+{criteria}"#
+        );
+        crate::protocol::parse_protocol("t.yaml", &yaml).unwrap()
+    }
+
+    fn verdicts(criteria: &str) -> Vec<CriterionResult> {
+        analyze(&protocol(criteria), &rows()).unwrap().criteria
+    }
+
+    fn crit(id: &str, metric: &str, scope: &str, bound: &str, goal: &str) -> String {
+        format!(
+            "  - {{id: {id}, requirement: R, metric: {metric}, scope: {scope}, bound: {bound}, {goal}}}\n"
+        )
+    }
+
+    #[test]
+    fn bounds_are_compared_without_rounding_against_the_wilson_reference() {
+        let c = verdicts(
+            &[
+                crit("AC-1", "sensitivity", "overall", "lower", "at_least: 0.49"),
+                crit(
+                    "AC-2",
+                    "sensitivity",
+                    "overall",
+                    "lower",
+                    "at_least: 0.4902",
+                ),
+                crit("AC-3", "sensitivity", "overall", "point", "at_least: 0.8"),
+                crit("AC-4", "sensitivity", "overall", "upper", "at_most: 0.9"),
+            ]
+            .concat(),
+        );
+        let lower = c[0].observations[0].tested.unwrap();
+        assert!((lower - WILSON_8_10_LOWER).abs() < 1e-9, "{lower}");
+        assert_eq!(c[0].verdict, Verdict::Pass);
+        assert_eq!(c[1].verdict, Verdict::Fail, "0.49016 < 0.4902");
+        // 0.8 >= 0.8 exactly: the point estimate 8/10 meets the goal.
+        assert_eq!(c[2].observations[0].tested, Some(0.8));
+        assert_eq!(c[2].verdict, Verdict::Pass);
+        // Upper bound 0.943 > 0.9.
+        assert_eq!(c[3].verdict, Verdict::Fail);
+        assert_eq!(c[3].comparator, Comparator::AtMost);
+        assert_eq!(c[3].goal, 0.9);
+    }
+
+    #[test]
+    fn undefined_metrics_and_small_subgroups_are_not_evaluable() {
+        let c = verdicts(
+            &[
+                crit("AC-1", "sensitivity", "site", "point", "at_least: 0.5"),
+                crit("AC-2", "specificity", "site", "point", "at_least: 0.99"),
+                crit("AC-3", "sensitivity", "site", "point", "at_least: 0.9"),
+            ]
+            .concat(),
+        );
+        let units: Vec<(&str, Verdict)> = c[0]
+            .observations
+            .iter()
+            .map(|o| (o.unit.as_str(), o.verdict))
+            .collect();
+        assert_eq!(
+            units,
+            [
+                ("site=A", Verdict::Pass),
+                ("site=B", Verdict::NotEvaluable),
+                ("site=C", Verdict::NotEvaluable)
+            ]
+        );
+        assert!(
+            c[0].observations[1]
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("undefined")
+        );
+        assert!(
+            c[0].observations[2]
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("minimum size")
+        );
+        assert_eq!(c[0].verdict, Verdict::NotEvaluable);
+        // Specificity is defined at B (6/6), C is small.
+        assert_eq!(c[1].observations[1].verdict, Verdict::Pass);
+        assert_eq!(c[1].verdict, Verdict::NotEvaluable);
+        // A failing unit (A: 7/8 = 0.875 < 0.9) beats the not-evaluable ones.
+        assert_eq!(c[2].verdict, Verdict::Fail);
+        assert_eq!(c[2].deciding().unwrap().unit, "site=A");
+    }
+
+    #[test]
+    fn each_subgroup_skips_intersections_and_gap_scopes_name_their_attribute() {
+        let c = verdicts(
+            &[
+                crit(
+                    "AC-1",
+                    "specificity",
+                    "each_subgroup",
+                    "point",
+                    "at_least: 0.5",
+                ),
+                crit("AC-2", "sensitivity_gap", "site", "point", "at_most: 1.0"),
+            ]
+            .concat(),
+        );
+        assert_eq!(c[0].scope, Scope::EachSubgroup);
+        assert_eq!(c[0].observations.len(), 3);
+        assert_eq!(c[1].scope, Scope::Attribute("site".into()));
+        assert_eq!(c[1].metric, Metric::SensitivityGap);
+        assert_eq!(c[1].observations.len(), 1);
+        assert!(c[1].observations[0].unit.starts_with("site"));
+    }
+
+    #[test]
+    fn combine_fails_first_then_not_evaluable_and_empty_is_not_evaluable() {
+        use Verdict::*;
+        assert_eq!(combine([Pass, NotEvaluable, Fail]), Fail);
+        assert_eq!(combine([Pass, NotEvaluable]), NotEvaluable);
+        assert_eq!(combine([Pass, Pass]), Pass);
+        assert_eq!(combine([]), NotEvaluable);
+    }
+
+    fn obs(unit: &str, tested: f64, verdict: Verdict) -> Observation {
+        Observation {
+            estimate: Some(tested),
+            tested: Some(tested),
+            verdict,
+            ..blank(unit.into(), 10)
+        }
+    }
+
+    #[test]
+    fn the_deciding_observation_is_the_one_closest_to_the_goal_when_all_pass() {
+        let mut c = verdicts(&crit(
+            "AC-1",
+            "sensitivity",
+            "overall",
+            "point",
+            "at_least: 0.5",
+        ))
+        .remove(0);
+        c.observations = vec![
+            obs("a=1", 0.745, Verdict::Pass),
+            obs("a=2", 0.680, Verdict::Pass),
+            obs("a=3", 0.900, Verdict::Pass),
+        ];
+        // The console used to show the first unit (0.745) and the report the lowest (0.680).
+        assert_eq!(c.deciding().unwrap().unit, "a=2");
+        c.comparator = Comparator::AtMost;
+        assert_eq!(c.deciding().unwrap().unit, "a=3");
+        c.observations[2].verdict = Verdict::NotEvaluable;
+        c.observations[0].verdict = Verdict::Fail;
+        assert_eq!(c.deciding().unwrap().unit, "a=1");
+        c.observations.clear();
+        assert!(c.deciding().is_none());
     }
 }

@@ -7,17 +7,48 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{Bound, Protocol};
+use crate::protocol::{BackendKind, Bound, Comparator, Goal, Metric, Protocol, Scope};
 use crate::stats::StatsReport;
 use crate::world::HostInfo;
 
-/// Evidence format version.
+/// Evidence format version (`medgate_evidence`). Version 1 is the format of every landing
+/// so far: keys are only ever added, so a reader of version 1 reads every bundle written
+/// since. A bundle with a different version is refused by `medgate verify` with a message
+/// naming both versions ([`check_format`]).
 pub const EVIDENCE_FORMAT: u32 = 1;
 
+/// Refuses evidence of a format this medgate cannot read, naming both versions.
+pub fn check_format(found: Option<u64>) -> std::result::Result<(), String> {
+    match found {
+        Some(v) if v == u64::from(EVIDENCE_FORMAT) => Ok(()),
+        Some(v) => Err(format!(
+            "evidence format {v} is not one this medgate reads (format {EVIDENCE_FORMAT}): {}",
+            if v > u64::from(EVIDENCE_FORMAT) {
+                "it was written by a newer medgate; verify it with that version"
+            } else {
+                "it predates format 1"
+            }
+        )),
+        None => Err(
+            "not a medgate evidence record: `medgate_evidence` (the format version) is missing"
+                .into(),
+        ),
+    }
+}
+
+/// The JSON Schema of `evidence.json` (derived from these types; `medgate schema
+/// --evidence`, committed as `protocols/evidence.schema.json`), so a QMS tool can validate a
+/// bundle.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(Evidence);
+    serde_json::to_value(&schema).unwrap_or(serde_json::Value::Null)
+}
+
 /// The whole evidence record of one run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Evidence {
     /// Evidence format version.
     pub medgate_evidence: u32,
@@ -77,7 +108,7 @@ fn default_gated_on() -> String {
 }
 
 /// A file identified by path and content hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FileIdentity {
     /// Path as given (relative to the repository where possible).
     pub path: String,
@@ -88,7 +119,7 @@ pub struct FileIdentity {
 }
 
 /// Provenance of the run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Provenance {
     /// Git state of the repository the protocol lives in.
     pub git: Option<GitState>,
@@ -113,7 +144,7 @@ pub struct Provenance {
 }
 
 /// Git state of the protocol's repository.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct GitState {
     /// HEAD commit ID.
     pub commit: String,
@@ -124,7 +155,7 @@ pub struct GitState {
 }
 
 /// The golden set as used.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct GoldenSetIdentity {
     /// Directory as given.
     pub path: String,
@@ -139,10 +170,10 @@ pub struct GoldenSetIdentity {
 }
 
 /// The model as used.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ModelIdentity {
-    /// Backend name.
-    pub backend: String,
+    /// Backend.
+    pub backend: BackendKind,
     /// Model name.
     pub name: String,
     /// SHA-256 of the weights (or predictions file, or pinned value for a server).
@@ -152,7 +183,7 @@ pub struct ModelIdentity {
 }
 
 /// Case accountability (FDA 2007: every enrolled case accounted for).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Accountability {
     /// Cases in the golden set.
     pub enrolled: u64,
@@ -167,7 +198,7 @@ pub struct Accountability {
 }
 
 /// One case that could not be evaluated.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct NotEvaluated {
     /// Case ID.
     pub case_id: String,
@@ -175,17 +206,43 @@ pub struct NotEvaluated {
     pub reason: String,
 }
 
+/// How a one-sided equivocal analysis scores equivocal answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EquivocalAs {
+    /// Every equivocal answer counted as positive.
+    AsPositive,
+    /// Every equivocal answer counted as negative.
+    AsNegative,
+    /// Sensitivity analysis: every case not evaluated counted as wrong.
+    NotEvaluatedAsWrong,
+    /// Sensitivity analysis: every case not evaluated counted as right.
+    NotEvaluatedAsRight,
+}
+
+impl EquivocalAs {
+    /// The JSON spelling (`as_positive`, `as_negative`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EquivocalAs::AsPositive => "as_positive",
+            EquivocalAs::AsNegative => "as_negative",
+            EquivocalAs::NotEvaluatedAsWrong => "not_evaluated_as_wrong",
+            EquivocalAs::NotEvaluatedAsRight => "not_evaluated_as_right",
+        }
+    }
+}
+
 /// A sensitivity analysis of equivocal answers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EquivocalAnalysis {
     /// `as_positive` or `as_negative`.
-    pub equivocal_as: String,
+    pub equivocal_as: EquivocalAs,
     /// Statistics under that rule.
     pub statistics: StatsReport,
 }
 
 /// Curves drawn in the report (computed from the primary analysis' scores).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Curves {
     /// ROC curve, from (0,0) to (1,1), one point per distinct score.
     pub roc: Vec<RocPoint>,
@@ -194,7 +251,7 @@ pub struct Curves {
 }
 
 /// One point of the ROC curve.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RocPoint {
     /// False positive rate (1 - specificity).
     pub fpr: f64,
@@ -205,7 +262,7 @@ pub struct RocPoint {
 }
 
 /// One calibration bin.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CalibrationBin {
     /// Lower edge of the score bin (inclusive).
     pub lower: f64,
@@ -220,7 +277,7 @@ pub struct CalibrationBin {
 }
 
 /// A verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Verdict {
     /// The criterion is met.
@@ -243,7 +300,7 @@ impl Verdict {
 }
 
 /// One acceptance criterion with its results.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CriterionResult {
     /// Criterion ID.
     pub id: String,
@@ -251,15 +308,15 @@ pub struct CriterionResult {
     pub requirement: String,
     /// Risk control verified.
     pub risk_control: Option<String>,
-    /// Metric name.
-    pub metric: String,
+    /// Metric.
+    pub metric: Metric,
     /// Scope as written.
-    pub scope: String,
+    pub scope: Scope,
     /// Which bound is tested.
     pub bound: Bound,
-    /// `at_least` or `at_most`.
-    pub comparator: String,
-    /// The goal.
+    /// `at_least` or `at_most` (with `goal`, the criterion's [`Goal`]).
+    pub comparator: Comparator,
+    /// The goal value.
     pub goal: f64,
     /// One observation per scope unit (overall, or each subgroup level), sorted.
     pub observations: Vec<Observation>,
@@ -276,8 +333,41 @@ pub struct CriterionResult {
     pub warnings: Vec<String>,
 }
 
+impl CriterionResult {
+    /// The goal as one value.
+    pub fn target(&self) -> Goal {
+        Goal::new(self.comparator, self.goal)
+    }
+
+    /// The observation that decides the criterion, the one every rendering (console
+    /// summary, JUnit, HTML, Markdown, PDF) shows as "observed": the first failing unit,
+    /// else the first not evaluable unit, else the passing unit closest to the goal (the
+    /// lowest tested value for `at_least`, the highest for `at_most`). None when the
+    /// criterion has no units.
+    pub fn deciding(&self) -> Option<&Observation> {
+        let first = |v: Verdict| self.observations.iter().find(|o| o.verdict == v);
+        first(Verdict::Fail)
+            .or_else(|| first(Verdict::NotEvaluable))
+            .or_else(|| {
+                let units = self.observations.iter();
+                match self.comparator {
+                    Comparator::AtMost => units.max_by(|a, b| {
+                        a.tested
+                            .unwrap_or(f64::NEG_INFINITY)
+                            .total_cmp(&b.tested.unwrap_or(f64::NEG_INFINITY))
+                    }),
+                    Comparator::AtLeast => units.min_by(|a, b| {
+                        a.tested
+                            .unwrap_or(f64::INFINITY)
+                            .total_cmp(&b.tested.unwrap_or(f64::INFINITY))
+                    }),
+                }
+            })
+    }
+}
+
 /// The tested value for one scope unit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Observation {
     /// `overall`, or `attribute=value`.
     pub unit: String,
@@ -317,7 +407,7 @@ pub struct Observation {
 }
 
 /// Requirement -> criteria -> result, and risk control -> criteria -> result.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Traceability {
     /// Every requirement from the requirements file (or named by a criterion).
     pub requirements: Vec<TracedItem>,
@@ -328,7 +418,7 @@ pub struct Traceability {
 }
 
 /// One traced requirement or risk control.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TracedItem {
     /// ID.
     pub id: String,

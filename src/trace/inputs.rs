@@ -70,7 +70,11 @@ pub struct RisksFile {
 
 fn load_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_saphyr::from_str(&text).map_err(|e| {
+    parse_yaml(path, &text)
+}
+
+fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
+    serde_saphyr::from_str(text).map_err(|e| {
         let pos = e
             .location()
             .map(|l| (l.line() as usize, l.column() as usize));
@@ -90,4 +94,14 @@ pub fn load_requirements(path: &Path) -> Result<RequirementsFile> {
 /// Loads a risks file.
 pub fn load_risks(path: &Path) -> Result<RisksFile> {
     load_yaml(path)
+}
+
+/// Parses requirements from `text` (read from `path`, which names the file in errors).
+pub fn parse_requirements(path: &Path, text: &str) -> Result<RequirementsFile> {
+    parse_yaml(path, text)
+}
+
+/// Parses risk controls from `text` (read from `path`, which names the file in errors).
+pub fn parse_risks(path: &Path, text: &str) -> Result<RisksFile> {
+    parse_yaml(path, text)
 }

@@ -65,7 +65,22 @@ fn entry_hash(e: &LedgerEntry) -> Result<String> {
     crate::hash::canonical_sha256(&v)
 }
 
-/// Reads every entry (no verification).
+/// The ledger a protocol uses: its `ledger.path` (relative to the protocol's directory), or
+/// [`LEDGER_FILE`] in the golden set's directory. `medgate run` and `medgate verify` both
+/// resolve it here.
+pub fn path_for(
+    spec: &crate::protocol::LedgerSpec,
+    protocol_dir: &Path,
+    set_dir: &Path,
+) -> std::path::PathBuf {
+    match &spec.path {
+        Some(p) if p.is_absolute() => p.clone(),
+        Some(p) => protocol_dir.join(p),
+        None => set_dir.join(LEDGER_FILE),
+    }
+}
+
+/// Reads every entry (no verification); none when the file does not exist.
 pub fn read(path: &Path) -> Result<Vec<LedgerEntry>> {
     if !path.exists() {
         return Ok(Vec::new());

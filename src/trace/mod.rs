@@ -100,3 +100,148 @@ pub fn build_traceability(
         uncovered_requirements,
     }
 }
+
+/// The format of the start time inside a run ID (UTC, basic ISO 8601).
+pub const RUN_ID_TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+
+/// The run ID (also the report ID): `<protocol ID>-<start time, UTC, RUN_ID_TIME_FORMAT>-<first
+/// 8 hex digits of results_sha256>`. `medgate run` names the bundle with it and `medgate
+/// verify` recomputes it, both through here.
+pub fn run_id(
+    protocol_id: &str,
+    started: chrono::DateTime<chrono::Utc>,
+    results_sha256: &str,
+) -> String {
+    format!(
+        "{protocol_id}-{}-{}",
+        started.format(RUN_ID_TIME_FORMAT),
+        crate::fsx::prefix(results_sha256, 8)
+    )
+}
+
+/// Warnings the results themselves raise: the criteria's own (e.g. PPV gated at the set's
+/// prevalence), subgroup levels below the protocol's minimum
+/// size, test-set reuse beyond the protocol's limit (`model_versions` distinct model
+/// versions on this set, counting this run), and an infrastructure failure.
+pub fn result_warnings(
+    p: &crate::protocol::Protocol,
+    a: &analysis::Analysis,
+    model_versions: usize,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for c in &a.criteria {
+        warnings.extend(c.warnings.iter().cloned());
+    }
+    for s in &a.statistics.subgroups {
+        if s.small {
+            warnings.push(format!(
+                "subgroup {}={} has {} cases, below the minimum of {}: reported, not claimed",
+                s.attribute, s.value, s.n, p.statistics.min_subgroup_size
+            ));
+        }
+    }
+    if model_versions > p.ledger.max_model_versions {
+        warnings.push(format!(
+            "test-set reuse: {model_versions} model versions have now been evaluated on this golden set (protocol limit {}); consider a fresh sequestered set",
+            p.ledger.max_model_versions
+        ));
+    }
+    if let Some(f) = &a.infrastructure_failure {
+        warnings.push(format!("infrastructure failure: {f}"));
+    }
+    warnings
+}
+
+/// Everything the evidence record is assembled from, gathered by the stages that own each
+/// part (see [`assemble_evidence`]).
+#[derive(Debug)]
+pub struct EvidenceParts<'a> {
+    /// The protocol as loaded and checked.
+    pub protocol: &'a crate::protocol::LoadedProtocol,
+    /// The verified golden set.
+    pub golden_set: &'a crate::golden::GoldenSet,
+    /// What the backend reported about itself.
+    pub model: &'a crate::model::BackendInfo,
+    /// Statistics, criteria and verdict.
+    pub analysis: &'a analysis::Analysis,
+    /// Requirement and risk-control traceability.
+    pub traceability: Traceability,
+    /// Identities of the requirements and risks files (hash of the bytes parsed).
+    pub trace_files: Vec<FileIdentity>,
+    /// Git state of the protocol's repository.
+    pub git: Option<GitState>,
+    /// Warnings of every stage, in the order raised.
+    pub warnings: Vec<String>,
+    /// The command line.
+    pub command: String,
+    /// Whether this was a `--release` run.
+    pub release: bool,
+    /// Start and end of the run.
+    pub started: chrono::DateTime<chrono::Utc>,
+    /// End of the run.
+    pub finished: chrono::DateTime<chrono::Utc>,
+    /// Host facts.
+    pub host: crate::world::HostInfo,
+    /// Who ran it.
+    pub user: String,
+    /// The anchor of the ledger entry this run appends (recorded so that truncating or
+    /// re-chaining the ledger afterwards is caught by `verify`).
+    pub ledger_entry: Option<ledger::LedgerAnchor>,
+}
+
+/// Assembles the evidence record of a run.
+pub fn assemble_evidence(parts: EvidenceParts<'_>) -> crate::error::Result<Evidence> {
+    let lp = parts.protocol;
+    let p = &lp.protocol;
+    let set = parts.golden_set;
+    let a = parts.analysis;
+    let mut protocol_file = provenance::file_identity(&lp.path)?;
+    // The hash of the bytes that were parsed, not of the file as it is now.
+    protocol_file.sha256 = lp.sha256.clone();
+    let rfc3339 =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    Ok(Evidence {
+        medgate_evidence: EVIDENCE_FORMAT,
+        run_id: run_id(&p.protocol, parts.started, &a.results_sha256),
+        protocol: p.clone(),
+        protocol_file,
+        provenance: Provenance {
+            git: parts.git,
+            medgate_version: env!("CARGO_PKG_VERSION").into(),
+            medgate_commit: provenance::BUILD_COMMIT.into(),
+            command: parts.command,
+            host: parts.host,
+            user: parts.user,
+            started_at: rfc3339(parts.started),
+            finished_at: rfc3339(parts.finished),
+            trace_files: parts.trace_files,
+            release: parts.release,
+        },
+        golden_set: GoldenSetIdentity {
+            path: p.golden_set.path.display().to_string(),
+            root_hash: set.lock.root_hash.clone(),
+            lock_sha256: set.lock_sha256.clone(),
+            locked_at: set.lock.created.clone(),
+            cases: set.cases.len() as u64,
+        },
+        model: ModelIdentity {
+            backend: parts.model.backend,
+            name: parts.model.model_name.clone(),
+            sha256: parts.model.model_sha256.clone(),
+            settings: crate::hash::canonicalize(&parts.model.settings),
+        },
+        accountability: a.accountability.clone(),
+        statistics: a.statistics.clone(),
+        equivocal_analyses: a.equivocal_analyses.clone(),
+        not_evaluated_analyses: a.not_evaluated_analyses.clone(),
+        gated_on: a.gated_on.clone(),
+        curves: a.curves.clone(),
+        criteria: a.criteria.clone(),
+        traceability: parts.traceability,
+        warnings: parts.warnings,
+        comparison: a.comparison.clone(),
+        verdict: a.verdict,
+        results_sha256: a.results_sha256.clone(),
+        ledger_entry: parts.ledger_entry,
+    })
+}

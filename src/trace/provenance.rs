@@ -65,3 +65,58 @@ fn blob_at_head(path: &Path) -> Option<String> {
     let entry = tree.get_path(rel).ok()?;
     Some(entry.id().to_string())
 }
+
+/// The release gate on configuration identification: a `--release` run (`release`) needs
+/// the protocol in a git repository with a clean tree and a pinned model hash, or it is
+/// refused before anything runs. Returns the warnings a non-release run records instead (a
+/// dirty tree: not a release record).
+pub fn release_gate(
+    release: bool,
+    git: Option<&GitState>,
+    protocol: &crate::protocol::Protocol,
+) -> Result<Vec<String>> {
+    use crate::error::Error;
+    if release {
+        match git {
+            None => {
+                return Err(Error::input_hint(
+                    "release run refused: the protocol is not in a git repository",
+                    "commit the protocol, requirements and golden-set lock to version control",
+                ));
+            }
+            Some(g) if g.dirty => {
+                return Err(Error::input_hint(
+                    format!(
+                        "release run refused: the working tree is dirty ({})",
+                        g.dirty_files.join(", ")
+                    ),
+                    "commit or stash every change first; a release record must name an exact commit",
+                ));
+            }
+            _ => {}
+        }
+        if protocol.model.pinned_sha256().is_none() {
+            return Err(Error::input_hint(
+                "release run refused: the protocol does not pin the model's sha256",
+                "add `sha256:` under `model` (medgate prints the weights hash in every run's evidence)",
+            ));
+        }
+    }
+    Ok(match git {
+        Some(g) if g.dirty => vec![format!(
+            "working tree is dirty ({} file(s)): not a release record",
+            g.dirty_files.len()
+        )],
+        _ => Vec::new(),
+    })
+}
+
+/// Identifies a file from bytes already read (so the hash is of exactly what was parsed):
+/// path as given, SHA-256 of `bytes`, and its git blob ID at HEAD when tracked.
+pub fn identity_of_bytes(path: &Path, bytes: &[u8]) -> FileIdentity {
+    FileIdentity {
+        path: path.display().to_string(),
+        sha256: crate::hash::sha256_hex(bytes),
+        git_blob: blob_at_head(path),
+    }
+}

@@ -325,6 +325,15 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
         // as `medgate run` wrote it (the default fast parser can land one ulp off).
         let raw: Value =
             serde_json::from_str(&t).map_err(|e| Error::input(format!("not JSON: {e}")))?;
+        // The format version first, so a bundle from another format is refused by name
+        // rather than by whichever field fails to parse.
+        crate::trace::evidence::check_format(raw.get("medgate_evidence").and_then(Value::as_u64))
+            .map_err(|m| {
+                Error::input_hint(
+                    format!("{}: {m}", dir.join(EVIDENCE_FILE).display()),
+                    "verify a bundle with the medgate version that wrote it (provenance.medgate_version)",
+                )
+            })?;
         let ev: Evidence = serde_json::from_value(raw.clone())
             .map_err(|e| Error::input(format!("not a medgate evidence record: {e}")))?;
         Ok((raw, ev))
@@ -1123,26 +1132,24 @@ pub fn recompute_traceability(
     crate::trace::build_traceability(criteria, reqs.as_ref(), risks.as_ref())
 }
 
-fn short(h: &str) -> &str {
-    crate::fsx::prefix(h, 12)
-}
+use crate::hash::short;
 
-/// The run ID is `<protocol>-<start time>-<first 8 of results_sha256>` (see `pipeline::run`):
+/// The run ID is `<protocol>-<start time>-<first 8 of results_sha256>` ([`crate::trace::run_id`]):
 /// checks it against the recorded protocol, start time and the recomputed results hash.
 fn check_run_id(evidence: &Evidence, results_sha256: &str, report: &mut VerifyReport) {
     let id = &evidence.run_id;
-    let started = chrono::DateTime::parse_from_rfc3339(&evidence.provenance.started_at)
-        .map(|t| {
-            t.with_timezone(&chrono::Utc)
-                .format("%Y%m%dT%H%M%SZ")
-                .to_string()
-        })
-        .unwrap_or_else(|_| "<unreadable provenance.started_at>".into());
-    let expected = format!(
-        "{}-{started}-{}",
-        evidence.protocol.protocol,
-        crate::fsx::prefix(results_sha256, 8)
-    );
+    let expected = match chrono::DateTime::parse_from_rfc3339(&evidence.provenance.started_at) {
+        Ok(t) => crate::trace::run_id(
+            &evidence.protocol.protocol,
+            t.with_timezone(&chrono::Utc),
+            results_sha256,
+        ),
+        Err(_) => format!(
+            "{}-<unreadable provenance.started_at>-{}",
+            evidence.protocol.protocol,
+            crate::fsx::prefix(results_sha256, 8)
+        ),
+    };
     let ok = id == &expected;
     report.checks.push(check(
         "run_id",
@@ -1170,7 +1177,7 @@ fn check_provenance(
             evidence.golden_set.cases
         ),
     ));
-    let backend = protocol.model.backend_name();
+    let backend = protocol.model.backend();
     report.checks.push(check(
         "model.backend",
         evidence.model.backend == backend,
@@ -1243,11 +1250,7 @@ fn read_image_hashes(path: &Path) -> Option<Vec<Option<String>>> {
 }
 
 fn status_name(s: &CaseStatus) -> &'static str {
-    match s {
-        CaseStatus::Evaluated => "evaluated",
-        CaseStatus::Equivocal => "equivocal",
-        CaseStatus::NotEvaluated => "not_evaluated",
-    }
+    s.as_str()
 }
 
 fn fmt_score(s: Option<f64>) -> String {
@@ -1369,13 +1372,13 @@ fn check_journal(
             });
             continue;
         };
-        let jscore = e.result.prediction.as_ref().map(|p| p.score);
+        let jscore = e.result.prediction().map(|p| p.score);
         let mut diffs = Vec::new();
-        if e.result.status != row.status {
+        if e.result.status() != row.status {
             diffs.push(format!(
                 "status {} in {CASES_FILE}, {} in the journal",
                 status_name(&row.status),
-                status_name(&e.result.status)
+                status_name(&e.result.status())
             ));
         }
         if jscore.map(f64::to_bits) != row.score.map(f64::to_bits) && jscore != row.score {
@@ -1835,11 +1838,7 @@ fn manifest_cases(
         .enumerate()
         .map(|(i, id)| SetCase {
             case_id: id,
-            label: match labels[i].trim().to_ascii_lowercase().as_str() {
-                "1" | "true" => Some(true),
-                "0" | "false" => Some(false),
-                _ => None,
-            },
+            label: crate::golden::manifest::parse_label(&labels[i]),
             image_sha256: None,
             attributes: attrs
                 .iter()
@@ -1882,10 +1881,10 @@ mod tests {
                 id: id.into(),
                 requirement: req.into(),
                 risk_control: rc.map(String::from),
-                metric: "sensitivity".into(),
-                scope: "overall".into(),
+                metric: crate::protocol::Metric::Sensitivity,
+                scope: crate::protocol::Scope::Overall,
                 bound: crate::protocol::Bound::Lower,
-                comparator: "at_least".into(),
+                comparator: crate::protocol::Comparator::AtLeast,
                 goal: 0.8,
                 observations: Vec::new(),
                 verdict: v,

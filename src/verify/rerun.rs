@@ -27,8 +27,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::harness::CaseStatus;
-use crate::model::{Answer, CaseInput};
+use crate::harness::{CaseOutcome, CaseStatus};
+use crate::model::CaseInput;
 use crate::protocol::Protocol;
 use crate::trace::Evidence;
 use crate::trace::Verdict;
@@ -69,7 +69,7 @@ pub struct VerdictChange {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RerunReport {
     /// Backend used.
-    pub backend: String,
+    pub backend: crate::protocol::BackendKind,
     /// Model hash the backend reports now.
     pub model_sha256: Option<String>,
     /// Whether it equals the recorded model hash.
@@ -242,11 +242,12 @@ pub fn rerun(
     let mut moved = Vec::new();
     let mut max_abs_diff: f64 = 0.0;
     for (r, o) in rows.iter().zip(outcomes) {
-        let (status, score, error) = match o {
-            Ok(p) if p.answer == Answer::Equivocal => (CaseStatus::Equivocal, Some(p.score), None),
-            Ok(p) => (CaseStatus::Evaluated, Some(p.score), None),
-            Err(e) => (CaseStatus::NotEvaluated, None, Some(e.reason)),
-        };
+        let o = CaseOutcome::from_backend(o);
+        let (status, score, error) = (
+            o.status(),
+            o.prediction().map(|p| p.score),
+            o.error().map(str::to_string),
+        );
         let abs_diff = match (r.score, score) {
             (Some(a), Some(b)) => Some((a - b).abs()),
             _ => None,
@@ -262,8 +263,8 @@ pub fn rerun(
         if status != r.status || score_moved {
             moved.push(MovedCase {
                 case_id: r.case_id.clone(),
-                recorded_status: r.status.clone(),
-                rerun_status: status.clone(),
+                recorded_status: r.status,
+                rerun_status: status,
                 recorded_score: r.score,
                 rerun_score: score,
                 abs_diff,

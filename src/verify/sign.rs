@@ -436,9 +436,7 @@ fn check_one(
     c
 }
 
-fn short(h: &str) -> &str {
-    crate::fsx::prefix(h, 12)
-}
+use crate::hash::short;
 
 #[cfg(test)]
 mod tests {

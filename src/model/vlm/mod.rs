@@ -726,7 +726,7 @@ pub fn answer_probs(logits: &[f32], pos: &[u32], neg: &[u32]) -> (f64, f64) {
 impl Backend for VlmBackend {
     fn info(&self) -> BackendInfo {
         BackendInfo {
-            backend: "candle-vlm".into(),
+            backend: crate::protocol::BackendKind::CandleVlm,
             model_sha256: Some(self.sha256.clone()),
             model_name: self.model_name.clone(),
             settings: self.settings.clone(),
