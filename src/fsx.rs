@@ -12,8 +12,9 @@
 //!   root itself is what the user named and may be a link.
 //! - Reads open the file and check that what was opened is the regular file that was
 //!   `lstat`ed (same device and inode), so a symlink swapped in between is not followed.
-//! - Writes go to a fresh, exclusively created temporary file in the same directory, then
-//!   `rename` over the target: a symlink at the target is replaced, never written through.
+//! - Writes refuse a symlink at the target (or on the way) and go to a fresh, exclusively
+//!   created temporary file in the same directory, then `rename` over the target: a link
+//!   swapped in meanwhile is replaced, never written through.
 //! - Directory walks never follow symlinks, so a loop is reported, not walked.
 
 use std::fs::File;
@@ -196,8 +197,8 @@ pub fn create_new(p: &Path) -> Result<File> {
 }
 
 /// Writes `bytes` to `root/rel`: parents created under `root` without following symlinks,
-/// the bytes written to a fresh exclusive temporary file, which is then renamed over the
-/// target (a symlink there is replaced, never written through). Returns the path written.
+/// a symlink at the target refused, the bytes written to a fresh exclusive temporary file,
+/// which is then renamed over the target (never written through). Returns the path written.
 pub fn write_inside(root: &Path, rel: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let target = safe_join(root, rel)?;
     if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -349,16 +350,19 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn writes_replace_a_symlink_instead_of_following_it() {
+    fn writes_never_follow_a_symlink() {
         let d = tempfile::tempdir().unwrap();
         let outside = d.path().join("outside.txt");
         std::fs::write(&outside, "keep").unwrap();
         let root = d.path().join("bundle");
         std::fs::create_dir(&root).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("report.md")).unwrap();
-        write_inside(&root, Path::new("report.md"), b"new").unwrap();
+        assert!(write_inside(&root, Path::new("report.md"), b"new").is_err());
         assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep");
-        assert!(!is_symlink(&root.join("report.md")));
+        // A fresh file is written (through a temporary file renamed into place).
+        write_inside(&root, Path::new("plots/x.svg"), b"svg").unwrap();
+        assert_eq!(std::fs::read(root.join("plots/x.svg")).unwrap(), b"svg");
+        std::fs::remove_dir_all(root.join("plots")).unwrap();
         // A symlinked directory on the way is refused.
         std::os::unix::fs::symlink(d.path(), root.join("plots")).unwrap();
         assert!(write_inside(&root, Path::new("plots/roc.svg"), b"x").is_err());

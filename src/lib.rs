@@ -16,6 +16,10 @@
 //! | [`report`] | [`report::render_bundle`] | `report.pdf`, `report.typ`, `report.html`, `report.md`, `junit.xml` |
 //! | [`verify`] | reads a bundle only | a list of discrepancies by JSON path, signature checks |
 //!
+//! [`monitor`] is a consumer beside the stages: `medgate monitor` checks production logs
+//! against a verified release bundle (drift, performance, CUSUM/EWMA charts, alarms traced to
+//! requirements).
+//!
 //! [`pipeline`] composes the stages for `medgate run` (and `check`); [`selftest`] composes
 //! them into medgate's own tool-validation record. [`cli`] is the command front end: it
 //! parses, prints, and maps outcomes to the exit codes of [`exit`]. The clock and the
@@ -33,6 +37,7 @@ pub mod golden;
 pub mod harness;
 pub mod hash;
 pub mod model;
+pub mod monitor;
 pub mod pipeline;
 pub mod protocol;
 pub mod report;

@@ -569,7 +569,8 @@ fn edited_provenance_is_caught_by_the_consistency_checks() {
     assert!(paths.contains(&"$.protocol.task.threshold"), "{paths:?}");
     assert!(paths.contains(&"$.statistics.threshold"), "{paths:?}");
 
-    // The recorded model hash edited: the journal's run key no longer matches.
+    // The recorded model hash edited: the journal's run key no longer matches, and the reports
+    // (which print the model hash) no longer re-render from the evidence.
     let b = f.root.join("model-edited");
     copy_dir(&f.bundle, &b);
     let evp = b.join("evidence.json");
@@ -580,6 +581,13 @@ fn edited_provenance_is_caught_by_the_consistency_checks() {
     reseal(&b);
     let (c, v) = verify_json(&b, &[], &f.root);
     assert_eq!(c, 1);
-    assert_eq!(failed(&v), ["journal.header"]);
+    assert_eq!(
+        failed(&v),
+        [
+            "rendering.junit.xml",
+            "rendering.report.md",
+            "journal.header"
+        ]
+    );
     assert_eq!(v["discrepancies"].as_array().unwrap().len(), 0);
 }

@@ -30,6 +30,7 @@ use crate::exit::Outcome;
 pub mod demo_data;
 pub mod inspect;
 pub mod lock;
+pub mod monitor;
 pub mod plan;
 pub mod report;
 pub mod stats;
@@ -148,6 +149,8 @@ pub enum Command {
     Sign(sign::SignArgs),
     /// Validate this installation: reference values and an end-to-end protocol.
     Selftest(selftest::SelftestArgs),
+    /// Post-market monitoring: a production log against the verified release bundle.
+    Monitor(monitor::MonitorArgs),
 }
 
 /// Runs a parsed command line and returns the process status.
@@ -171,6 +174,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Keygen(a) => keygen::run(a, &global),
         Command::Sign(a) => sign::run(a, &global),
         Command::Selftest(a) => selftest::run(a, &global),
+        Command::Monitor(a) => monitor::run(a, &global),
     };
     match result {
         Ok(outcome) => outcome.into(),

@@ -112,8 +112,8 @@ pub fn run(args: ReportArgs, global: &GlobalArgs) -> crate::Result<Outcome> {
             Some(d)
         }
         None => {
-            if let Some(t) = &evidence.protocol.report.templates {
-                if !global.quiet {
+            if let (Some(t), false) = (&evidence.protocol.report.templates, global.quiet) {
+                {
                     eprintln!(
                         "warning: the protocol renders with site templates ({}); they are never taken from a path the bundle names: using the built-in templates (pass --templates DIR)",
                         crate::fsx::printable(&t.display().to_string())

@@ -179,10 +179,10 @@ pub fn identifying_attributes(obj: &InMemDicomObject) -> (Vec<(String, &'static 
             if depth == 0 && tag.group() % 2 == 1 {
                 private.push(tag);
             }
-            if let Some((g, el, _, _, name, _)) = profile_entry(tag) {
-                if non_empty(e) {
-                    found.insert(format!("({g:04X},{el:04X})"), name);
-                }
+            if let Some((g, el, _, _, name, _)) = profile_entry(tag)
+                && non_empty(e)
+            {
+                found.insert(format!("({g:04X},{el:04X})"), name);
             }
             if let Some(items) = e.value().items().filter(|_| depth < 16) {
                 for item in items {

@@ -313,10 +313,10 @@ pub fn preflight(
                 }
             };
             let p = dir.join(&rel);
-            if super::deid::is_dicom(&p) {
-                if let Ok((obj, _)) = super::pixels::open_header(&p) {
-                    c.deid = Some(super::deid::DeidClaims::read(&obj));
-                }
+            if super::deid::is_dicom(&p)
+                && let Ok((obj, _)) = super::pixels::open_header(&p)
+            {
+                c.deid = Some(super::deid::DeidClaims::read(&obj));
             }
             match super::image::load_image_with(&p, opts) {
                 Ok(d) => {

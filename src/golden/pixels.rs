@@ -912,7 +912,7 @@ fn rle_frame(obj: &DefaultDicomObject, h: &ImageHeader, index: u32) -> Result<Ve
             frag.len()
         )
     })?;
-    if h.bits_allocated % 8 != 0 {
+    if !h.bits_allocated.is_multiple_of(8) {
         return Err(format!(
             "RLE Lossless with Bits Allocated {}",
             h.bits_allocated

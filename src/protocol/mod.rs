@@ -8,12 +8,14 @@
 
 pub mod check;
 pub mod load;
+pub mod monitoring;
 pub mod types;
 
 use std::path::Path;
 
 pub use check::{ExternalFacts, check};
 pub use load::{LoadedProtocol, parse_protocol};
+pub use monitoring::MonitoringSpec;
 pub use types::*;
 
 use crate::error::{Error, Result};

@@ -64,6 +64,9 @@ pub struct Protocol {
     /// recorded in the evidence and printed in the report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change_control: Option<ChangeControlSpec>,
+    /// Post-market monitoring plan (`medgate monitor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<super::monitoring::MonitoringSpec>,
 }
 
 /// The reference release of a comparison.

@@ -168,6 +168,22 @@ fn environment(overrides: Option<&Path>) -> crate::Result<Environment<'static>> 
     Ok(env)
 }
 
+/// The template environment with medgate's escaping rules plus `extra` templates (name,
+/// source), for documents other than the verification report (the monitoring report).
+pub fn environment_with(extra: &[(&str, &str)]) -> crate::Result<Environment<'static>> {
+    let mut env = environment(None)?;
+    for (name, src) in extra {
+        env.add_template_owned(name.to_string(), src.to_string())
+            .map_err(|e| template_error(name, None, &e))?;
+    }
+    Ok(env)
+}
+
+/// JSON as a template value (for [`environment_with`] users).
+pub fn json_value(v: &serde_json::Value) -> Value {
+    to_value(v)
+}
+
 use crate::error::Error;
 
 fn template_error(name: &str, overrides: Option<&Path>, e: &minijinja::Error) -> Error {

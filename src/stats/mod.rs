@@ -23,6 +23,8 @@
 //!   2007) and AUROC planning (Hanley-McNeil variance).
 //! - [`calibration`]: ECE, calibration intercept and slope, Spiegelhalter's z.
 //! - [`ppv`]: prevalence-adjusted PPV and NPV (Mercaldo, Lau & Zhou 2007).
+//! - [`drift`] and [`cusum`]: post-market monitoring statistics (PSI, Kolmogorov-Smirnov,
+//!   Wasserstein, chi-square of attribute mix; CUSUM as AIM-CU designs it, EWMA).
 //!
 //! # Subgroups and gaps
 //! Every level of every attribute, then every requested intersection, is reported, sorted by
@@ -71,6 +73,8 @@ pub mod bootstrap;
 pub mod calibration;
 pub mod compare;
 pub mod confusion;
+pub mod cusum;
+pub mod drift;
 pub mod gap;
 pub mod interval;
 pub mod multiplicity;

@@ -12,7 +12,7 @@
 //! | `report.*` | PDF, Typst source, HTML, Markdown renderings |
 //! | `SHA256SUMS` | `sha256sum`-compatible list of every other file (sorted) |
 //! | `signatures/` | detached signatures over `SHA256SUMS` (not listed in it) |
-//! | `.medgate-lock` | the running `medgate run`'s PID, exclusively locked (not listed) |
+//! | `.medgate-lock` | while a `medgate run` writes the bundle: its PID (not listed) |
 //!
 //! # Safety
 //! A bundle directory is hostile input: `SHA256SUMS` entries must be plain relative paths
@@ -384,51 +384,74 @@ pub fn check_sha256sums(dir: &Path) -> Result<Vec<SumProblem>> {
     Ok(problems)
 }
 
-/// The exclusive lock on a bundle directory held by a running `medgate run`; released when
-/// dropped (and by the operating system if the process dies).
+/// The exclusive lock on a bundle directory held by a running `medgate run`: the lock file,
+/// created exclusively and holding the holder's PID, removed when dropped. A lock left by a
+/// process that no longer exists (a crash) is taken over (on Linux, where that can be told).
 #[derive(Debug)]
 pub struct BundleLock {
-    _file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl Drop for BundleLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn pid_alive(pid: &str) -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    pid.parse::<u32>()
+        .is_ok_and(|n| Path::new("/proc").join(n.to_string()).exists())
 }
 
 /// Takes the exclusive lock on `dir` (creating `.medgate-lock` holding this process' PID).
 /// A second run into the same directory is refused, naming the holder's PID.
 pub fn lock_bundle(dir: &Path) -> Result<BundleLock> {
-    use std::io::{Read, Seek, Write};
+    use std::io::Write;
     let p = crate::fsx::safe_join(dir, Path::new(LOCK_FILE))?;
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&p)
-        .map_err(|e| Error::io(&p, e))?;
-    match f.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = f.read_to_string(&mut holder);
-            let holder = crate::fsx::prefix(holder.trim(), 20).to_string();
-            return Err(Error::input_hint(
-                format!(
-                    "{}: another `medgate run` (PID {}) is writing this bundle",
-                    dir.display(),
-                    if holder.is_empty() {
-                        "unknown"
-                    } else {
-                        &holder
-                    }
-                ),
-                "wait for it to finish, or use another --out directory",
-            ));
+    for _ in 0..2 {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+        {
+            Ok(mut f) => {
+                writeln!(f, "{}", std::process::id()).map_err(|e| Error::io(&p, e))?;
+                f.sync_data().map_err(|e| Error::io(&p, e))?;
+                return Ok(BundleLock { path: p });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let holder = std::fs::read_to_string(&p).unwrap_or_default();
+                let holder = crate::fsx::prefix(holder.trim(), 20).to_string();
+                if pid_alive(&holder) {
+                    return Err(Error::input_hint(
+                        format!(
+                            "{}: another `medgate run` (PID {}) is writing this bundle",
+                            dir.display(),
+                            if holder.is_empty() {
+                                "unknown"
+                            } else {
+                                &holder
+                            }
+                        ),
+                        format!(
+                            "wait for it to finish, or use another --out directory (if no run is active, remove {})",
+                            p.display()
+                        ),
+                    ));
+                }
+                // The holder is gone: a stale lock from a crash.
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            }
+            Err(e) => return Err(Error::io(&p, e)),
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&p, e)),
     }
-    f.set_len(0).map_err(|e| Error::io(&p, e))?;
-    f.rewind().map_err(|e| Error::io(&p, e))?;
-    writeln!(f, "{}", std::process::id()).map_err(|e| Error::io(&p, e))?;
-    f.sync_data().map_err(|e| Error::io(&p, e))?;
-    Ok(BundleLock { _file: f })
+    Err(Error::infra(format!(
+        "{}: could not take the bundle lock",
+        p.display()
+    )))
 }
 
 /// Prepares `dir` as the output of a run of `protocol_id`: creates it when absent, takes the

@@ -1,0 +1,547 @@
+//! Reading production logs: CSV and Parquet through polars, JSON lines through serde_json
+//! (line by line, so a bad line is named by its number; polars' JSON reader would need the
+//! `json` feature, which rebuilds polars-core with `dtype-struct` for every build).
+//!
+//! Each row is validated here and either kept (possibly with its label or score set aside and
+//! the reason counted) or excluded with a reason: nothing is dropped silently. File-level
+//! problems (missing required column, unreadable file) are input errors (exit 2).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use polars::prelude::*;
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::protocol::monitoring::LogColumns;
+
+/// What the model produced for a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowOutcome {
+    /// A score (or a parsed positive/negative answer).
+    Evaluated,
+    /// An answer that is neither positive nor negative.
+    Equivocal,
+    /// No score and no answer: the model did not answer.
+    NotEvaluated,
+}
+
+/// One accepted log row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogRow {
+    /// Milliseconds since the Unix epoch (UTC).
+    pub ts_ms: i64,
+    /// Case ID.
+    pub case_id: String,
+    /// Model score.
+    pub score: Option<f64>,
+    /// Called positive (score >= threshold, or a positive answer); `None` unless evaluated.
+    pub positive: Option<bool>,
+    /// Outcome.
+    pub outcome: RowOutcome,
+    /// Late label, when present and valid.
+    pub label: Option<bool>,
+    /// Attribute values in the order of [`LogSpec::attributes`], as indices into
+    /// [`LogRead::levels`] (the empty string when absent).
+    pub attrs: Vec<u32>,
+}
+
+/// A row as the state file keeps it (attribute values spelled out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredRow {
+    /// See [`LogRow::ts_ms`].
+    pub ts_ms: i64,
+    /// Case ID.
+    pub case_id: String,
+    /// Score.
+    pub score: Option<f64>,
+    /// Called positive.
+    pub positive: Option<bool>,
+    /// Outcome.
+    pub outcome: RowOutcome,
+    /// Label.
+    pub label: Option<bool>,
+    /// Attribute values in attribute order.
+    pub attrs: Vec<String>,
+}
+
+/// One problem with a row: where, which case, what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+pub struct RowProblem {
+    /// File as given.
+    pub file: String,
+    /// 1-based data row (CSV/Parquet, header excluded) or line (JSON lines).
+    pub row: u64,
+    /// Case ID, when readable.
+    pub case_id: String,
+    /// Reason code (see [`Reason`]).
+    pub reason: String,
+    /// Detail, e.g. the offending value.
+    pub detail: String,
+}
+
+/// Reason codes for excluded rows and set-aside values.
+pub struct Reason;
+
+impl Reason {
+    /// Row from another model version (excluded).
+    pub const OTHER_MODEL: &'static str = "other_model";
+    /// Timestamp missing or unparseable (excluded).
+    pub const BAD_TIMESTAMP: &'static str = "bad_timestamp";
+    /// Case ID missing (excluded).
+    pub const MISSING_CASE_ID: &'static str = "missing_case_id";
+    /// Score not a finite number (excluded).
+    pub const BAD_SCORE: &'static str = "bad_score";
+    /// Same case ID as an earlier row (excluded).
+    pub const DUPLICATE_CASE: &'static str = "duplicate_case_id";
+    /// Label not 0/1 (row kept, label ignored).
+    pub const BAD_LABEL: &'static str = "bad_label";
+    /// Row at or before the state's watermark (already processed, or arrived late).
+    pub const SEEN: &'static str = "already_processed";
+}
+
+/// What the reader needs to know beyond the column names.
+#[derive(Debug, Clone)]
+pub struct LogSpec {
+    /// Column names.
+    pub columns: LogColumns,
+    /// Subgroup attribute columns, in order.
+    pub attributes: Vec<String>,
+    /// Attributes a monitored statistic needs (missing column: input error).
+    pub required_attributes: Vec<String>,
+    /// The released model's hash; rows of any other hash are excluded.
+    pub model_sha256: Option<String>,
+    /// The released operating point.
+    pub threshold: f64,
+    /// Answer rule (positive, negative regexes, case-insensitive).
+    pub answer_positive: String,
+    /// See `answer_positive`.
+    pub answer_negative: String,
+}
+
+/// Everything read from the log files.
+#[derive(Debug, Clone, Default)]
+pub struct LogRead {
+    /// Accepted rows in file order.
+    pub rows: Vec<LogRow>,
+    /// Rows read.
+    pub rows_read: u64,
+    /// Excluded rows by reason.
+    pub excluded: BTreeMap<String, u64>,
+    /// Kept rows with a value set aside, by reason.
+    pub set_aside: BTreeMap<String, u64>,
+    /// Every problem (excluded rows and set-aside values).
+    pub problems: Vec<RowProblem>,
+    /// Columns present that the plan does not use.
+    pub ignored_columns: Vec<String>,
+    /// Protocol attributes with no column in some file (their values are empty).
+    pub missing_attributes: Vec<String>,
+    /// Rows whose timestamp is earlier than the previous row's (sorted stably before use).
+    pub unsorted_rows: u64,
+    /// Rows with the same timestamp as the previous row.
+    pub duplicate_timestamps: u64,
+    /// Per attribute: the distinct values seen, indexed by [`LogRow::attrs`].
+    pub levels: Vec<Vec<String>>,
+    dict: Vec<std::collections::HashMap<String, u32>>,
+}
+
+/// Examples kept in [`LogRead::problems`] (every problem is counted; this bounds the list).
+pub const MAX_PROBLEMS: usize = 1000;
+
+impl LogRead {
+    fn new(attributes: usize) -> Self {
+        LogRead {
+            levels: vec![Vec::new(); attributes],
+            dict: vec![std::collections::HashMap::new(); attributes],
+            ..LogRead::default()
+        }
+    }
+
+    /// The index of value `v` of attribute `a`, adding it when new.
+    pub fn intern(&mut self, a: usize, v: &str) -> u32 {
+        if let Some(i) = self.dict[a].get(v) {
+            return *i;
+        }
+        let i = self.levels[a].len() as u32;
+        self.levels[a].push(v.to_string());
+        self.dict[a].insert(v.to_string(), i);
+        i
+    }
+
+    /// A row spelled out for the state file.
+    pub fn store(&self, r: &LogRow) -> StoredRow {
+        StoredRow {
+            ts_ms: r.ts_ms,
+            case_id: r.case_id.clone(),
+            score: r.score,
+            positive: r.positive,
+            outcome: r.outcome,
+            label: r.label,
+            attrs: r
+                .attrs
+                .iter()
+                .enumerate()
+                .map(|(a, i)| self.levels[a][*i as usize].clone())
+                .collect(),
+        }
+    }
+}
+
+/// Parses a timestamp: RFC 3339 (`2026-03-01T08:00:00Z`), or integer seconds since the epoch.
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    let t = s.trim();
+    if let Ok(secs) = t.parse::<i64>() {
+        return secs.checked_mul(1000);
+    }
+    chrono::DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|d| d.timestamp_millis())
+}
+
+/// RFC 3339 text (UTC, seconds; milliseconds when not whole) of epoch milliseconds.
+pub fn format_timestamp(ms: i64) -> String {
+    match chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms) {
+        Some(d) if ms % 1000 == 0 => d.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        Some(d) => d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        None => ms.to_string(),
+    }
+}
+
+/// The raw cells of one file, as optional strings (scores may come as floats).
+struct RawTable {
+    height: usize,
+    names: Vec<String>,
+    cols: BTreeMap<String, Vec<Option<String>>>,
+    score_f64: Option<Vec<Option<f64>>>,
+}
+
+fn polars_err(path: &Path, e: PolarsError) -> Error {
+    Error::input(format!("{}: {e}", path.display()))
+}
+
+fn string_column(path: &Path, c: &Column) -> Result<Vec<Option<String>>> {
+    let c = c.cast(&DataType::String).map_err(|e| polars_err(path, e))?;
+    let ca = c.str().map_err(|e| polars_err(path, e))?;
+    Ok(ca.iter().map(|v| v.map(str::to_string)).collect())
+}
+
+fn read_polars(path: &Path, score_col: &str, wanted: &[&str]) -> Result<RawTable> {
+    let is_csv = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let df = if is_csv {
+        crate::table::read_table_as_strings(path)?
+    } else {
+        crate::table::read_table(path)?
+    };
+    let names = crate::table::column_names(&df);
+    let mut cols = BTreeMap::new();
+    let mut score_f64 = None;
+    for name in wanted {
+        let Ok(c) = df.column(name) else { continue };
+        if *name == score_col && c.dtype().is_float() {
+            let c = c
+                .cast(&DataType::Float64)
+                .map_err(|e| polars_err(path, e))?;
+            let ca = c.f64().map_err(|e| polars_err(path, e))?;
+            score_f64 = Some(ca.iter().collect());
+            continue;
+        }
+        cols.insert(name.to_string(), string_column(path, c)?);
+    }
+    Ok(RawTable {
+        height: df.height(),
+        names,
+        cols,
+        score_f64,
+    })
+}
+
+fn read_jsonl(path: &Path, wanted: &[&str]) -> Result<RawTable> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut names: Vec<String> = Vec::new();
+    let mut cols: BTreeMap<String, Vec<Option<String>>> =
+        wanted.iter().map(|w| (w.to_string(), Vec::new())).collect();
+    let mut height = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(line).map_err(|e| {
+                Error::input(format!(
+                    "{}:{}:{}: not a JSON object: {e}",
+                    path.display(),
+                    i + 1,
+                    e.column()
+                ))
+            })?;
+        for k in v.keys() {
+            if !names.contains(k) {
+                names.push(k.clone());
+            }
+        }
+        for (w, col) in cols.iter_mut() {
+            col.push(match v.get(w) {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(other) => Some(other.to_string()),
+            });
+        }
+        height += 1;
+    }
+    // A column is present when any line has the key.
+    cols.retain(|k, _| names.contains(k));
+    Ok(RawTable {
+        height,
+        names,
+        cols,
+        score_f64: None,
+    })
+}
+
+fn problem(out: &mut LogRead, file: &str, row: u64, case_id: &str, reason: &str, detail: String) {
+    if out.problems.len() >= MAX_PROBLEMS {
+        return;
+    }
+    out.problems.push(RowProblem {
+        file: file.to_string(),
+        row,
+        case_id: case_id.to_string(),
+        reason: reason.to_string(),
+        detail,
+    });
+}
+
+/// Reads and validates every log file, in the order given, after the `pending` rows a state
+/// file carried over (rows of an incomplete window from the previous run).
+pub fn read_logs(
+    files: &[std::path::PathBuf],
+    spec: &LogSpec,
+    pending: &[StoredRow],
+) -> Result<LogRead> {
+    let c = &spec.columns;
+    let pos = Regex::new(&format!("(?i){}", spec.answer_positive))
+        .map_err(|e| Error::input(format!("task.answer.positive: {e}")))?;
+    let neg = Regex::new(&format!("(?i){}", spec.answer_negative))
+        .map_err(|e| Error::input(format!("task.answer.negative: {e}")))?;
+    let mut wanted: Vec<&str> = vec![
+        &c.timestamp,
+        &c.case_id,
+        &c.score,
+        &c.answer,
+        &c.label,
+        &c.model_sha256,
+    ];
+    wanted.extend(spec.attributes.iter().map(String::as_str));
+    let mut out = LogRead::new(spec.attributes.len());
+    for p in pending {
+        let attrs = (0..spec.attributes.len())
+            .map(|a| out.intern(a, p.attrs.get(a).map(String::as_str).unwrap_or("")))
+            .collect();
+        out.rows.push(LogRow {
+            ts_ms: p.ts_ms,
+            case_id: p.case_id.clone(),
+            score: p.score,
+            positive: p.positive,
+            outcome: p.outcome,
+            label: p.label,
+            attrs,
+        });
+    }
+    // (file, row) of each new row, for naming duplicates afterwards.
+    let mut origin: Vec<(usize, u64)> = vec![(usize::MAX, 0); out.rows.len()];
+    for (fi, path) in files.iter().enumerate() {
+        let file = path.display().to_string();
+        let lower = file.to_ascii_lowercase();
+        let raw = if lower.ends_with(".jsonl") || lower.ends_with(".ndjson") {
+            read_jsonl(path, &wanted)?
+        } else if lower.ends_with(".csv") || lower.ends_with(".parquet") || lower.ends_with(".pq") {
+            read_polars(path, &c.score, &wanted)?
+        } else {
+            return Err(Error::input_hint(
+                format!("{file}: unknown log format"),
+                "use .csv, .parquet or .jsonl (JSON lines)",
+            ));
+        };
+        for req in [&c.timestamp, &c.case_id, &c.model_sha256] {
+            if !raw.cols.contains_key(req.as_str()) {
+                return Err(Error::input_hint(
+                    format!("{file}: no column `{req}`"),
+                    "the log needs timestamp, case ID and model hash columns (names under monitoring.log)",
+                ));
+            }
+        }
+        let has_score = raw.score_f64.is_some() || raw.cols.contains_key(c.score.as_str());
+        if !has_score && !raw.cols.contains_key(c.answer.as_str()) {
+            return Err(Error::input(format!(
+                "{file}: neither a `{}` nor an `{}` column",
+                c.score, c.answer
+            )));
+        }
+        for a in &spec.attributes {
+            if !raw.cols.contains_key(a.as_str()) {
+                if spec.required_attributes.contains(a) {
+                    return Err(Error::input_hint(
+                        format!("{file}: no column `{a}`, which a monitored statistic needs"),
+                        "log every subgroup attribute the monitoring plan names",
+                    ));
+                }
+                if !out.missing_attributes.contains(a) {
+                    out.missing_attributes.push(a.clone());
+                }
+            }
+        }
+        for n in &raw.names {
+            if !wanted.contains(&n.as_str()) && !out.ignored_columns.contains(n) {
+                out.ignored_columns.push(n.clone());
+            }
+        }
+        let get = |name: &str, i: usize| -> Option<&str> {
+            raw.cols
+                .get(name)
+                .and_then(|v| v[i].as_deref())
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+        };
+        for i in 0..raw.height {
+            out.rows_read += 1;
+            let row = (i + 1) as u64;
+            let case_id = get(&c.case_id, i).unwrap_or("").to_string();
+            let exclude = |out: &mut LogRead, reason: &str, detail: String| {
+                *out.excluded.entry(reason.to_string()).or_insert(0) += 1;
+                problem(out, &file, row, &case_id, reason, detail);
+            };
+            if case_id.is_empty() {
+                exclude(&mut out, Reason::MISSING_CASE_ID, String::new());
+                continue;
+            }
+            let model = get(&c.model_sha256, i).unwrap_or("");
+            if let Some(m) = &spec.model_sha256
+                && !model.eq_ignore_ascii_case(m)
+            {
+                exclude(&mut out, Reason::OTHER_MODEL, format!("model {model:?}"));
+                continue;
+            }
+            let Some(ts_ms) = get(&c.timestamp, i).and_then(parse_timestamp) else {
+                let t = get(&c.timestamp, i).unwrap_or("").to_string();
+                exclude(&mut out, Reason::BAD_TIMESTAMP, format!("{t:?}"));
+                continue;
+            };
+            let score = match &raw.score_f64 {
+                Some(v) => v[i],
+                None => match get(&c.score, i) {
+                    None => None,
+                    Some(s) => match s.parse::<f64>() {
+                        Ok(x) => Some(x),
+                        Err(_) => {
+                            exclude(&mut out, Reason::BAD_SCORE, format!("{s:?}"));
+                            continue;
+                        }
+                    },
+                },
+            };
+            if let Some(x) = score
+                && !x.is_finite()
+            {
+                exclude(&mut out, Reason::BAD_SCORE, format!("{x}"));
+                continue;
+            }
+            let (outcome, positive) = match score {
+                Some(x) => (RowOutcome::Evaluated, Some(x >= spec.threshold)),
+                None => match get(&c.answer, i) {
+                    None => (RowOutcome::NotEvaluated, None),
+                    Some(a) if pos.is_match(a) => (RowOutcome::Evaluated, Some(true)),
+                    Some(a) if neg.is_match(a) => (RowOutcome::Evaluated, Some(false)),
+                    Some(_) => (RowOutcome::Equivocal, None),
+                },
+            };
+            let label = match get(&c.label, i) {
+                None => None,
+                Some("0") | Some("0.0") | Some("false") | Some("False") => Some(false),
+                Some("1") | Some("1.0") | Some("true") | Some("True") => Some(true),
+                Some(other) => {
+                    *out.set_aside
+                        .entry(Reason::BAD_LABEL.to_string())
+                        .or_insert(0) += 1;
+                    problem(
+                        &mut out,
+                        &file,
+                        row,
+                        &case_id,
+                        Reason::BAD_LABEL,
+                        format!("{other:?} (row kept, label ignored)"),
+                    );
+                    None
+                }
+            };
+            let attrs = spec
+                .attributes
+                .iter()
+                .enumerate()
+                .map(|(ai, a)| out.intern(ai, get(a, i).unwrap_or("")))
+                .collect();
+            origin.push((fi, row));
+            out.rows.push(LogRow {
+                ts_ms,
+                case_id,
+                score,
+                positive,
+                outcome,
+                label,
+                attrs,
+            });
+        }
+    }
+    // Duplicate case IDs: the first occurrence is kept, later ones are excluded.
+    let mut keep = vec![true; out.rows.len()];
+    {
+        let mut seen: std::collections::HashSet<&str> =
+            std::collections::HashSet::with_capacity(out.rows.len());
+        for (i, r) in out.rows.iter().enumerate() {
+            if !seen.insert(r.case_id.as_str()) {
+                keep[i] = false;
+            }
+        }
+    }
+    if keep.iter().any(|k| !k) {
+        let mut rows = Vec::with_capacity(out.rows.len());
+        let taken = std::mem::take(&mut out.rows);
+        for (i, r) in taken.into_iter().enumerate() {
+            if keep[i] {
+                rows.push(r);
+            } else {
+                *out.excluded
+                    .entry(Reason::DUPLICATE_CASE.to_string())
+                    .or_insert(0) += 1;
+                let (fi, row) = origin[i];
+                let file = files
+                    .get(fi)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                problem(
+                    &mut out,
+                    &file,
+                    row,
+                    &r.case_id,
+                    Reason::DUPLICATE_CASE,
+                    "same case ID as an earlier row".into(),
+                );
+            }
+        }
+        out.rows = rows;
+    }
+    for w in out.rows.windows(2) {
+        if w[1].ts_ms < w[0].ts_ms {
+            out.unsorted_rows += 1;
+        } else if w[1].ts_ms == w[0].ts_ms {
+            out.duplicate_timestamps += 1;
+        }
+    }
+    // Stable sort: rows with equal timestamps keep their file order.
+    out.rows.sort_by_key(|r| r.ts_ms);
+    Ok(out)
+}
