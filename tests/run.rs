@@ -161,8 +161,27 @@ fn replay_run_writes_a_complete_bundle_and_is_deterministic() {
     assert_eq!(ca, cb, "cases.parquet differs between identical runs");
     let ea = std::fs::read_to_string(ws.path("out-a/evidence.json")).unwrap();
     let eb = std::fs::read_to_string(ws.path("out-b/evidence.json")).unwrap();
-    // With SOURCE_DATE_EPOCH the clock is frozen: only the bundle paths differ.
-    assert_eq!(ea.replace("out-a", "out-X"), eb.replace("out-b", "out-X"));
+    // With SOURCE_DATE_EPOCH the clock is frozen: only the bundle paths differ, and each run's
+    // own entry in the golden set's ledger (the second run is entry 2, chained to the first).
+    let unanchored = |t: &str| {
+        let mut v: serde_json::Value = serde_json::from_str(t).unwrap();
+        let anchor = v.as_object_mut().unwrap().remove("ledger_entry");
+        (v.to_string(), anchor)
+    };
+    let (na, la) = unanchored(&ea);
+    let (nb, lb) = unanchored(&eb);
+    assert_eq!(na.replace("out-a", "out-X"), nb.replace("out-b", "out-X"));
+    assert_eq!(la.unwrap()["seq"], 1);
+    let lb = lb.unwrap();
+    assert_eq!(lb["seq"], 2);
+    assert_eq!(la_hash(&ws), lb["prev_hash"]);
+
+    fn la_hash(ws: &Workspace) -> serde_json::Value {
+        let e: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(ws.path("out-a/evidence.json")).unwrap())
+                .unwrap();
+        e["ledger_entry"]["hash"].clone()
+    }
 
     // The evidence numbers are the engine's: sensitivity estimate = tp / (tp + fn).
     let ev: serde_json::Value = serde_json::from_str(&ea).unwrap();

@@ -163,12 +163,12 @@ impl Config {
             .clone()
             .or_else(|| t.rope_scaling.clone())
             .unwrap_or_default();
-        if let Some(rt) = p.rope_type.as_deref() {
-            if rt != "default" {
-                return Err(format!(
-                    "text_config rope_type `{rt}` is not supported (only `default`)"
-                ));
-            }
+        if let Some(rt) = p.rope_type.as_deref()
+            && rt != "default"
+        {
+            return Err(format!(
+                "text_config rope_type `{rt}` is not supported (only `default`)"
+            ));
         }
         let theta = p
             .rope_theta
@@ -1132,7 +1132,7 @@ impl ProcessorConfig {
             (h, w)
         };
         let factor = self.patch_size * self.merge_size;
-        if nh % factor != 0 || nw % factor != 0 {
+        if !nh.is_multiple_of(factor) || !nw.is_multiple_of(factor) {
             return Err(format!(
                 "a {nw}x{nh} image is not a multiple of {factor} pixels and do_resize is false"
             ));
