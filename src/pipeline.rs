@@ -442,6 +442,12 @@ fn write_bundle(
     let ropts = crate::report::RenderOptions {
         templates: p.report.templates.as_ref().map(|t| lp.resolve(t)),
         typst_bin: opts.typst_bin.clone(),
+        thumbnails: if formats.contains(&ReportFormat::Html) {
+            crate::report::cases::thumbnails(set, p.report.thumbnails)
+        } else {
+            Default::default()
+        },
+        ..Default::default()
     };
     crate::report::render_bundle(evidence, &formats, &ropts, out_dir)?;
     Ok(())

@@ -62,11 +62,8 @@ pub fn run_summary(s: &RunSummary, color: bool) -> String {
         "criterion", "requirement", "metric (scope)", "goal", "tested"
     );
     for c in &ev.criteria {
-        let worst = c
-            .observations
-            .iter()
-            .find(|o| o.verdict == c.verdict)
-            .or(c.observations.first());
+        // The observation the report shows as deciding, so both print the same tested value.
+        let worst = crate::report::view::deciding(c);
         let observed = worst.map(|o| f3(o.tested)).unwrap_or_else(|| "n/a".into());
         let cmp = if c.comparator == "at_most" {
             "<="
