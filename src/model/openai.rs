@@ -86,6 +86,40 @@ struct ServerConn {
     /// The base URL with any `user:password@` removed, for messages and provenance.
     shown: String,
     agent: ureq::Agent,
+    /// The last client-error reply (HTTP 4xx other than 429) and how many came in a row.
+    rejections: std::sync::Mutex<(String, u32)>,
+    /// Set after [`FAIL_FAST_AFTER`] identical client errors in a row: no more requests go
+    /// to this server, and every remaining case is not evaluated with this reason.
+    stopped: std::sync::OnceLock<String>,
+}
+
+/// Identical client-error replies in a row (401, 403, 400 from a proxy...) after which a
+/// server gets no more requests: an authentication or configuration failure is the same for
+/// every case, so the run stops early (its cases not evaluated, never scored) instead of
+/// sending the whole set. The reason names the HTTP error, so the console shows it.
+pub const FAIL_FAST_AFTER: u32 = 3;
+
+impl ServerConn {
+    /// Records the outcome of one exchange for the fail-fast rule.
+    fn record(&self, client_error: Option<&str>) {
+        let mut r = self
+            .rejections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match client_error {
+            None => *r = (String::new(), 0),
+            Some(msg) => {
+                if r.0 == msg {
+                    r.1 += 1;
+                } else {
+                    *r = (msg.to_string(), 1);
+                }
+                if r.1 >= FAIL_FAST_AFTER {
+                    let _ = self.stopped.set(msg.to_string());
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for OpenaiBackend {
@@ -244,6 +278,8 @@ impl OpenaiBackend {
                 endpoint: format!("{base}/chat/completions"),
                 shown: redact_url(base),
                 agent,
+                rejections: Default::default(),
+                stopped: Default::default(),
             });
         }
         let template = request_template(spec, &question)?;
@@ -367,8 +403,25 @@ impl OpenaiBackend {
         let max_attempts = self.spec.retries.saturating_add(1);
         let mut attempt = 0u32;
         loop {
+            if let Some(msg) = server.stopped.get() {
+                return Err(CaseError {
+                    reason: format!(
+                        "{}: not sent: the server answered {FAIL_FAST_AFTER} requests in a row with {msg}",
+                        server.shown
+                    ),
+                    attempts: attempt,
+                });
+            }
             attempt += 1;
-            match self.attempt(server, &body) {
+            let r = self.attempt(server, &body);
+            match &r {
+                Err(e) if !e.retryable && e.message.starts_with("HTTP 4") => {
+                    server.record(Some(&e.message))
+                }
+                Ok(_) => server.record(None),
+                Err(_) => {}
+            }
+            match r {
                 Ok(c) => return Ok(self.interpret(c, attempt)),
                 Err(e) if e.retryable && attempt < max_attempts => {
                     std::thread::sleep(self.backoff(attempt, e.retry_after));
