@@ -566,7 +566,7 @@ pub struct ReportSpec {
     #[serde(default)]
     pub signatories: Vec<Signatory>,
     /// Case thumbnails in the HTML case explorer: the longer side in pixels, `0` for none
-    /// (keeps `report.html` small for large sets; 64 adds about 2-4 KB per case).
+    /// (keeps `report.html` small for large sets; 64 adds about 5 KB per case).
     #[serde(default, skip_serializing_if = "is_zero")]
     #[schemars(range(max = 1024))]
     pub thumbnails: u32,
