@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use candle_core::Tensor;
-use medgate::golden::demo::render_case;
+use medgate::demo::render_case;
 use medgate::golden::image::LoadedImage;
 use medgate::model::clip::ClipBackend;
 use medgate::protocol::{CandleClipSpec, Prompts};

@@ -1,7 +1,7 @@
 //! Speed target: the `openai` backend against `medgate serve` reaches at least 90% of the
 //! throughput of a plain HTTP loop sending the same requests with the same concurrency.
 //!
-//! Both sides talk to the same in-process `medgate serve` server (`medgate::model::serve`),
+//! Both sides talk to the same in-process `medgate serve` server (`medgate::serve`),
 //! by default hosting a randomly initialised CLIP checkpoint with the demo model's
 //! architecture (64x64 grey, patch 8, width 64, 2+2 layers: the size of the model medgate's
 //! demo trains), so each request costs what a small real model costs. With
@@ -32,9 +32,9 @@ use base64::Engine as _;
 use medgate::model::clip::ClipBackend;
 use medgate::model::clip_ckpt;
 use medgate::model::openai::OpenaiBackend;
-use medgate::model::serve::{ClipScorer, MeanIntensityScorer, Scorer, ServeConfig, Server};
 use medgate::model::{Backend, CaseInput};
 use medgate::protocol::{CandleClipSpec, OpenaiSpec, Prompts, TaskSpec};
+use medgate::serve::{ClipScorer, MeanIntensityScorer, Scorer, ServeConfig, Server};
 use rand::{Rng, SeedableRng};
 
 fn env_usize(k: &str, d: usize) -> usize {

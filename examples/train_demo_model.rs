@@ -6,7 +6,7 @@
 //!
 //! A tiny CLIP-architecture model (ViT 64x64/8 grayscale, width 64, 2 layers per tower) is
 //! trained contrastively from scratch on synthetic phantoms of the demo generator
-//! (`medgate::golden::demo::render_case`) with data seed 7, never the golden set's seed
+//! (`medgate::demo::render_case`) with data seed 7, never the golden set's seed
 //! (20261128). Captions are the generator's varied free-text captions, plus (with probability
 //! `--template-p`) one of three plain templates that the demo protocol's prompts use. Same-
 //! caption pairs in a batch count as positives of each other (a multi-positive InfoNCE), so
@@ -29,7 +29,7 @@ use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use candle_transformers::models::clip::{ClipModel, div_l2_norm};
 use clap::Parser;
-use medgate::golden::demo::render_case;
+use medgate::demo::render_case;
 use medgate::model::clip_ckpt::{self, ClipArch, Preprocess};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

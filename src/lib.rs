@@ -23,7 +23,9 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod demo;
 pub mod diag;
+pub mod diff;
 pub mod error;
 pub mod exit;
 pub mod golden;
@@ -34,6 +36,7 @@ pub mod pipeline;
 pub mod protocol;
 pub mod report;
 pub mod selftest;
+pub mod serve;
 pub mod stats;
 pub mod table;
 pub mod trace;

@@ -103,7 +103,9 @@ use crate::harness::{self, HarnessOptions, JournalHeader};
 use crate::model::{Backend, CaseInput};
 use crate::protocol::ReportFormat;
 use crate::trace::analysis::{self, CaseRow};
-use crate::trace::{self, Evidence, GoldenSetIdentity, ModelIdentity, Provenance, ledger};
+use crate::trace::{
+    self, Evidence, GoldenSetIdentity, ModelIdentity, Provenance, comparison, ledger,
+};
 use crate::world::World;
 
 /// Options of `medgate run`.
@@ -170,6 +172,11 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
         .ok_or_else(|| Error::Internal("valid check without a protocol".into()))?;
     let p = &lp.protocol;
     let set = GoldenSet::open(&p.golden_set, &lp.dir, &p.subgroups.attributes)?;
+    // 1b. A release comparison's reference: verified and matched before anything is written.
+    let reference = match &p.comparison {
+        Some(spec) => Some(load_verified_reference(&lp, spec, &set, world)?),
+        None => None,
+    };
 
     // 2. Provenance, and the release gate on it.
     let git = trace::provenance::git_state(&lp.dir);
@@ -230,6 +237,21 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&p.protocol));
+    if let Some((ref_dir, _)) = &reference {
+        let same = match (ref_dir.canonicalize(), out_dir.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if same {
+            return Err(Error::input_hint(
+                format!(
+                    "the output directory {} is the reference bundle: the run would overwrite it",
+                    out_dir.display()
+                ),
+                "pass another `--out DIR` for the comparison run",
+            ));
+        }
+    }
     std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
     let header = JournalHeader {
         medgate_journal: harness::journal::JOURNAL_FORMAT,
@@ -267,7 +289,19 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
             attributes: c.attributes.clone(),
         })
         .collect();
-    let a = analysis::analyze(p, &rows)?;
+    let new_images: Vec<Option<String>> = set
+        .cases
+        .iter()
+        .map(|c| Some(c.image_sha256.clone()))
+        .collect();
+    let a = analysis::analyze_compared(
+        p,
+        &rows,
+        reference.as_ref().map(|(_, r)| (&new_images[..], r)),
+    )?;
+    for c in &a.criteria {
+        warnings.extend(c.warnings.iter().cloned());
+    }
     for s in &a.statistics.subgroups {
         if s.small {
             warnings.push(format!(
@@ -346,16 +380,22 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
         accountability: a.accountability.clone(),
         statistics: a.statistics.clone(),
         equivocal_analyses: a.equivocal_analyses.clone(),
+        not_evaluated_analyses: a.not_evaluated_analyses.clone(),
+        gated_on: a.gated_on.clone(),
         curves: a.curves.clone(),
         criteria: a.criteria.clone(),
         traceability,
         warnings,
+        comparison: a.comparison.clone(),
         verdict: a.verdict,
         results_sha256: a.results_sha256.clone(),
     };
 
     // 5. The bundle.
     write_bundle(&out_dir, &lp, &set, &out.results, &evidence, opts)?;
+    if let (Some((ref_dir, _)), Some(cmp)) = (&reference, &evidence.comparison) {
+        write_comparison_files(&out_dir, ref_dir, cmp, &set, p)?;
+    }
     ledger::append(
         &ledger_path,
         ledger::NewEntry {
@@ -428,12 +468,21 @@ fn write_bundle(
         );
     }
     let labels: Vec<bool> = set.cases.iter().map(|c| c.label).collect();
+    let decode_opts = crate::golden::image::DecodeOptions::from_spec(&p.golden_set);
+    let decode: Vec<Option<String>> = {
+        use rayon::prelude::*;
+        set.cases
+            .par_iter()
+            .map(|c| crate::golden::image::decode_note(&set.dir.join(&c.image), &decode_opts))
+            .collect()
+    };
     crate::trace::bundle::write_cases(
         &out_dir.join(crate::trace::bundle::CASES_FILE),
         results,
         &labels,
         &attrs,
         p.task.threshold,
+        &decode,
     )?;
     let junit = crate::report::junit::render(evidence);
     let jp = out_dir.join(crate::trace::bundle::JUNIT_FILE);
@@ -451,4 +500,110 @@ fn write_bundle(
     };
     crate::report::render_bundle(evidence, &formats, &ropts, out_dir)?;
     Ok(())
+}
+
+/// Verifies the reference bundle with the verify stage, loads it, and refuses it unless it is
+/// the pinned run of the same protocol on the same locked set with the same cases.
+fn load_verified_reference(
+    lp: &LoadedProtocol,
+    spec: &crate::protocol::ComparisonSpec,
+    set: &GoldenSet,
+    world: &dyn World,
+) -> Result<(PathBuf, comparison::ReferenceCases)> {
+    let dir = lp.resolve(&spec.reference.bundle);
+    let refused = |why: String| {
+        Error::input_hint(
+            format!("reference bundle {} refused: {why}", dir.display()),
+            "name the earlier bundle under `comparison.reference.bundle` and pin its results_sha256; nothing was written",
+        )
+    };
+    if !dir.is_dir() {
+        return Err(refused("not a directory".into()));
+    }
+    let report =
+        crate::verify::verify_bundle(&dir, &crate::verify::VerifyOptions::default(), world)
+            .map_err(|e| refused(format!("it cannot be verified: {e}")))?;
+    if !report.identical() {
+        let mut what: Vec<String> = Vec::new();
+        what.extend(
+            report
+                .files
+                .iter()
+                .map(|f| format!("{} {}", f.path, f.problem)),
+        );
+        what.extend(report.discrepancies.iter().map(|d| d.path.clone()));
+        what.extend(
+            report
+                .checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| format!("{}: {}", c.name, c.detail)),
+        );
+        what.extend(
+            report
+                .cases
+                .iter()
+                .map(|c| format!("{}: {}", c.case_id, c.problem)),
+        );
+        what.truncate(5);
+        return Err(refused(format!(
+            "it fails verification ({} problem(s): {})",
+            report.problem_count(),
+            what.join("; ")
+        )));
+    }
+    let (ev, refc) = comparison::load_reference(&dir, spec.reference.name.clone())?;
+    let new_cases: Vec<comparison::PairedCase> = set
+        .cases
+        .iter()
+        .map(|c| comparison::PairedCase {
+            case_id: c.case_id.clone(),
+            image_sha256: Some(c.image_sha256.clone()),
+            label: c.label,
+            status: crate::harness::CaseStatus::Evaluated,
+            score: None,
+        })
+        .collect();
+    comparison::check_reference(
+        &lp.protocol,
+        &set.lock.root_hash,
+        &new_cases,
+        &ev,
+        &refc.cases,
+    )?;
+    Ok((dir, refc))
+}
+
+/// Copies the reference bundle's evidence, cases and protocol into `reference/` (so the new
+/// bundle verifies on its own) and writes `flips.csv`.
+fn write_comparison_files(
+    out_dir: &Path,
+    reference_dir: &Path,
+    cmp: &comparison::ComparisonEvidence,
+    set: &GoldenSet,
+    p: &crate::protocol::Protocol,
+) -> Result<()> {
+    use crate::trace::bundle::{CASES_FILE, EVIDENCE_FILE, PROTOCOL_FILE};
+    let copy_dir = out_dir.join(comparison::REFERENCE_DIR);
+    std::fs::create_dir_all(&copy_dir).map_err(|e| Error::io(&copy_dir, e))?;
+    for f in [EVIDENCE_FILE, CASES_FILE, PROTOCOL_FILE] {
+        let (from, to) = (reference_dir.join(f), copy_dir.join(f));
+        std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
+    }
+    let images: std::collections::HashMap<String, String> = set
+        .cases
+        .iter()
+        .map(|c| {
+            (
+                c.case_id.clone(),
+                c.image.to_string_lossy().replace('\\', "/"),
+            )
+        })
+        .collect();
+    comparison::write_flips(
+        &out_dir.join(comparison::FLIPS_FILE),
+        cmp,
+        &images,
+        &p.subgroups.attributes,
+    )
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use dicom_core::VR;
 use dicom_dictionary_std::tags;
-use medgate::golden::dicom::{DicomSpec, write_dicom};
+use medgate::demo::dicom::{DicomSpec, write_dicom};
 use medgate::golden::image::load_image;
 use medgate::golden::{GoldenSet, LockOptions, lock_set, verify_set};
 use medgate::protocol::GoldenSetSpec;
@@ -33,7 +33,7 @@ fn s(p: &Path) -> &str {
 fn demo_set(locked: bool) -> (tempfile::TempDir, PathBuf) {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("set");
-    medgate::golden::demo::write_demo_set(&dir, 24, 5, 10).unwrap();
+    medgate::demo::write_demo_set(&dir, 24, 5, 10).unwrap();
     if locked {
         lock_set(&dir, &LockOptions::new(&dir), &FixedWorld::default()).unwrap();
     }
@@ -48,6 +48,8 @@ fn spec(dir: &Path) -> GoldenSetSpec {
         case_id_column: "case_id".into(),
         label_column: "finding".into(),
         image_column: "image".into(),
+        frames: Default::default(),
+        voi: Default::default(),
     }
 }
 
@@ -161,7 +163,12 @@ fn lock_refuses_to_overwrite_without_force_and_keeps_history() {
         err.contains("already exists") && err.contains("--force"),
         "{err}"
     );
-    std::fs::write(dir.join("images/cxr-00001.png"), b"new content").unwrap();
+    // New content that still decodes (the lock's decoding pre-flight refuses garbage).
+    let png = dir.join("images/cxr-00001.png");
+    let mut im = image::open(&png).unwrap().to_luma8();
+    let p0 = im.get_pixel(0, 0)[0];
+    im.put_pixel(0, 0, image::Luma([p0 ^ 1]));
+    im.save(&png).unwrap();
     let (rc, _, err) = medgate(&["lock", s(&dir), "--force", "--note", "relabel"]);
     assert_eq!(rc, 0, "{err}");
     let second = medgate::golden::read_lock(&dir.join("LOCK")).unwrap();
@@ -231,7 +238,7 @@ fn gray_spec(pixels: Vec<u16>, attributes: Vec<(dicom_core::Tag, VR, String)>) -
         bits_stored: 12,
         photometric: "MONOCHROME2".into(),
         attributes,
-        sop_instance_uid: medgate::golden::dicom::uid_from("test"),
+        sop_instance_uid: medgate::demo::dicom::uid_from("test"),
     }
 }
 
@@ -348,13 +355,13 @@ fn dicom_loader_applies_rescale_window_and_monochrome1() {
 fn demo_dicom_cases_load_like_their_png_pixels() {
     let (_t, dir) = demo_set(false);
     let dcm = load_image(&dir.join("images/cxr-00010.dcm")).unwrap();
-    let case = medgate::golden::demo::render_case(5, 10);
+    let case = medgate::demo::render_case(5, 10);
     assert_eq!((dcm.width, dcm.height, dcm.channels), (64, 64, 1));
     for (a, b) in dcm.data.iter().zip(case.image.as_raw()) {
         assert!((f64::from(*a) - f64::from(*b) / 255.0).abs() < 1e-6);
     }
     let png = load_image(&dir.join("images/cxr-00011.png")).unwrap();
-    let case = medgate::golden::demo::render_case(5, 11);
+    let case = medgate::demo::render_case(5, 11);
     let want: Vec<f32> = case
         .image
         .as_raw()
@@ -377,7 +384,7 @@ fn golden_set_open_reads_cases_and_checks_labels() {
         c.image_sha256,
         medgate::hash::sha256_file(&dir.join(&c.image)).unwrap().0
     );
-    let demo = medgate::golden::demo::render_case(5, 10);
+    let demo = medgate::demo::render_case(5, 10);
     let img = set.load_image(c).unwrap();
     assert_eq!(img.data.len(), 64 * 64);
     assert!((f64::from(img.data[0]) - f64::from(demo.image.as_raw()[0]) / 255.0).abs() < 1e-6);
@@ -481,7 +488,7 @@ fn committed_demo_set_verifies_and_opens() {
     let set = GoldenSet::open(&spec(&dir), Path::new("."), &["sex".into(), "site".into()]).unwrap();
     assert_eq!(set.cases.len(), 1000);
     for i in [0u64, 1, 100, 999] {
-        let demo = medgate::golden::demo::render_case(20261128, i);
+        let demo = medgate::demo::render_case(20261128, i);
         let c = &set.cases[i as usize];
         assert_eq!(c.label, demo.label, "case {i}");
         assert_eq!(c.attributes["site"], demo.attributes["site"]);
@@ -492,5 +499,68 @@ fn committed_demo_set_verifies_and_opens() {
                 "case {i}"
             );
         }
+    }
+}
+
+#[test]
+fn lock_refuses_undecodable_images_unless_waived() {
+    let (_t, dir) = demo_set(false);
+    std::fs::write(dir.join("images/cxr-00003.png"), b"not an image").unwrap();
+    let (rc, _, err) = medgate(&["lock", s(&dir)]);
+    assert_eq!(rc, 2, "{err}");
+    assert!(
+        err.contains("case `cxr-00003`") && err.contains("cannot be decoded"),
+        "{err}"
+    );
+    let (rc, _, err) = medgate(&["inspect", s(&dir), "--decode"]);
+    assert_eq!(rc, 2, "{err}");
+    let (rc, _, err) = medgate(&[
+        "lock",
+        s(&dir),
+        "--waive-undecodable",
+        "case 3 excluded from analysis (CAPA-7)",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let lock = std::fs::read_to_string(dir.join("LOCK")).unwrap();
+    assert!(
+        lock.contains(
+            "decode_preflight: waived: case 3 excluded from analysis (CAPA-7) (1 undecodable)"
+        ),
+        "{lock}"
+    );
+}
+
+#[test]
+fn inspect_decode_lists_the_voi_and_render_writes_the_model_input() {
+    let (_t, dir) = demo_set(false);
+    let (rc, out, err) = medgate(&["inspect", s(&dir), "--decode"]);
+    assert_eq!(rc, 0, "{err}");
+    // The demo's DICOM cases carry a full-range window; PNG cases have no DICOM facts.
+    assert!(
+        out.contains("ok   cxr-00010") && out.contains("VOI window C=2040.5 W=4081 LINEAR"),
+        "{out}"
+    );
+    assert!(out.contains("Patient Identity Removed YES"), "{out}");
+    assert!(
+        out.contains("24 image(s): 24 decodable, 0 not decodable"),
+        "{out}"
+    );
+    let png = dir.join("case.png");
+    let (rc, out, err) = medgate(&[
+        "inspect",
+        s(&dir),
+        "--render",
+        "cxr-00010",
+        "--out",
+        s(&png),
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains("wrote"), "{out}");
+    // The PNG is the decoded model input: same pixels as the loader gives.
+    let loaded = load_image(&dir.join("images/cxr-00010.dcm")).unwrap();
+    let written = image::open(&png).unwrap().to_luma8();
+    assert_eq!(written.width(), loaded.width);
+    for (a, b) in written.as_raw().iter().zip(&loaded.data) {
+        assert_eq!(*a, (b * 255.0).round() as u8);
     }
 }

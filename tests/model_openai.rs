@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use medgate::model::openai::OpenaiBackend;
 use medgate::model::replay::ReplayBackend;
-use medgate::model::serve::{EQUIVOCAL_TEXT, MeanIntensityScorer, ServeConfig, Server};
 use medgate::model::{Answer, Backend, CaseInput, ScoreSource};
 use medgate::protocol::{OpenaiSpec, ReplaySpec, TaskSpec};
+use medgate::serve::{EQUIVOCAL_TEXT, MeanIntensityScorer, ServeConfig, Server};
 use medgate::world::FixedWorld;
 use serde_json::json;
 

@@ -66,7 +66,8 @@ fn results() -> (Vec<CaseResult>, Vec<bool>, BTreeMap<String, Vec<String>>) {
 
 fn write(path: &Path) {
     let (results, labels, attrs) = results();
-    medgate::trace::bundle::write_cases(path, &results, &labels, &attrs, 0.5).unwrap();
+    let decode = vec![None, None, Some("DICOM VOI window 1".to_string()), None];
+    medgate::trace::bundle::write_cases(path, &results, &labels, &attrs, 0.5, &decode).unwrap();
 }
 
 #[test]

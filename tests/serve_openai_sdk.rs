@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use medgate::model::serve::{MeanIntensityScorer, ServeConfig, Server};
+use medgate::serve::{MeanIntensityScorer, ServeConfig, Server};
 use serde_json::Value;
 
 fn transcript() -> Value {

@@ -66,6 +66,8 @@ fn csv_json_matches_references() {
         "12",
         "--subgroup",
         "gender",
+        "--min-subgroup-size",
+        "10",
         "--format",
         "json",
     ]);
@@ -113,7 +115,12 @@ fn csv_json_matches_references() {
     let gaps = v["gaps"].as_array().unwrap();
     assert_eq!(gaps.len(), 3);
     assert_eq!(gaps[0]["metric"], "sensitivity");
-    assert!(gaps[0]["between"].as_array().unwrap().len() == 2);
+    // AUROC gap between the two genders: the homogeneity p is pROC's unpaired DeLong
+    // roc.test (fixtures/stats/auc_groups_expected.csv, row gender).
+    let auc = gaps.iter().find(|g| g["metric"] == "auroc").unwrap();
+    assert_eq!(auc["test"], "delong-wald");
+    close(&auc["p_value"], 0.327_637_272_001_366_83, 1e-9);
+    assert_eq!(auc["pairs"], 1);
 }
 
 #[test]
@@ -296,7 +303,8 @@ fn missing_column_and_file_are_input_errors() {
 
 #[test]
 fn plan_prints_sample_size() {
-    // (1.959964 * 0.4 + 0.841621 * 0.3)^2 / 0.1^2 = 107.4 -> 108 positives; / 0.3 -> 360.
+    // Exact binomial plan at one-sided 0.025 (two-sided 95%): scipy scan in
+    // fixtures/stats/samplesize.csv (0.9 vs 0.8, power 0.8): 107 exact, 113 safe; / 0.3 -> 377.
     let (code, out, err) = medgate(&[
         "plan",
         "--expected",
@@ -310,8 +318,26 @@ fn plan_prints_sample_size() {
     ]);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["positives"], 108);
-    assert_eq!(v["total_cases"], 360);
+    assert_eq!(v["positives"], 113);
+    assert_eq!(v["exact_n"], 107);
+    assert_eq!(v["total_cases"], 377);
+    assert!(v["method"].as_str().unwrap().contains("Flahault"));
+    // The published example (Chu & Cole 2007): 93 exact, 102 safe.
+    let (code, out, err) = medgate(&[
+        "plan",
+        "--expected",
+        "0.95",
+        "--goal",
+        "0.85",
+        "--one-sided-alpha",
+        "0.05",
+        "--power",
+        "0.95",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("102 positive cases"), "{out}");
+    assert!(out.contains("smallest n reaching the target: 93"), "{out}");
+    assert!(out.contains("method: exact binomial"), "{out}");
     let (code, _, err) = medgate(&["plan", "--expected", "0.8", "--goal", "0.9"]);
     assert_eq!(code, 2);
     assert!(err.contains("must exceed --goal"), "{err}");

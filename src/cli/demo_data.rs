@@ -30,7 +30,7 @@ pub struct DemoDataArgs {
 
 /// Runs `medgate demo-data`.
 pub fn run(args: DemoDataArgs, global: &GlobalArgs) -> Result<Outcome> {
-    crate::golden::demo::write_demo_set(&args.out, args.cases, args.seed, args.dicom_every)?;
+    crate::demo::write_demo_set(&args.out, args.cases, args.seed, args.dicom_every)?;
     if !global.quiet {
         eprintln!(
             "wrote {} synthetic cases (seed {}) to {}",

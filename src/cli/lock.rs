@@ -16,8 +16,10 @@ use crate::world::SystemWorld;
   medgate lock golden-sets/legacy --waiver \"InstitutionName kept: approved by DPO, ticket 881\"
 
 Before writing, the manifest is checked (paths inside the set, unique case IDs, no image
-twice, no missing image) and screened for identifiers (manifest columns, DICOM headers per
-the PS3.15 Basic Profile). Exit 0 locked, 2 refused (reasons listed).")]
+twice, no missing image), screened for identifiers (manifest columns, DICOM headers per
+the PS3.15 Basic Profile), and every image is decoded the way the model backends will
+(`medgate inspect DIR --decode` shows the same pre-flight). Exit 0 locked, 2 refused (reasons
+listed).")]
 pub struct LockArgs {
     /// The golden-set directory.
     pub dir: PathBuf,
@@ -30,6 +32,15 @@ pub struct LockArgs {
     /// Lock despite de-identification findings, recording this reason in the LOCK.
     #[arg(long, value_name = "REASON")]
     pub waiver: Option<String>,
+    /// Lock despite images that cannot be decoded, recording this reason in the LOCK.
+    #[arg(long, value_name = "REASON")]
+    pub waive_undecodable: Option<String>,
+    /// Multi-frame DICOM policy for the decoding pre-flight (the protocol's `golden_set.frames`).
+    #[arg(long, value_parser = ["refuse", "first", "middle"], default_value = "refuse")]
+    pub frames: String,
+    /// VOI choice for the decoding pre-flight (the protocol's `golden_set.voi`).
+    #[arg(long, value_parser = ["window", "lut", "minmax"], default_value = "window")]
+    pub voi: String,
     /// Manifest relative to the set (default: manifest.csv or manifest.parquet).
     #[arg(long)]
     pub manifest: Option<PathBuf>,
@@ -53,9 +64,11 @@ pub fn run(args: LockArgs, global: &GlobalArgs) -> Result<Outcome> {
     opts.note = args.note;
     opts.force = args.force;
     opts.waiver = args.waiver;
+    opts.undecodable_waiver = args.waive_undecodable;
+    opts.decode = crate::cli::inspect::decode_options(&args.frames, &args.voi);
     let out = lock_set(&args.dir, &opts, &SystemWorld::default())?;
     if !global.quiet {
-        for d in &out.waived {
+        for d in out.waived.iter().chain(&out.undecodable) {
             eprintln!("waived: {d}");
         }
     }
@@ -70,6 +83,8 @@ pub fn run(args: LockArgs, global: &GlobalArgs) -> Result<Outcome> {
                 "cases": l.cases,
                 "deid_screen": l.deid_screen,
                 "waived": out.waived,
+                "decode_preflight": l.decode_preflight,
+                "undecodable": out.undecodable,
             });
             println!(
                 "{}",

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod check;
 pub mod completions;
+pub mod diff;
 pub mod keygen;
 pub mod ledger;
 pub mod run;
@@ -158,6 +159,9 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Verify an evidence bundle by recomputing it; check its signatures.
     Verify(verify::VerifyArgs),
+    /// Compare two evidence bundles: identity, protocol text, every metric (paired when the
+    /// cases match), criteria.
+    Diff(diff::DiffArgs),
     /// Generate an Ed25519 key pair for signing bundles.
     Keygen(keygen::KeygenArgs),
     /// Sign an evidence bundle (printed name, date/time, meaning).
@@ -187,6 +191,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Inspect(a) => inspect::run(a, &global),
         Command::Serve(args) => serve::run(args, &global),
         Command::Verify(a) => verify::run(a, &global),
+        Command::Diff(a) => diff::run(a, &global),
         Command::Keygen(a) => keygen::run(a, &global),
         Command::Sign(a) => sign::run(a, &global),
         Command::Selftest(a) => selftest::run(a, &global),

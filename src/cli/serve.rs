@@ -1,13 +1,13 @@
 //! `medgate serve`: host a model behind the OpenAI-compatible chat-completions API.
 //!
-//! The command resolves its arguments into a [`crate::model::serve::ServeConfig`] and a
+//! The command resolves its arguments into a [`crate::serve::ServeConfig`] and a
 //! scorer, binds, prints the bound address as the first line of stdout (so a script or a
 //! test that asked for `--port 0` can read the real port), and serves until SIGINT or
-//! SIGTERM. The HTTP logic lives in [`crate::model::serve`].
+//! SIGTERM. The HTTP logic lives in [`crate::serve`].
 //!
 //! Hidden flags, for tests, drills and benchmarks only: `--chaos-fail-rate`,
 //! `--chaos-slow-rate`, `--chaos-garbage-rate`, `--chaos-equivocal-rate`, `--chaos-slow-ms`,
-//! `--chaos-seed` (fault injection, see [`crate::model::serve::Chaos`]) and
+//! `--chaos-seed` (fault injection, see [`crate::serve::Chaos`]) and
 //! `--test-scorer mean-intensity` (serve the mean grey level instead of a model, to measure
 //! the HTTP path alone).
 
@@ -20,8 +20,8 @@ use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
 use crate::exit::Outcome;
 use crate::model::clip::ClipBackend;
-use crate::model::serve::{Chaos, ClipScorer, MeanIntensityScorer, Scorer, ServeConfig, Server};
 use crate::protocol::{CandleClipSpec, ModelSpec, Prompts, Protocol};
+use crate::serve::{Chaos, ClipScorer, MeanIntensityScorer, Scorer, ServeConfig, Server};
 
 /// Arguments of `medgate serve`.
 #[derive(Debug, clap::Args)]

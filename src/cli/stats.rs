@@ -57,7 +57,8 @@ pub struct StatsArgs {
     /// Two-sided confidence level.
     #[arg(long, default_value_t = 0.95)]
     pub confidence: f64,
-    /// Interval method for proportions (bootstrap also bootstraps AUROC and gaps).
+    /// Interval method (bootstrap: percentile bootstrap for AUROC, Clopper-Pearson for
+    /// proportions).
     #[arg(long, default_value = "wilson", value_parser = ["wilson", "clopper-pearson", "jeffreys", "bootstrap"])]
     pub interval: String,
     /// Bootstrap resamples.
@@ -66,16 +67,20 @@ pub struct StatsArgs {
     /// Bootstrap seed.
     #[arg(long, value_name = "S", default_value_t = 20_070_315)]
     pub seed: u64,
-    /// Levels with fewer cases are flagged small and left out of gaps.
+    /// Minimum denominator: levels with fewer cases are flagged small, and a level whose
+    /// metric has a smaller denominator is left out of that gap (and listed).
     #[arg(long, value_name = "N", default_value_t = 30)]
     pub min_subgroup_size: usize,
-    /// Adjustment of gap p-values.
+    /// Adjustment of the gaps' homogeneity p-values, over every gap printed.
     #[arg(long, default_value = "holm", value_parser = ["holm", "bonferroni", "none"])]
     pub multiplicity: String,
-    /// Bootstrap the subgroup gaps (as `medgate run` does) even with a closed-form
-    /// --interval; without it, gaps use Newcombe (sensitivity, specificity) and DeLong (AUROC).
+    /// Also compute calibration (ECE, intercept, slope, Spiegelhalter's z); scores must be
+    /// probabilities.
     #[arg(long)]
-    pub gap_bootstrap: bool,
+    pub calibration: bool,
+    /// Prevalence in the intended-use population: adds prevalence-adjusted PPV and NPV.
+    #[arg(long, value_name = "P")]
+    pub intended_use_prevalence: Option<f64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -100,14 +105,14 @@ pub fn run(args: StatsArgs, global: &GlobalArgs) -> Result<Outcome> {
         interval,
         bootstrap_resamples: args.bootstrap,
         seed: args.seed,
-        multiplicity,
         min_subgroup_size: args.min_subgroup_size,
         intersections: args
             .intersect
             .iter()
             .map(|s| s.split(',').map(|p| p.trim().to_string()).collect())
             .collect(),
-        bootstrap_gaps: args.gap_bootstrap,
+        intended_use_prevalence: args.intended_use_prevalence,
+        calibration: args.calibration,
     };
     let path = args.input.as_path();
     let df = read_table(path)?;
@@ -125,8 +130,15 @@ pub fn run(args: StatsArgs, global: &GlobalArgs) -> Result<Outcome> {
             path.display()
         );
     }
-    let report = stats::analyze_factors(&columns.labels, &columns.scores, &columns.factors, &cfg)
-        .map_err(|e| stats_error(path, e))?;
+    let mut report =
+        stats::analyze_factors(&columns.labels, &columns.scores, &columns.factors, &cfg)
+            .map_err(|e| stats_error(path, e))?;
+    // Without a protocol, the family is every gap this command prints.
+    let p: Vec<f64> = report.gaps.iter().filter_map(|g| g.p_value).collect();
+    let mut adj = stats::multiplicity::adjust(&p, multiplicity).into_iter();
+    for g in report.gaps.iter_mut().filter(|g| g.p_value.is_some()) {
+        g.p_adjusted = adj.next();
+    }
     match args.format {
         OutputFormat::Json => {
             let json = serde_json::to_string_pretty(&report)
@@ -449,12 +461,13 @@ pub fn render_text(path: &Path, r: &StatsReport, multiplicity: Multiplicity) -> 
         };
         let _ = writeln!(
             out,
-            "\nGaps (largest difference between levels; p adjusted: {adj})"
+            "\nGaps (range over levels; simultaneous bound over all pairs; homogeneity p adjusted over the gaps printed: {adj})"
         );
+        let p = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |x| format!("{x:.4}"));
         for g in &r.gaps {
             let _ = writeln!(
                 out,
-                "  {:<12} {:<12} {:.3} ({:.3} to {:.3})  {} vs {}  p {:.4}  p_adj {:.4}",
+                "  {:<12} {:<12} {:.3} ({:.3} to {:.3})  {} vs {}  upper from {} vs {}  {} over {} pairs  {} p {}  p_adj {}{}",
                 g.attribute,
                 g.metric,
                 g.difference,
@@ -462,8 +475,18 @@ pub fn render_text(path: &Path, r: &StatsReport, multiplicity: Multiplicity) -> 
                 g.upper,
                 g.between[0],
                 g.between[1],
-                g.p_value,
-                g.p_adjusted
+                g.upper_pair[0],
+                g.upper_pair[1],
+                g.method,
+                g.pairs,
+                g.test,
+                p(g.p_value),
+                p(g.p_adjusted),
+                if g.excluded.is_empty() {
+                    String::new()
+                } else {
+                    format!("  excluded: {}", g.excluded.join(", "))
+                }
             );
         }
     }

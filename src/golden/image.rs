@@ -4,15 +4,21 @@
 //! between formats cannot creep in per backend.
 //!
 //! # DICOM
-//! Decoded with dicom-pixeldata (uncompressed, RLE and the natively supported codecs), first
-//! frame only. Values go through the modality LUT (Rescale Slope/Intercept), then the first
-//! VOI window when present (PS3.3 C.11.2.1.2: LINEAR, LINEAR_EXACT or SIGMOID), else a
-//! min-max normalisation over the image; MONOCHROME1 is inverted so that bright always
-//! means dense. RGB DICOM is scaled by its bits stored.
+//! [`load_image_with`] decodes one frame (the protocol's `frames` policy; multi-frame
+//! images are refused by default) through [`super::pixels`] (bounded reading, every
+//! transfer syntax dicom-pixeldata has a codec for, stored values as pydicom's
+//! `pixel_array` gives them) and renders it through [`super::display`] (Modality LUT, the
+//! protocol's `voi` choice, MONOCHROME1 / Presentation LUT Shape inversion). Colour images
+//! (RGB, YBR converted to RGB, PALETTE COLOR through its palette) come back as 3 channels.
+//! [`DecodeInfo`] says what was done, so the evidence can record the VOI actually applied.
 
 use std::path::Path;
 
-use dicom_pixeldata::{PixelDecoder, VoiLutFunction};
+use serde::{Deserialize, Serialize};
+
+use super::display::{self, VoiApplied};
+use super::pixels;
+pub use crate::protocol::{FramePolicy, VoiPolicy};
 
 use crate::error::{Error, Result};
 
@@ -76,7 +82,7 @@ impl ImageFormat {
 pub fn load_image(path: &Path) -> Result<LoadedImage> {
     match ImageFormat::detect(path)? {
         ImageFormat::Png | ImageFormat::Jpeg => load_raster(path),
-        ImageFormat::Dicom => load_dicom(path),
+        ImageFormat::Dicom => load_image_with(path, &DecodeOptions::default()).map(|d| d.image),
     }
 }
 
@@ -112,134 +118,259 @@ fn load_raster(path: &Path) -> Result<LoadedImage> {
     })
 }
 
-fn dicom_err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::input_hint(
-        format!("{}: {what}: {e}", path.display()),
-        "check the file with a DICOM viewer; medgate decodes uncompressed, RLE and baseline JPEG transfer syntaxes",
-    )
+/// How DICOM images are decoded: the protocol's `golden_set.frames` and `golden_set.voi`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Which frame of a multi-frame image.
+    pub frames: FramePolicy,
+    /// Which VOI transformation.
+    pub voi: VoiPolicy,
 }
 
-fn is_jpeg(obj: &dicom_object::DefaultDicomObject) -> bool {
-    obj.meta()
-        .transfer_syntax()
-        .trim_end_matches('\0')
-        .starts_with("1.2.840.10008.1.2.4.")
-}
-
-/// The PS3.3 C.11.2.1.2 VOI functions, output in [0, 1].
-fn voi(x: f64, center: f64, width: f64, f: VoiLutFunction) -> f64 {
-    match f {
-        VoiLutFunction::Linear => {
-            let w = (width - 1.0).max(1.0);
-            let c = center - 0.5;
-            if x <= c - w / 2.0 {
-                0.0
-            } else if x > c + w / 2.0 {
-                1.0
-            } else {
-                (x - c) / w + 0.5
-            }
-        }
-        VoiLutFunction::LinearExact => {
-            let w = width.max(f64::MIN_POSITIVE);
-            ((x - center) / w + 0.5).clamp(0.0, 1.0)
-        }
-        VoiLutFunction::Sigmoid => {
-            1.0 / (1.0 + (-4.0 * (x - center) / width.max(f64::MIN_POSITIVE)).exp())
+impl DecodeOptions {
+    /// The options a protocol's golden set names.
+    pub fn from_spec(spec: &crate::protocol::GoldenSetSpec) -> DecodeOptions {
+        DecodeOptions {
+            frames: spec.frames,
+            voi: spec.voi,
         }
     }
 }
 
-fn load_dicom(path: &Path) -> Result<LoadedImage> {
-    let obj = dicom_object::open_file(path).map_err(|e| dicom_err(path, "cannot read DICOM", e))?;
-    let decoded = obj
-        .decode_pixel_data()
-        .map_err(|e| dicom_err(path, "cannot decode pixel data", e))?;
-    let (width, height) = (decoded.columns(), decoded.rows());
-    let spp = u32::from(decoded.samples_per_pixel());
-    let n = (width as usize) * (height as usize) * spp as usize;
-    let photometric = decoded.photometric_interpretation().as_str().to_string();
-    let values: Vec<f64> = decoded
-        .to_vec::<f64>()
-        .map_err(|e| dicom_err(path, "cannot convert pixel data", e))?;
-    if values.len() < n {
-        return Err(dicom_err(
-            path,
-            "pixel data",
-            format!("{} samples for {width}x{height}x{spp}", values.len()),
-        ));
+/// What decoding a DICOM image did (absent for PNG and JPEG files).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecodeInfo {
+    /// Transfer syntax UID.
+    pub transfer_syntax: String,
+    /// Its name.
+    pub transfer_syntax_name: String,
+    /// `present`, or how a file without File Meta was read.
+    pub file_meta: String,
+    /// Photometric Interpretation as stored.
+    pub photometric: String,
+    /// `WxH`, samples per pixel, bits allocated/stored, signedness.
+    pub layout: String,
+    /// Frames in the file and the 1-based frame used.
+    pub frame: String,
+    /// The Modality LUT step.
+    pub modality: String,
+    /// The VOI step actually applied.
+    pub voi: VoiApplied,
+    /// Whether the output was inverted (MONOCHROME1 or Presentation LUT Shape INVERSE).
+    pub inverted: bool,
+}
+
+/// A decoded image and, for DICOM, what decoding did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// The model input.
+    pub image: LoadedImage,
+    /// DICOM decoding facts.
+    pub info: Option<DecodeInfo>,
+}
+
+/// [`load_image`] with explicit DICOM options, also returning what was done.
+pub fn load_image_with(path: &Path, opts: &DecodeOptions) -> Result<Decoded> {
+    match ImageFormat::detect(path)? {
+        ImageFormat::Png | ImageFormat::Jpeg => Ok(Decoded {
+            image: load_raster(path)?,
+            info: None,
+        }),
+        ImageFormat::Dicom => {
+            let (image, info) = decode_dicom(path, opts).map_err(|why| {
+                Error::input_hint(
+                    format!("{}: {why}", path.display()),
+                    "check the file with a DICOM viewer; `medgate inspect SET --decode` lists every image's decodability",
+                )
+            })?;
+            Ok(Decoded {
+                image,
+                info: Some(info),
+            })
+        }
     }
-    let first = &values[..n];
-    let data: Vec<f32> = match (spp, photometric.as_str()) {
-        (1, "MONOCHROME1" | "MONOCHROME2") => {
-            let window = decoded
-                .window()
-                .ok()
-                .flatten()
-                .and_then(|w| w.first().copied())
-                .filter(|w| w.width > 0.0);
-            let func = decoded
-                .voi_lut_function()
-                .ok()
-                .flatten()
-                .and_then(|f| f.first().copied())
-                .unwrap_or(VoiLutFunction::Linear);
-            let mut out: Vec<f64> = match window {
-                Some(w) => first
-                    .iter()
-                    .map(|&x| voi(x, w.center, w.width, func))
-                    .collect(),
-                None => {
-                    let lo = first.iter().copied().fold(f64::INFINITY, f64::min);
-                    let hi = first.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    let span = if hi > lo { hi - lo } else { 1.0 };
-                    first.iter().map(|&x| (x - lo) / span).collect()
-                }
-            };
-            if photometric == "MONOCHROME1" {
-                out.iter_mut().for_each(|v| *v = 1.0 - *v);
-            }
-            out.into_iter().map(|v| v.clamp(0.0, 1.0) as f32).collect()
-        }
-        (3, "RGB") | (3, "YBR_FULL_422") | (3, "YBR_FULL")
-            if photometric == "RGB" || is_jpeg(&obj) =>
-        {
-            // JPEG codestreams are decoded to RGB; uncompressed YBR is refused.
-            let max = f64::from((1u32 << decoded.bits_stored().min(16)) - 1);
-            first
-                .iter()
-                .map(|&v| (v / max).clamp(0.0, 1.0) as f32)
-                .collect()
-        }
-        _ => {
-            return Err(dicom_err(
-                path,
-                "unsupported image type",
-                format!("{spp} sample(s) per pixel, {photometric}"),
+}
+
+/// Decodes and renders one DICOM file; the error is a one-line reason.
+pub fn decode_dicom(
+    path: &Path,
+    opts: &DecodeOptions,
+) -> std::result::Result<(LoadedImage, DecodeInfo), String> {
+    let (obj, file) = pixels::open(path)?;
+    render_dicom(&obj, &file, opts)
+}
+
+/// Renders an opened DICOM object (see [`decode_dicom`]).
+pub fn render_dicom(
+    obj: &dicom_object::DefaultDicomObject,
+    file: &pixels::FileInfo,
+    opts: &DecodeOptions,
+) -> std::result::Result<(LoadedImage, DecodeInfo), String> {
+    let h = pixels::ImageHeader::read(obj)?;
+    let index = match (h.frames, opts.frames) {
+        (1, _) | (_, FramePolicy::First) => 0,
+        (n, FramePolicy::Middle) => n / 2,
+        (n, FramePolicy::Refuse) => {
+            return Err(format!(
+                "multi-frame image ({n} frames): the protocol's `golden_set.frames` is `refuse` (the default); set it to `first` or `middle` to evaluate one frame"
             ));
         }
     };
-    Ok(LoadedImage {
-        width,
-        height,
-        channels: spp,
-        data,
-    })
+    let frame = pixels::stored_frame(obj, &file.transfer_syntax, &h, index)?;
+    let mut values = frame.values;
+    let (width, height) = (h.columns, h.rows);
+    let pi = h.photometric.as_str();
+    let (channels, modality, voi_applied, inverted, data) = match (frame.samples, pi) {
+        (1, "MONOCHROME1" | "MONOCHROME2") => {
+            let m = display::modality(obj, &mut values)?;
+            let v = display::voi(obj, &mut values, opts.voi)?;
+            let inv = display::inverts(obj, pi);
+            if inv {
+                values.iter_mut().for_each(|x| *x = 1.0 - *x);
+            }
+            let m = match m {
+                display::Modality::Lut(bits) => format!("Modality LUT Sequence ({bits}-bit)"),
+                display::Modality::Rescale(s, i) => format!("rescale slope {s} intercept {i}"),
+                display::Modality::Identity => "identity".into(),
+            };
+            (1, m, v, inv, values)
+        }
+        (1, "PALETTE COLOR") => {
+            let (rgb, depth) = display::palette(obj, &values)?;
+            (
+                3,
+                "identity".into(),
+                VoiApplied::Colour {
+                    note: format!("palette colour LUT ({depth}-bit)"),
+                },
+                false,
+                rgb,
+            )
+        }
+        (3, "RGB" | "YBR_FULL" | "YBR_FULL_422" | "YBR_ICT" | "YBR_RCT" | "YBR_PARTIAL_420") => {
+            let max = ((1u64 << h.bits_stored.min(32)) - 1) as f64;
+            values.iter_mut().for_each(|x| *x /= max);
+            (
+                3,
+                "identity".into(),
+                VoiApplied::Colour {
+                    note: format!("RGB scaled by {} bits stored", h.bits_stored),
+                },
+                false,
+                values,
+            )
+        }
+        (spp, pi) => {
+            return Err(format!(
+                "unsupported image type: {spp} sample(s) per pixel, {pi}"
+            ));
+        }
+    };
+    let data: Vec<f32> = data
+        .into_iter()
+        .map(|v| {
+            if v.is_nan() {
+                0.0
+            } else {
+                v.clamp(0.0, 1.0) as f32
+            }
+        })
+        .collect();
+    let info = DecodeInfo {
+        transfer_syntax: file.transfer_syntax.clone(),
+        transfer_syntax_name: pixels::transfer_syntax_name(&file.transfer_syntax).into(),
+        file_meta: file.file_meta.clone(),
+        photometric: h.photometric.clone(),
+        layout: format!(
+            "{}x{}x{}, {} bits allocated, {} stored, {}{}",
+            width,
+            height,
+            h.samples,
+            h.bits_allocated,
+            h.bits_stored,
+            match h.float {
+                Some(pixels::FloatKind::Float) => "float",
+                Some(pixels::FloatKind::Double) => "double float",
+                None if h.signed => "signed",
+                None => "unsigned",
+            },
+            if h.planar && h.samples == 3 {
+                ", planar"
+            } else {
+                ""
+            }
+        ),
+        frame: format!("{} of {}", index + 1, h.frames),
+        modality,
+        voi: voi_applied,
+        inverted,
+    };
+    Ok((
+        LoadedImage {
+            width,
+            height,
+            channels,
+            data,
+        },
+        info,
+    ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn linear_voi_matches_ps3_3_formula() {
-        // c = 2040.5, w = 4081: x/4080 exactly, the demo set's DICOM window.
-        for x in [0.0, 16.0, 2040.0, 4080.0] {
-            assert!((voi(x, 2040.5, 4081.0, VoiLutFunction::Linear) - x / 4080.0).abs() < 1e-12);
-        }
-        // PS3.3 example: c = 40, w = 400 (CT soft tissue): below c - 0.5 - 199.5 is 0.
-        assert_eq!(voi(-160.0, 40.0, 400.0, VoiLutFunction::Linear), 0.0);
-        assert_eq!(voi(240.0, 40.0, 400.0, VoiLutFunction::Linear), 1.0);
-        assert!((voi(40.0, 40.0, 400.0, VoiLutFunction::Sigmoid) - 0.5).abs() < 1e-12);
+/// What decoding will do to a DICOM image, from its header alone, as one line for the
+/// per-case record (`decode` column of `cases.parquet`): the VOI (or colour handling),
+/// the frame, and the inversion; `None` for PNG and JPEG files. A file that cannot be
+/// decoded gives `not decodable: <reason>`.
+pub fn decode_note(path: &Path, opts: &DecodeOptions) -> Option<String> {
+    if !matches!(ImageFormat::detect(path), Ok(ImageFormat::Dicom)) {
+        return None;
     }
+    let note = (|| -> std::result::Result<String, String> {
+        let (obj, _) = pixels::open_header(path)?;
+        let h = pixels::ImageHeader::read(&obj)?;
+        let frame = match (h.frames, opts.frames) {
+            (1, _) | (_, FramePolicy::First) => 1,
+            (n, FramePolicy::Middle) => n / 2 + 1,
+            (n, FramePolicy::Refuse) => {
+                return Err(format!("multi-frame image ({n} frames), frames: refuse"));
+            }
+        };
+        let what = match (h.samples, h.photometric.as_str()) {
+            (1, pi @ ("MONOCHROME1" | "MONOCHROME2")) => format!(
+                "VOI {}{}",
+                display::voi_plan(&obj, opts.voi)?,
+                if display::inverts(&obj, pi) {
+                    ", inverted"
+                } else {
+                    ""
+                }
+            ),
+            (_, pi) => format!("colour ({pi})"),
+        };
+        Ok(format!("{what}; frame {frame} of {}", h.frames))
+    })();
+    Some(note.unwrap_or_else(|e| format!("not decodable: {e}")))
+}
+
+/// Encodes a decoded image (samples in [0, 1]) as an 8-bit PNG: each sample is
+/// `round(clamp(v, 0, 1) * 255)`, as the `openai` backend sends it.
+pub fn encode_png(img: &LoadedImage) -> std::result::Result<Vec<u8>, String> {
+    let px: Vec<u8> = img
+        .data
+        .iter()
+        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect();
+    let dynamic = match img.channels {
+        1 => image::GrayImage::from_raw(img.width, img.height, px)
+            .map(image::DynamicImage::ImageLuma8),
+        3 => {
+            image::RgbImage::from_raw(img.width, img.height, px).map(image::DynamicImage::ImageRgb8)
+        }
+        c => return Err(format!("cannot encode an image with {c} channels")),
+    }
+    .ok_or_else(|| "decoded image has the wrong number of samples".to_string())?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    dynamic
+        .write_to(&mut out, image::ImageFormat::Png)
+        .map_err(|e| format!("cannot encode PNG: {e}"))?;
+    Ok(out.into_inner())
 }

@@ -252,3 +252,168 @@ impl InspectReport {
         s
     }
 }
+
+/// One image's pre-flight: can medgate decode it, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageCheck {
+    /// Manifest line (1-based, header = 1).
+    pub line: usize,
+    /// Case ID.
+    pub case_id: String,
+    /// Image path relative to the set.
+    pub image: String,
+    /// Decodable with the protocol's options.
+    pub decodable: bool,
+    /// Why not, when not decodable.
+    pub reason: Option<String>,
+    /// DICOM decoding facts (transfer syntax, layout, frame, Modality LUT, VOI applied).
+    pub dicom: Option<super::image::DecodeInfo>,
+    /// What a DICOM file claims about its de-identification.
+    pub deid: Option<super::deid::DeidClaims>,
+    /// `WxHxC` of the decoded image.
+    pub decoded: Option<String>,
+}
+
+/// Decodes every image of the set with `opts` (in parallel), the way the model backends
+/// will, and reports per image whether it decodes, why not, and which VOI was applied.
+pub fn preflight(
+    dir: &Path,
+    manifest_rel: Option<&Path>,
+    image_column: &str,
+    case_id_column: &str,
+    opts: &super::image::DecodeOptions,
+) -> Result<Vec<ImageCheck>> {
+    use rayon::prelude::*;
+    let rel = match manifest_rel {
+        Some(r) => r.to_path_buf(),
+        None => Manifest::locate(dir)?,
+    };
+    let m = Manifest::read(dir, &rel)?;
+    let img_col = m.column(image_column)?;
+    let id_col = m.column(case_id_column)?;
+    Ok(m.rows
+        .par_iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let mut c = ImageCheck {
+                line: i + 2,
+                case_id: row[id_col].trim().to_string(),
+                image: row[img_col].clone(),
+                decodable: false,
+                reason: None,
+                dicom: None,
+                deid: None,
+                decoded: None,
+            };
+            let rel = match manifest::normalize_rel(&row[img_col]) {
+                Ok(r) => r,
+                Err(e) => {
+                    c.reason = Some(e);
+                    return c;
+                }
+            };
+            let p = dir.join(&rel);
+            if super::deid::is_dicom(&p) {
+                if let Ok((obj, _)) = super::pixels::open_header(&p) {
+                    c.deid = Some(super::deid::DeidClaims::read(&obj));
+                }
+            }
+            match super::image::load_image_with(&p, opts) {
+                Ok(d) => {
+                    c.decodable = true;
+                    c.decoded = Some(format!(
+                        "{}x{}x{}",
+                        d.image.width, d.image.height, d.image.channels
+                    ));
+                    c.dicom = d.info;
+                }
+                Err(e) => c.reason = Some(e.to_string()),
+            }
+            c
+        })
+        .collect())
+}
+
+/// Renders the pre-flight as text: one line per image, then a count.
+pub fn render_preflight(checks: &[ImageCheck]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    for c in checks {
+        match (&c.reason, &c.dicom) {
+            (Some(r), _) => {
+                let _ = writeln!(s, "FAIL {} ({}, line {}): {r}", c.case_id, c.image, c.line);
+            }
+            (None, Some(d)) => {
+                let _ = writeln!(
+                    s,
+                    "ok   {} ({}): {}, {}, {}, frame {}, modality {}, VOI {}{}",
+                    c.case_id,
+                    c.image,
+                    d.transfer_syntax_name,
+                    d.photometric,
+                    d.layout,
+                    d.frame,
+                    d.modality,
+                    d.voi.describe(),
+                    if d.inverted { ", inverted" } else { "" }
+                );
+                if d.file_meta != "present" {
+                    let _ = writeln!(s, "       file meta {}", d.file_meta);
+                }
+                if let Some(deid) = &c.deid {
+                    let _ = writeln!(s, "       de-identification: {}", deid.describe());
+                }
+            }
+            (None, None) => {
+                let _ = writeln!(
+                    s,
+                    "ok   {} ({}): {}",
+                    c.case_id,
+                    c.image,
+                    c.decoded.as_deref().unwrap_or("")
+                );
+            }
+        }
+    }
+    let bad = checks.iter().filter(|c| !c.decodable).count();
+    let _ = writeln!(
+        s,
+        "\n{} image(s): {} decodable, {bad} not decodable",
+        checks.len(),
+        checks.len() - bad
+    );
+    s
+}
+
+/// Writes case `case_id`'s model input (the decoded image, 8-bit, as every backend receives
+/// it before its own resizing) as a PNG at `out`.
+pub fn render_case(
+    dir: &Path,
+    image_column: &str,
+    case_id_column: &str,
+    case_id: &str,
+    opts: &super::image::DecodeOptions,
+    out: &Path,
+) -> Result<super::image::Decoded> {
+    let rel = Manifest::locate(dir)?;
+    let m = Manifest::read(dir, &rel)?;
+    let img_col = m.column(image_column)?;
+    let id_col = m.column(case_id_column)?;
+    let row = m
+        .rows
+        .iter()
+        .find(|r| r[id_col].trim() == case_id)
+        .ok_or_else(|| {
+            crate::error::Error::input_hint(
+                format!("{}: no case `{case_id}` in {}", dir.display(), m.rel_path),
+                format!("case IDs are in the `{case_id_column}` column"),
+            )
+        })?;
+    let rel = manifest::normalize_rel(&row[img_col])
+        .map_err(|e| crate::error::Error::input(format!("case `{case_id}`: {e}")))?;
+    let d = super::image::load_image_with(&dir.join(&rel), opts)?;
+    let png = super::image::encode_png(&d.image)
+        .map_err(|e| crate::error::Error::Internal(format!("case `{case_id}`: {e}")))?;
+    std::fs::write(out, png).map_err(|e| crate::error::Error::io(out, e))?;
+    Ok(d)
+}

@@ -16,6 +16,7 @@
 //! prevalence.<column>: <positives>/<cases>        (one line per 0/1 column)
 //! deid_screen: pass | waived | not-run
 //! waiver: <reason>                                 (only when waived)
+//! decode_preflight: pass | waived: <reason> (<n> undecodable)   (absent in older LOCKs)
 //! locked_by: <user>
 //! locked_at: <RFC 3339 UTC>
 //! note: <free text, one line>
@@ -96,6 +97,9 @@ pub struct Lock {
     pub deid_screen: String,
     /// Reason given for a de-identification waiver.
     pub waiver: Option<String>,
+    /// Image decoding pre-flight: `pass`, or `waived: <reason> (<n> undecodable)`;
+    /// `None` in LOCKs written before the pre-flight existed.
+    pub decode_preflight: Option<String>,
     /// Who locked the set.
     pub created_by: String,
     /// When the set was locked (RFC 3339, UTC).
@@ -142,6 +146,9 @@ impl Lock {
         let _ = writeln!(s, "deid_screen: {}", self.deid_screen);
         if let Some(w) = &self.waiver {
             let _ = writeln!(s, "waiver: {}", one_line(w));
+        }
+        if let Some(p) = &self.decode_preflight {
+            let _ = writeln!(s, "decode_preflight: {}", one_line(p));
         }
         let _ = writeln!(s, "locked_by: {}", one_line(&self.created_by));
         let _ = writeln!(s, "locked_at: {}", self.created);
@@ -294,6 +301,7 @@ impl Lock {
             prevalence,
             deid_screen: get("deid_screen")?,
             waiver: header.get("waiver").cloned(),
+            decode_preflight: header.get("decode_preflight").cloned(),
             created_by: get("locked_by")?,
             created: get("locked_at")?,
             note: header.get("note").cloned().unwrap_or_default(),
@@ -647,6 +655,7 @@ mod tests {
             .into(),
             deid_screen: "waived".into(),
             waiver: Some("public phantom".into()),
+            decode_preflight: Some("pass".into()),
             created_by: "qa".into(),
             created: "2026-01-01T00:00:00Z".into(),
             note: "first".into(),

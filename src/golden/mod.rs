@@ -10,20 +10,25 @@
 //! | [`manifest`] | reading the manifest, path safety, duplicate and identifier checks |
 //! | [`deid`] | the DICOM de-identification screen (PS3.15 Basic Profile) |
 //! | [`image`] | one loader for PNG, JPEG and DICOM |
+//! | [`pixels`] | DICOM reading with bounded allocation; a frame's stored values |
+//! | [`display`] | the DICOM display pipeline: Modality LUT, VOI, presentation, palette |
 //! | [`inspect`] | what a statistician looks at before running anything |
-//! | [`demo`], [`dicom`] | the deterministic synthetic demo set |
+//!
+//! The deterministic synthetic demo set (and the DICOM writer) live in [`crate::demo`], a
+//! consumer beside the stages.
 //!
 //! A golden set's integrity is the first thing an auditor checks, so later stages reach the
 //! data only through [`GoldenSet::open`], which re-hashes every byte against the LOCK first
 //! and refuses (exit 2, naming every added, missing and changed file) otherwise.
 
 pub mod deid;
-pub mod demo;
-pub mod dicom;
+mod deid_table;
+pub mod display;
 pub mod image;
 pub mod inspect;
 pub mod lock;
 pub mod manifest;
+pub mod pixels;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -219,6 +224,10 @@ pub struct LockOptions {
     pub force: bool,
     /// Lock despite de-identification findings, for this recorded reason.
     pub waiver: Option<String>,
+    /// How the decoding pre-flight decodes images (the protocol's frames/voi choices).
+    pub decode: image::DecodeOptions,
+    /// Lock despite undecodable images, for this recorded reason.
+    pub undecodable_waiver: Option<String>,
 }
 
 impl LockOptions {
@@ -232,6 +241,8 @@ impl LockOptions {
             note: String::new(),
             force: false,
             waiver: None,
+            decode: image::DecodeOptions::default(),
+            undecodable_waiver: None,
         }
     }
 }
@@ -243,6 +254,8 @@ pub struct LockOutcome {
     pub lock: Lock,
     /// De-identification findings that the waiver covered (empty when the screen passed).
     pub waived: Vec<Diagnostic>,
+    /// Undecodable images that the undecodable waiver covered.
+    pub undecodable: Vec<Diagnostic>,
 }
 
 /// Hashes every file of the set, checks the manifest (paths, duplicates, missing images) and
@@ -297,8 +310,45 @@ pub fn lock_set(dir: &Path, opts: &LockOptions, world: &dyn World) -> Result<Loc
             .collect();
         screen.extend(found.into_iter().flatten());
     }
+    if opts
+        .undecodable_waiver
+        .as_ref()
+        .is_some_and(|w| w.trim().is_empty())
+    {
+        return Err(Error::input("--waive-undecodable needs a reason"));
+    }
+    // Decoding pre-flight: every image decodes the way the model backends will decode it.
+    let file = manifest_rel.display().to_string();
+    let mut undecodable = Vec::new();
+    for col in &opts.image_columns {
+        for c in inspect::preflight(
+            dir,
+            Some(&manifest_rel),
+            col,
+            &opts.case_id_column,
+            &opts.decode,
+        )? {
+            if let Some(why) = c.reason {
+                undecodable.push(
+                    Diagnostic::error(
+                        &file,
+                        Some((c.line, 1)),
+                        format!("case `{}`: image `{}` cannot be decoded: {why}", c.case_id, c.image),
+                    )
+                    .with_hint("replace or exclude the image, or lock with --waive-undecodable REASON (the cases will be `not evaluated`)"),
+                );
+            }
+        }
+    }
+    let mut refused = Vec::new();
     if !screen.is_empty() && opts.waiver.is_none() {
-        return Err(Error::Invalid(screen));
+        refused.extend(screen.iter().cloned());
+    }
+    if !undecodable.is_empty() && opts.undecodable_waiver.is_none() {
+        refused.extend(undecodable.iter().cloned());
+    }
+    if !refused.is_empty() {
+        return Err(Error::Invalid(refused));
     }
     let manifest_key = manifest_rel.to_string_lossy().replace('\\', "/");
     let manifest_sha256 = hashes.get(&manifest_key).cloned().ok_or_else(|| {
@@ -349,6 +399,12 @@ pub fn lock_set(dir: &Path, opts: &LockOptions, world: &dyn World) -> Result<Loc
                 .as_ref()
                 .map(|w| format!("{} ({} finding(s))", w.trim(), screen.len()))
         },
+        decode_preflight: Some(match &opts.undecodable_waiver {
+            Some(w) if !undecodable.is_empty() => {
+                format!("waived: {} ({} undecodable)", w.trim(), undecodable.len())
+            }
+            _ => "pass".into(),
+        }),
         created_by: world.user(),
         created: world
             .now()
@@ -363,6 +419,7 @@ pub fn lock_set(dir: &Path, opts: &LockOptions, world: &dyn World) -> Result<Loc
     Ok(LockOutcome {
         lock: l,
         waived: screen,
+        undecodable,
     })
 }
 

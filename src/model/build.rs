@@ -17,6 +17,7 @@ pub fn build_backend(
     case_ids: &[String],
     world: &dyn World,
 ) -> Result<Box<dyn Backend>> {
+    let decode = crate::golden::image::DecodeOptions::from_spec(&p.golden_set);
     Ok(match &p.model {
         ModelSpec::CandleClip(spec) => {
             let prompts = p
@@ -24,10 +25,25 @@ pub fn build_backend(
                 .prompts
                 .as_ref()
                 .ok_or_else(|| Error::input("candle-clip needs task.prompts"))?;
-            Box::new(super::clip::ClipBackend::load(spec, prompts, protocol_dir)?)
+            Box::new(
+                super::clip::ClipBackend::load(spec, prompts, protocol_dir)?.with_decode(decode),
+            )
         }
         ModelSpec::Openai(spec) => {
-            Box::new(super::openai::OpenaiBackend::new(spec, &p.task, world)?)
+            Box::new(super::openai::OpenaiBackend::new(spec, &p.task, world)?.with_decode(decode))
+        }
+        ModelSpec::CandleVlm(spec) => {
+            let question = p
+                .task
+                .question
+                .as_deref()
+                .ok_or_else(|| Error::input("candle-vlm needs task.question"))?;
+            Box::new(super::vlm::VlmBackend::load(
+                spec,
+                question,
+                &p.task.answer,
+                protocol_dir,
+            )?)
         }
         ModelSpec::Replay(spec) => Box::new(super::replay::ReplayBackend::load(
             spec,

@@ -43,7 +43,7 @@ use super::clip_ckpt::{
 };
 use super::{Answer, Backend, BackendInfo, CaseError, CaseInput, Prediction, ScoreSource};
 use crate::error::{Error, Result};
-use crate::golden::image::{LoadedImage, load_image};
+use crate::golden::image::{DecodeOptions, LoadedImage, load_image_with};
 use crate::protocol::{CandleClipSpec, Prompts};
 
 /// Parses a device setting: `cpu`, `cuda`, `cuda:N` or `auto` (CUDA device 0 when medgate
@@ -164,6 +164,8 @@ pub struct ClipBackend {
     model_name: String,
     batch_size: usize,
     settings: serde_json::Value,
+    /// How DICOM images are decoded (the protocol's `golden_set.frames` / `voi`).
+    decode: DecodeOptions,
 }
 
 fn candle_err(what: impl std::fmt::Display) -> impl Fn(candle_core::Error) -> Error {
@@ -184,6 +186,12 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 impl ClipBackend {
+    /// Decodes DICOM images with `decode` (the protocol's frame and VOI choices).
+    pub fn with_decode(mut self, decode: DecodeOptions) -> Self {
+        self.decode = decode;
+        self
+    }
+
     /// Loads the checkpoint at `spec.path` (relative to `protocol_dir`) and embeds `prompts`.
     ///
     /// Errors (exit 2): a missing directory or file (named), an unreadable or unsupported
@@ -328,6 +336,7 @@ impl ClipBackend {
                 .unwrap_or_else(|| dir.display().to_string()),
             batch_size: spec.batch_size,
             settings: serde_json::Value::Null,
+            decode: DecodeOptions::default(),
         };
         let pos = backend.class_embedding(&tokenizer, &prompts.positive, &tok_path)?;
         let neg = backend.class_embedding(&tokenizer, &prompts.negative, &tok_path)?;
@@ -573,7 +582,10 @@ impl Backend for ClipBackend {
         let mut out: Vec<Option<Result<Prediction, CaseError>>> = vec![None; cases.len()];
         let mut ready: Vec<(usize, LoadedImage)> = Vec::new();
         for (i, case) in cases.iter().enumerate() {
-            match load_image(&case.image_path).and_then(|img| check_image(&img).map(|()| img)) {
+            match load_image_with(&case.image_path, &self.decode)
+                .map(|d| d.image)
+                .and_then(|img| check_image(&img).map(|()| img))
+            {
                 Ok(img) => ready.push((i, img)),
                 Err(e) => out[i] = Some(Err(fail(format!("case {}: {e}", case.case_id)))),
             }

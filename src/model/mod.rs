@@ -1,8 +1,9 @@
 //! Model backends: run the model the user will ship, one case at a time or in batches.
 //!
-//! Three backends sit behind one trait, [`Backend`]: `candle-clip` (a CLIP-architecture
-//! checkpoint run in-process with candle), `openai` (any OpenAI-compatible chat-completions
-//! server) and `replay` (recorded predictions). Each produces, per case, the raw response, a
+//! Four backends sit behind one trait, [`Backend`]: `candle-clip` (a CLIP-architecture
+//! checkpoint run in-process with candle), `candle-vlm` (a generative vision-language model
+//! run in-process, [`vlm`]), `openai` (any OpenAI-compatible chat-completions server) and
+//! `replay` (recorded predictions). Each produces, per case, the raw response, a
 //! score in [0, 1], the parsed answer and timing. A backend never turns a failure into a
 //! negative answer: a case that fails after retries comes back as `Err`, and the harness
 //! records it as "not evaluated".
@@ -10,7 +11,7 @@
 pub mod build;
 pub mod openai;
 pub mod replay;
-pub mod serve;
+pub mod vlm;
 
 use std::path::PathBuf;
 

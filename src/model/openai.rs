@@ -78,6 +78,8 @@ pub struct OpenaiBackend {
     backoff_base: Duration,
     /// The request JSON split where the image's data URL goes.
     template: (String, String),
+    /// How DICOM images are decoded (the protocol's `golden_set.frames` / `voi`).
+    decode: crate::golden::image::DecodeOptions,
 }
 
 struct ServerConn {
@@ -183,7 +185,7 @@ fn redact_url(url: &str) -> String {
     url.to_string()
 }
 
-fn compile_rule(which: &str, pattern: &str) -> Result<Regex> {
+pub(crate) fn compile_rule(which: &str, pattern: &str) -> Result<Regex> {
     RegexBuilder::new(pattern)
         .case_insensitive(true)
         .build()
@@ -293,7 +295,14 @@ impl OpenaiBackend {
             api_key,
             servers,
             backoff_base: Duration::from_millis(500),
+            decode: Default::default(),
         })
+    }
+
+    /// Decodes DICOM images with `decode` (the protocol's frame and VOI choices).
+    pub fn with_decode(mut self, decode: crate::golden::image::DecodeOptions) -> Self {
+        self.decode = decode;
+        self
     }
 
     /// Sets the first backoff delay (default 0.5 s); tests use a few milliseconds.
@@ -395,7 +404,7 @@ impl OpenaiBackend {
         server: &ServerConn,
         case: &CaseInput,
     ) -> std::result::Result<Prediction, CaseError> {
-        let (mime, bytes) = read_image(case).map_err(|reason| CaseError {
+        let (mime, bytes) = read_image(case, &self.decode).map_err(|reason| CaseError {
             reason,
             attempts: 0,
         })?;
@@ -546,7 +555,10 @@ fn parse_completion(text: &str) -> std::result::Result<Completion, String> {
 }
 
 /// Reads a case's image and checks it is the locked file; returns its MIME type and bytes.
-fn read_image(case: &CaseInput) -> std::result::Result<(&'static str, Vec<u8>), String> {
+fn read_image(
+    case: &CaseInput,
+    decode: &crate::golden::image::DecodeOptions,
+) -> std::result::Result<(&'static str, Vec<u8>), String> {
     let bytes = std::fs::read(&case.image_path)
         .map_err(|e| format!("{}: cannot read image: {e}", case.image_path.display()))?;
     if !case.image_sha256.is_empty() {
@@ -567,34 +579,14 @@ fn read_image(case: &CaseInput) -> std::result::Result<(&'static str, Vec<u8>), 
     }
     // DICOM (or anything else the golden loader reads): decode with the same loader every
     // backend uses (modality LUT, VOI window, MONOCHROME1 inverted) and send an 8-bit PNG.
-    let img = crate::golden::image::load_image(&case.image_path).map_err(|e| e.to_string())?;
+    let img = crate::golden::image::load_image_with(&case.image_path, decode)
+        .map_err(|e| e.to_string())?
+        .image;
     Ok((
         "image/png",
-        encode_png(&img).map_err(|e| format!("{}: {e}", case.image_path.display()))?,
+        crate::golden::image::encode_png(&img)
+            .map_err(|e| format!("{}: {e}", case.image_path.display()))?,
     ))
-}
-
-/// Encodes a decoded image (samples in [0, 1]) as an 8-bit PNG.
-fn encode_png(img: &crate::golden::image::LoadedImage) -> std::result::Result<Vec<u8>, String> {
-    let px: Vec<u8> = img
-        .data
-        .iter()
-        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
-        .collect();
-    let dynamic = match img.channels {
-        1 => image::GrayImage::from_raw(img.width, img.height, px)
-            .map(image::DynamicImage::ImageLuma8),
-        3 => {
-            image::RgbImage::from_raw(img.width, img.height, px).map(image::DynamicImage::ImageRgb8)
-        }
-        c => return Err(format!("cannot send an image with {c} channels")),
-    }
-    .ok_or_else(|| "decoded image has the wrong number of samples".to_string())?;
-    let mut out = std::io::Cursor::new(Vec::new());
-    dynamic
-        .write_to(&mut out, image::ImageFormat::Png)
-        .map_err(|e| format!("cannot encode PNG: {e}"))?;
-    Ok(out.into_inner())
 }
 
 /// Maps an answer text to positive / negative / equivocal with the protocol's rule.

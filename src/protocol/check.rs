@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::load::{LoadedProtocol, nearest};
-use super::types::{FORMAT_VERSION, IntervalMethod, ModelSpec};
+use super::types::{FORMAT_VERSION, IntervalMethod, Metric, ModelSpec};
 use crate::diag::Diagnostic;
 
 type Pos = Option<(usize, usize)>;
@@ -225,6 +225,7 @@ pub fn check(lp: &LoadedProtocol, facts: &ExternalFacts) -> Vec<Diagnostic> {
     check_golden(&mut c, lp, &shadow, facts);
     check_statistics(&mut c, lp, &shadow);
     check_criteria(&mut c, lp, &shadow, facts);
+    check_comparison(&mut c, lp);
     check_report(&mut c, lp, &shadow);
     c.diags
 }
@@ -365,6 +366,64 @@ fn check_model(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
             let at = sm.and_then(|m| m.predictions.as_ref()).and_then(pos);
             check_path_exists(c, lp, &s.predictions, at, "predictions file", false);
         }
+        ModelSpec::CandleVlm(s) => {
+            let at = sm.and_then(|m| m.path.as_ref()).and_then(pos);
+            check_path_exists(c, lp, &s.path, at, "model directory", true);
+            let dir = lp.resolve(&s.path);
+            if dir.is_dir() {
+                for f in ["config.json", "tokenizer.json"] {
+                    if !dir.join(f).is_file() {
+                        let d = c.error(
+                            at,
+                            format!("model directory `{}` has no `{f}`", s.path.display()),
+                        );
+                        hint(
+                            d,
+                            "a candle-vlm checkpoint is a Hugging Face model directory (config.json, *.safetensors, tokenizer.json, preprocessor_config.json)",
+                        );
+                    }
+                }
+            }
+            if s.batch_size == 0 {
+                let at = sm.and_then(|m| m.batch_size.as_ref()).and_then(pos);
+                c.error(at, "batch_size must be at least 1");
+            }
+            if s.max_tokens == 0 {
+                let at = sm.and_then(|m| m.backend.as_ref()).and_then(pos);
+                c.error(at, "max_tokens must be at least 1");
+            }
+            if !["f32", "bf16", "f16"].contains(&s.precision.as_str()) {
+                let at = sm.and_then(|m| m.precision.as_ref()).and_then(pos);
+                c.error(
+                    at,
+                    format!(
+                        "unknown precision `{}`; expected f32, bf16 or f16",
+                        s.precision
+                    ),
+                );
+            }
+            if s.precision != "f32" && s.device == "cpu" {
+                let at = sm.and_then(|m| m.precision.as_ref()).and_then(pos);
+                let d = c.error(
+                    at,
+                    format!(
+                        "precision {} needs a GPU; the device is the CPU",
+                        s.precision
+                    ),
+                );
+                hint(
+                    d,
+                    "use `precision: f32` on the CPU, or `device: cuda:0` with a `--features cuda` build",
+                );
+            }
+            if s.answer_words.positive.is_empty() || s.answer_words.negative.is_empty() {
+                let at = sm.and_then(|m| m.backend.as_ref()).and_then(pos);
+                c.error(
+                    at,
+                    "answer_words needs at least one positive and one negative word",
+                );
+            }
+        }
     }
 }
 
@@ -415,6 +474,16 @@ fn check_task(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
             if t.question.as_deref().is_none_or(|q| q.trim().is_empty()) {
                 let at = st.and_then(|s| s.question.as_ref()).and_then(pos);
                 let d = c.error(at, "the openai backend needs `task.question`");
+                hint(
+                    d,
+                    "e.g. `question: \"Is there a pneumothorax? Answer yes or no.\"`",
+                );
+            }
+        }
+        ModelSpec::CandleVlm(_) => {
+            if t.question.as_deref().is_none_or(|q| q.trim().is_empty()) {
+                let at = st.and_then(|s| s.question.as_ref()).and_then(pos);
+                let d = c.error(at, "the candle-vlm backend needs `task.question`");
                 hint(
                     d,
                     "e.g. `question: \"Is there a pneumothorax? Answer yes or no.\"`",
@@ -532,7 +601,29 @@ fn check_statistics(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
             .protocol
             .acceptance
             .iter()
-            .any(|c| c.metric.gap_of().is_some());
+            .any(|c| c.metric.is_calibration());
+    if uses_bootstrap && (200..super::types::MIN_USABLE_RESAMPLES).contains(&s.bootstrap_resamples)
+    {
+        let at = ss
+            .and_then(|x| x.bootstrap_resamples.as_ref())
+            .and_then(pos);
+        c.warn(
+            at,
+            format!(
+                "bootstrap_resamples {} is below the floor of {} usable resamples: criteria on bootstrap intervals will be NOT EVALUABLE",
+                s.bootstrap_resamples,
+                super::types::MIN_USABLE_RESAMPLES
+            ),
+        );
+    }
+    if let Some(pi) = s.intended_use_prevalence {
+        if !(pi > 0.0 && pi < 1.0) {
+            c.error(
+                None,
+                format!("intended_use_prevalence {pi} must be strictly between 0 and 1"),
+            );
+        }
+    }
     if uses_bootstrap && s.bootstrap_resamples < 200 {
         let at = ss
             .and_then(|x| x.bootstrap_resamples.as_ref())
@@ -551,6 +642,40 @@ fn check_statistics(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
             .and_then(|x| x.max_not_evaluated_fraction.as_ref())
             .and_then(pos);
         c.error(at, "max_not_evaluated_fraction must be in [0, 1]");
+    }
+}
+
+fn check_comparison(c: &mut Checker<'_>, lp: &LoadedProtocol) {
+    let Some(cmp) = &lp.protocol.comparison else {
+        return;
+    };
+    let pin = &cmp.reference.results_sha256;
+    if pin.len() != 64 || !pin.chars().all(|ch| ch.is_ascii_hexdigit()) {
+        let d = c.error(
+            None,
+            format!("comparison.reference.results_sha256 `{pin}` is not a SHA-256 (64 hex digits)"),
+        );
+        hint(
+            d,
+            "copy `results_sha256` from the reference bundle's evidence.json (`medgate verify BUNDLE` prints it)",
+        );
+    }
+    if !lp
+        .protocol
+        .acceptance
+        .iter()
+        .any(|cr| cr.metric.difference_of().is_some())
+    {
+        c.warn(
+            None,
+            "the protocol names a reference release but no criterion tests a `*_difference` metric: the comparison is reported, not gated",
+        );
+    }
+    if lp.protocol.change_control.is_none() {
+        c.warn(
+            None,
+            "a release comparison without `change_control` (plan ID and modification type): the report cannot name the change",
+        );
     }
 }
 
@@ -615,8 +740,20 @@ fn check_criteria(
                 );
                 hint(d, "split it into two criteria");
             }
+            (Some(v), None) | (None, Some(v)) if cr.metric.difference_of().is_some() => {
+                if !(-1.0..=1.0).contains(&v) || !v.is_finite() {
+                    let d = c.error(
+                        at_bound,
+                        format!("criterion `{}` goal {v} is outside [-1, 1]", cr.id),
+                    );
+                    hint(
+                        d,
+                        "a difference of proportions: `at_least: -0.05` reads \"not worse by more than 5 points\"",
+                    );
+                }
+            }
             (Some(v), None) | (None, Some(v)) => {
-                if !(0.0..=1.0).contains(&v) || !v.is_finite() {
+                if !v.is_finite() || (!cr.metric.is_calibration() && !(0.0..=1.0).contains(&v)) {
                     let d = c.error(
                         at_bound,
                         format!("criterion `{}` goal {v} is outside [0, 1]", cr.id),
@@ -661,6 +798,50 @@ fn check_criteria(
                     "criterion `{}` needs subgroups, but `subgroups.attributes` is empty",
                     cr.id
                 ),
+            );
+        }
+        if cr.metric.is_calibration() && scope != "overall" {
+            c.error(
+                at_scope,
+                format!(
+                    "criterion `{}`: calibration metrics are computed for the whole set only; use `scope: overall`",
+                    cr.id
+                ),
+            );
+        }
+        if matches!(cr.metric, Metric::PpvAtPrevalence | Metric::NpvAtPrevalence)
+            && lp.protocol.statistics.intended_use_prevalence.is_none()
+        {
+            c.error(
+                at_metric,
+                format!(
+                    "criterion `{}` gates `{}` but `statistics.intended_use_prevalence` is not set",
+                    cr.id,
+                    cr.metric.as_str()
+                ),
+            );
+        }
+        if !cr.exclude_levels.is_empty() && cr.metric.gap_of().is_none() {
+            c.error(
+                at_id,
+                format!(
+                    "criterion `{}`: `exclude_levels` applies to gap criteria only",
+                    cr.id
+                ),
+            );
+        }
+        if cr.metric.difference_of().is_some() && lp.protocol.comparison.is_none() {
+            let d = c.error(
+                at_metric,
+                format!(
+                    "criterion `{}`: `{}` compares with a reference release, but the protocol has no `comparison` section",
+                    cr.id,
+                    cr.metric.as_str()
+                ),
+            );
+            hint(
+                d,
+                "add `comparison: {reference: {bundle: ..., results_sha256: ...}}` naming the earlier bundle",
             );
         }
         if cr.metric.gap_of().is_some() && cr.at_least.is_some() {

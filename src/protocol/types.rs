@@ -14,6 +14,11 @@ use serde::{Deserialize, Serialize};
 /// Current protocol format version.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Fewest usable resamples a bootstrap interval may rest on for a criterion on it to be
+/// evaluable: 1000, the number Efron & Tibshirani (1993, An Introduction to the Bootstrap,
+/// ch. 13) and Davison & Hinkley (1997, ch. 5) ask for percentile intervals at 95%.
+pub const MIN_USABLE_RESAMPLES: u32 = 1000;
+
 /// A validation protocol (the pre-specified statistical analysis plan).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +59,50 @@ pub struct Protocol {
     /// Audit ledger of golden-set use.
     #[serde(default)]
     pub ledger: LedgerSpec,
+    /// Release comparison: the earlier release this model is validated against, on the same
+    /// locked cases (criteria on `*_difference` metrics need it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<ComparisonSpec>,
+    /// Change-control identity of the modification under validation (e.g. a PCCP reference),
+    /// recorded in the evidence and printed in the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_control: Option<ChangeControlSpec>,
+}
+
+/// The reference release of a comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComparisonSpec {
+    /// The reference: an earlier evidence bundle of the same protocol on the same locked set.
+    pub reference: ReferenceSpec,
+}
+
+/// An earlier verified evidence bundle, pinned by its results hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceSpec {
+    /// The reference bundle directory (relative to the protocol file). It is verified before
+    /// use and its cases are copied into the new bundle.
+    pub bundle: PathBuf,
+    /// The reference bundle's `results_sha256` (its evidence.json), pinned before unblinding.
+    pub results_sha256: String,
+    /// A human name for the reference release, e.g. `"release 1.0 (cleared)"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Change-control identity of a modification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeControlSpec {
+    /// The change-control plan the modification falls under, e.g. a PCCP reference
+    /// `PCCP-CXR-2026-01`.
+    pub plan: String,
+    /// The modification type as the plan names it, e.g. `retraining`, `prompt change`.
+    pub modification: String,
+    /// What changed, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// The model under test.
@@ -66,6 +115,8 @@ pub enum ModelSpec {
     Openai(OpenaiSpec),
     /// Recorded predictions for a model that cannot run here.
     Replay(ReplaySpec),
+    /// A generative vision-language model in Hugging Face layout, run in-process with candle.
+    CandleVlm(CandleVlmSpec),
 }
 
 impl ModelSpec {
@@ -75,6 +126,7 @@ impl ModelSpec {
             ModelSpec::CandleClip(_) => "candle-clip",
             ModelSpec::Openai(_) => "openai",
             ModelSpec::Replay(_) => "replay",
+            ModelSpec::CandleVlm(_) => "candle-vlm",
         }
     }
 
@@ -84,6 +136,7 @@ impl ModelSpec {
             ModelSpec::CandleClip(s) => s.sha256.as_deref(),
             ModelSpec::Openai(s) => s.sha256.as_deref(),
             ModelSpec::Replay(s) => s.sha256.as_deref(),
+            ModelSpec::CandleVlm(s) => s.sha256.as_deref(),
         }
     }
 }
@@ -118,6 +171,79 @@ fn default_batch() -> usize {
 }
 fn default_precision() -> String {
     "f32".into()
+}
+
+/// Settings of the `candle-vlm` backend (a generative vision-language model in-process).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CandleVlmSpec {
+    /// Directory in Hugging Face layout: `config.json`, `model.safetensors` or sharded
+    /// `*.safetensors` with `model.safetensors.index.json`, `tokenizer.json`, the chat template
+    /// (`chat_template.json`, `chat_template.jinja` or `tokenizer_config.json`) and
+    /// `preprocessor_config.json`.
+    pub path: PathBuf,
+    /// Pinned weights hash: SHA-256 over every shard in the documented order (see
+    /// `medgate::model::vlm`); a mismatch refuses to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// `cpu`, `cuda:N` or `auto`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// `f32` (default), or `bf16` / `f16` on a GPU.
+    #[serde(default = "default_precision")]
+    pub precision: String,
+    /// Cases per forward pass (left-padded); it can change answers in the last bits, so it is
+    /// part of the journal key.
+    #[serde(default = "default_vlm_batch")]
+    pub batch_size: usize,
+    /// Reuse keys and values while decoding (`false` recomputes the whole sequence per token).
+    #[serde(default = "default_true")]
+    pub kv_cache: bool,
+    /// Greedy-decoded tokens for the raw answer.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+    /// Which result is the case's score: `logprobs` (p(positive) / (p(positive) +
+    /// p(negative)) at the answer position) or `parsed` (1 / 0 / 0.5 from the decoded answer).
+    #[serde(default)]
+    pub score: VlmScore,
+    /// Words whose tokens make up the positive and negative token sets (case and
+    /// leading-space variants are added).
+    #[serde(default)]
+    pub answer_words: AnswerWords,
+}
+
+fn default_vlm_batch() -> usize {
+    1
+}
+
+/// Which of a generative model's two results scores a case.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum VlmScore {
+    /// Next-token probabilities at the answer position.
+    #[default]
+    Logprobs,
+    /// The greedy answer parsed by the task's answer rules.
+    Parsed,
+}
+
+/// The answer words a generative backend looks up in its tokenizer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerWords {
+    /// Words meaning "finding present".
+    pub positive: Vec<String>,
+    /// Words meaning "finding absent".
+    pub negative: Vec<String>,
+}
+
+impl Default for AnswerWords {
+    fn default() -> Self {
+        AnswerWords {
+            positive: vec!["yes".into()],
+            negative: vec!["no".into()],
+        }
+    }
 }
 
 /// Settings of the `openai` backend.
@@ -277,6 +403,42 @@ pub struct GoldenSetSpec {
     /// Column with the image path, relative to the set.
     #[serde(default = "default_image")]
     pub image_column: String,
+    /// Which frame of a multi-frame DICOM image the model sees (default `refuse`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub frames: FramePolicy,
+    /// Which VOI transformation renders a grayscale DICOM image (default `window`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub voi: VoiPolicy,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// Which frame of a multi-frame DICOM image the model sees (`golden_set.frames`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FramePolicy {
+    /// Multi-frame images are not evaluated, with a reason naming the frame count.
+    #[default]
+    Refuse,
+    /// The first frame.
+    First,
+    /// Frame `n / 2` (0-based) of `n`.
+    Middle,
+}
+
+/// Which VOI transformation renders a grayscale DICOM image (`golden_set.voi`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VoiPolicy {
+    /// The file's first window (Window Center/Width), else min-max over the frame.
+    #[default]
+    Window,
+    /// The file's first VOI LUT Sequence item, else its first window, else min-max.
+    Lut,
+    /// Min-max over the frame, ignoring the file's VOI attributes.
+    Minmax,
 }
 
 fn default_lock() -> PathBuf {
@@ -315,7 +477,8 @@ pub enum IntervalMethod {
     ClopperPearson,
     /// Jeffreys equal-tailed Bayesian interval.
     Jeffreys,
-    /// Stratified percentile bootstrap (also used for AUROC).
+    /// Stratified percentile bootstrap for AUROC; proportions then get Clopper-Pearson
+    /// intervals (a percentile bootstrap undercovers a proportion near 0 or 1).
     Bootstrap,
 }
 
@@ -362,10 +525,14 @@ pub struct StatisticsSpec {
     /// Seed of the bootstrap RNG (ChaCha8).
     #[serde(default = "default_seed")]
     pub bootstrap_seed: u64,
-    /// Multiplicity adjustment for subgroup gap tests.
+    /// Multiplicity adjustment of the homogeneity p-values of the subgroup gaps the
+    /// acceptance criteria name (the family); other gaps' p-values are informational.
     #[serde(default)]
     pub multiplicity: Multiplicity,
-    /// Subgroup levels with fewer cases are flagged, and criteria on them are not evaluable.
+    /// Minimum denominator of a metric (positives for sensitivity and AUROC's smaller class,
+    /// negatives for specificity, predicted positives for PPV...), overall and per subgroup
+    /// level: criteria on a smaller denominator are not evaluable, and such levels make gap
+    /// criteria not evaluable unless the criterion excludes them by name.
     #[serde(default = "default_min_subgroup")]
     #[schemars(range(min = 1))]
     pub min_subgroup_size: usize,
@@ -374,6 +541,33 @@ pub struct StatisticsSpec {
     #[serde(default)]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub max_not_evaluated_fraction: f64,
+    /// Which analysis the gate uses when some cases were not evaluated: `primary` (they are
+    /// left out, and the all-wrong / all-right bounds are reported beside it) or `worst_case`
+    /// (the gate uses the analysis with every not-evaluated case counted as wrong).
+    #[serde(default, skip_serializing_if = "NotEvaluatedGate::is_primary")]
+    pub not_evaluated_gate: NotEvaluatedGate,
+    /// Prevalence of the condition in the intended-use population. When set, PPV and NPV are
+    /// also reported adjusted to it (`ppv_at_prevalence`, `npv_at_prevalence`), and a criterion
+    /// on the set's own PPV/NPV warns when the set's prevalence differs from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intended_use_prevalence: Option<f64>,
+}
+
+/// The analysis that gates when cases were not evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NotEvaluatedGate {
+    /// Not-evaluated cases are left out of the gated analysis.
+    #[default]
+    Primary,
+    /// The gate uses the analysis with every not-evaluated case counted against the truth.
+    WorstCase,
+}
+
+impl NotEvaluatedGate {
+    fn is_primary(&self) -> bool {
+        *self == NotEvaluatedGate::Primary
+    }
 }
 
 impl Default for StatisticsSpec {
@@ -386,6 +580,8 @@ impl Default for StatisticsSpec {
             multiplicity: Multiplicity::default(),
             min_subgroup_size: default_min_subgroup(),
             max_not_evaluated_fraction: 0.0,
+            not_evaluated_gate: NotEvaluatedGate::Primary,
+            intended_use_prevalence: None,
         }
     }
 }
@@ -430,11 +626,31 @@ pub enum Metric {
     SpecificityGap,
     /// Largest AUROC difference between two levels of an attribute.
     AurocGap,
+    /// PPV adjusted to `statistics.intended_use_prevalence`.
+    PpvAtPrevalence,
+    /// NPV adjusted to `statistics.intended_use_prevalence`.
+    NpvAtPrevalence,
+    /// Expected calibration error (10 equal-width bins, weighted by bin size); scores must be
+    /// probabilities.
+    Ece,
+    /// Calibration intercept (calibration-in-the-large, logistic recalibration with the
+    /// logit of the score as offset); ideal 0.
+    CalibrationIntercept,
+    /// Calibration slope (logistic regression of the label on the logit of the score); ideal 1.
+    CalibrationSlope,
+    /// Spiegelhalter's z statistic; ideal 0.
+    SpiegelhalterZ,
+    /// Paired sensitivity difference, new minus reference release (needs `comparison`).
+    SensitivityDifference,
+    /// Paired specificity difference, new minus reference release (needs `comparison`).
+    SpecificityDifference,
+    /// Paired AUROC difference (DeLong), new minus reference release (needs `comparison`).
+    AurocDifference,
 }
 
 impl Metric {
     /// Every metric, for "did you mean" suggestions and documentation.
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 19] = [
         Metric::Sensitivity,
         Metric::Specificity,
         Metric::Ppv,
@@ -445,6 +661,15 @@ impl Metric {
         Metric::SensitivityGap,
         Metric::SpecificityGap,
         Metric::AurocGap,
+        Metric::PpvAtPrevalence,
+        Metric::NpvAtPrevalence,
+        Metric::Ece,
+        Metric::CalibrationIntercept,
+        Metric::CalibrationSlope,
+        Metric::SpiegelhalterZ,
+        Metric::SensitivityDifference,
+        Metric::SpecificityDifference,
+        Metric::AurocDifference,
     ];
 
     /// The name as written in protocols and JSON.
@@ -460,6 +685,25 @@ impl Metric {
             Metric::SensitivityGap => "sensitivity_gap",
             Metric::SpecificityGap => "specificity_gap",
             Metric::AurocGap => "auroc_gap",
+            Metric::PpvAtPrevalence => "ppv_at_prevalence",
+            Metric::NpvAtPrevalence => "npv_at_prevalence",
+            Metric::Ece => "ece",
+            Metric::CalibrationIntercept => "calibration_intercept",
+            Metric::CalibrationSlope => "calibration_slope",
+            Metric::SpiegelhalterZ => "spiegelhalter_z",
+            Metric::SensitivityDifference => "sensitivity_difference",
+            Metric::SpecificityDifference => "specificity_difference",
+            Metric::AurocDifference => "auroc_difference",
+        }
+    }
+
+    /// For a release-comparison metric, the metric whose paired difference it is.
+    pub fn difference_of(self) -> Option<Metric> {
+        match self {
+            Metric::SensitivityDifference => Some(Metric::Sensitivity),
+            Metric::SpecificityDifference => Some(Metric::Specificity),
+            Metric::AurocDifference => Some(Metric::Auroc),
+            _ => None,
         }
     }
 
@@ -471,6 +715,18 @@ impl Metric {
             Metric::AurocGap => Some(Metric::Auroc),
             _ => None,
         }
+    }
+
+    /// Whether the metric is a calibration metric (computed for the whole set only, goals not
+    /// restricted to `[0, 1]`).
+    pub fn is_calibration(self) -> bool {
+        matches!(
+            self,
+            Metric::Ece
+                | Metric::CalibrationIntercept
+                | Metric::CalibrationSlope
+                | Metric::SpiegelhalterZ
+        )
     }
 }
 
@@ -518,6 +774,10 @@ pub struct Criterion {
     /// Free-text rationale (why this goal), shown in the report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rationale: Option<String>,
+    /// Gap criteria: subgroup levels the protocol excludes from the gap by name (a level
+    /// below the minimum size that is not listed here makes the criterion not evaluable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_levels: Vec<String>,
 }
 
 fn default_scope() -> String {

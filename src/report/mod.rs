@@ -18,6 +18,7 @@
 //! The report only reads; it never recomputes statistics or verdicts.
 
 pub mod cases;
+pub mod comparison;
 pub mod escape;
 pub mod junit;
 pub mod pdf;
@@ -259,6 +260,7 @@ fn render_template_cases(
             roc => Value::from_safe_string(plots.roc.clone()),
             forest => Value::from_safe_string(plots.forest.clone()),
             calibration => Value::from_safe_string(plots.calibration.clone()),
+            comparison => Value::from_safe_string(comparison::forest_svg(ev)),
         },
         cases => cases,
     };
@@ -301,7 +303,7 @@ pub fn render_pdf(ev: &Evidence) -> crate::Result<Vec<u8>> {
     let src = render_template(&env, "report.typ", ev, &plots, None)?;
     pdf::compile_pdf(
         src,
-        &plot_files(&plots),
+        &with_comparison_plot(plot_files(&plots), ev),
         &ev.provenance.finished_at,
         &ev.run_id,
     )
@@ -340,6 +342,20 @@ fn site_assets(dir: &Path) -> crate::Result<Vec<(String, Vec<u8>)>> {
     // Directory order is not stable across file systems.
     out.sort();
     Ok(out)
+}
+
+/// Adds `plots/comparison.svg` when the evidence holds a release comparison.
+fn with_comparison_plot(
+    mut files: Vec<(String, Vec<u8>)>,
+    ev: &Evidence,
+) -> Vec<(String, Vec<u8>)> {
+    if ev.comparison.is_some() {
+        files.push((
+            "plots/comparison.svg".into(),
+            comparison::forest_svg(ev).into_bytes(),
+        ));
+    }
+    files
 }
 
 fn plot_files(plots: &plots::Plots) -> Vec<(String, Vec<u8>)> {
@@ -403,6 +419,10 @@ pub fn render_bundle(
         for (name, svg) in plots.files() {
             write(&dir.join(name), svg.as_bytes(), &mut written)?;
         }
+        if evidence.comparison.is_some() {
+            let svg = comparison::forest_svg(evidence);
+            write(&dir.join("comparison.svg"), svg.as_bytes(), &mut written)?;
+        }
     }
     for f in formats {
         match f {
@@ -422,7 +442,7 @@ pub fn render_bundle(
                     &mut written,
                 )?;
                 let pdf_path = out_dir.join(format!("{stem}.pdf"));
-                let mut files = plot_files(&plots);
+                let mut files = with_comparison_plot(plot_files(&plots), evidence);
                 if let Some(d) = overrides {
                     let assets = site_assets(d)?;
                     if !assets.is_empty() {
@@ -560,6 +580,7 @@ mod tests {
             f1: None,
             kappa: None,
             prevalence: None,
+            ..Default::default()
         };
         ev.statistics.n = 0;
         ev.statistics.positives = 0;

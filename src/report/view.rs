@@ -144,6 +144,8 @@ pub struct ReportView {
     pub env: EnvView,
     /// Anomalies and deviations.
     pub anomalies: AnomaliesView,
+    /// Comparison with the reference release (`None` without one).
+    pub comparison: Option<super::comparison::ComparisonView>,
     /// Set when this rendering shows the bundle's signatures (`medgate report --signed`):
     /// what they were checked against.
     pub signed: Option<SignedView>,
@@ -359,6 +361,9 @@ pub struct CriterionView {
     pub verdict: VerdictView,
     /// Rationale or empty.
     pub rationale: String,
+    /// The statistical method that decided the verdict: the interval method, for gaps the
+    /// simultaneous bound and the deciding pair, for bootstrap intervals the usable resamples.
+    pub method: String,
     /// Every unit.
     pub observations: Vec<ObservationView>,
 }
@@ -750,6 +755,27 @@ fn obs_value(o: &Observation) -> String {
     }
 }
 
+/// The method line of a criterion (see [`CriterionView::method`]).
+fn method_text(c: &CriterionResult, dec: Option<&Observation>) -> String {
+    let mut parts = vec![interval_name(&c.method)];
+    if let Some(o) = dec {
+        if let Some([a, b]) = &o.decided_by {
+            parts.push(format!("decided by the pair {a} vs {b}"));
+        }
+        if let Some([asked, usable]) = o.resamples {
+            parts.push(format!("{usable} of {asked} resamples usable"));
+        }
+        if let Some(p) = o.p_adjusted {
+            parts.push(format!(
+                "homogeneity p {} (adjusted over the protocol's gap criteria; informational)",
+                fmt_p(p)
+            ));
+        }
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.join("; ")
+}
+
 fn criterion_view(c: &CriterionResult) -> CriterionView {
     let dec = deciding(c);
     let observed = match dec {
@@ -780,6 +806,7 @@ fn criterion_view(c: &CriterionResult) -> CriterionView {
         tested: fmt3(dec.and_then(|o| o.tested)),
         verdict: c.verdict.into(),
         rationale: opt(&c.rationale),
+        method: method_text(c, dec),
         observations: c
             .observations
             .iter()
@@ -1114,14 +1141,18 @@ pub fn build(ev: &Evidence) -> ReportView {
                 ),
                 higher: g.between[0].clone(),
                 lower: g.between[1].clone(),
-                p_value: fmt_p(g.p_value),
-                p_adjusted: fmt_p(g.p_adjusted),
-                significant: g.p_adjusted.is_finite() && g.p_adjusted < alpha,
+                p_value: g.p_value.map_or_else(|| NA.to_string(), fmt_p),
+                // Outside the protocol-named family the p-value is informational.
+                p_adjusted: g
+                    .p_adjusted
+                    .map_or_else(|| "informational".to_string(), fmt_p),
+                significant: g.p_adjusted.is_some_and(|p| p < alpha),
             })
             .collect(),
         equivocal: ev
             .equivocal_analyses
             .iter()
+            .chain(&ev.not_evaluated_analyses)
             .map(|a| equivocal_view(&a.equivocal_as, &a.statistics))
             .collect(),
         multi_unit_criteria: criteria
@@ -1254,6 +1285,7 @@ pub fn build(ev: &Evidence) -> ReportView {
         results,
         env,
         anomalies,
+        comparison: super::comparison::build(ev),
         signed: None,
     }
 }
@@ -1280,6 +1312,7 @@ mod tests {
             lower: 0.8806,
             upper: 0.9341,
             method: None,
+            ..Estimate::default()
         };
         assert_eq!(fmt_est(Some(&e)), "0.911 (0.881-0.934)");
         assert_eq!(fmt_est(None), "n/a");

@@ -58,7 +58,7 @@ pub const SPEC_GOAL: f64 = 0.95;
 pub fn write_demo_project(dir: &Path, world: &dyn World) -> Result<DemoProject> {
     let set = dir.join("golden-set");
     std::fs::create_dir_all(&set).map_err(|e| Error::io(&set, e))?;
-    crate::golden::demo::write_demo_set(&set, CASES, SEED, 0)?;
+    crate::demo::write_demo_set(&set, CASES, SEED, 0)?;
     let mut lock = crate::golden::LockOptions::new(&set);
     lock.note = "medgate selftest".into();
     crate::golden::lock_set(&set, &lock, world)?;

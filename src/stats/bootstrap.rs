@@ -1,44 +1,38 @@
-//! Stratified percentile bootstrap, resampling by counts on the pre-sorted order.
+//! Stratified percentile bootstrap of the AUROC, resampling by counts on the pre-sorted order.
 //!
-//! # Resampling
-//! Each resample draws, with replacement, `P` positives from the `P` positives and `N`
-//! negatives from the `N` negatives of the whole analysed set (stratified by true class, as
-//! pROC does), and records how often each case was drawn. One linear pass over the sorted
-//! order ([`super::subgroup::count_pass`]) with those counts as weights then gives every
-//! level's 2x2 table and AUROC for that resample: nothing is re-sorted. Subgroup levels are
-//! domains of the same resample, so a level's class counts vary between resamples, and gaps
-//! between two levels are differences taken within each resample.
+//! # What is bootstrapped
+//! Only the AUROC (overall and per level) under `interval: bootstrap`. Proportions keep a
+//! closed-form interval with documented coverage even in bootstrap mode (Clopper-Pearson, see
+//! [`crate::stats`]), and subgroup gaps use the simultaneous closed-form bound of
+//! [`crate::stats::gap`].
+//!
+//! # Resampling (stratified by class within each level, as pROC does on a subset)
+//! For each level (the whole set is level 0), resample `r` draws, with replacement, `P_l`
+//! positives from the level's `P_l` positives and `N_l` negatives from its `N_l` negatives, and
+//! records how often each case was drawn. One linear pass over the level's cases in the shared
+//! sorted order, with those counts as weights, gives that resample's Mann-Whitney AUROC: nothing
+//! is re-sorted. A level with both classes therefore has a defined AUROC in every resample; the
+//! number of usable resamples is still counted and reported with every interval.
 //!
 //! # RNG (reproducible on every machine and thread count)
-//! Resample `r` (0-based) uses its own generator: `ChaCha8Rng::seed_from_u64(seed)` (rand_chacha
-//! 0.9; `seed_from_u64` expands the seed with PCG32 as rand_core 0.9 specifies) switched to
-//! stream `r` with `set_stream(r)`. It draws the `P` positive indices first, then the `N`
-//! negative ones, each uniform on `[0, m)` by Lemire's multiply-shift with rejection on
-//! 32-bit outputs ([`uniform_below`], implemented here so no library upgrade can change it).
-//! Resamples run in parallel but results are stored by index, so the thread count never
-//! changes an interval.
+//! Resample `r` (0-based) of level `l` uses its own generator:
+//! `ChaCha8Rng::seed_from_u64(seed)` (rand_chacha 0.9; `seed_from_u64` expands the seed with
+//! PCG32 as rand_core 0.9 specifies) switched to stream `(l << 32) | r` with `set_stream`. It
+//! draws the `P_l` positive indices first, then the `N_l` negative ones (indices in the level's
+//! sorted order), each uniform on `[0, m)` by Lemire's multiply-shift with rejection on 32-bit
+//! outputs ([`uniform_below`], implemented here so no library upgrade can change it). Resamples
+//! run in parallel but results are stored by index, so the thread count never changes an
+//! interval.
 //!
 //! # Percentile interval
 //! `lower`/`upper` are the `a/2` and `1 - a/2` quantiles of the resampled values with linear
-//! interpolation between order statistics (R `quantile(type = 7)`, numpy's default). A metric
-//! undefined in a resample (e.g. PPV with no predicted positives) is left out of that metric's
-//! quantiles; when it is undefined in every resample it has no interval.
+//! interpolation between order statistics (R `quantile(type = 7)`, numpy's default).
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::subgroup::{LevelCounts, Prepared, RunScratch, count_pass};
-
-/// Metrics recorded per level and resample, in this order.
-pub const BOOT_METRICS: [&str; 6] = [
-    "sensitivity",
-    "specificity",
-    "ppv",
-    "npv",
-    "accuracy",
-    "auroc",
-];
+use super::subgroup::Prepared;
 
 /// The generator of resample `index` for `seed` (see the module docs).
 pub fn resample_rng(seed: u64, index: u64) -> ChaCha8Rng {
@@ -62,54 +56,56 @@ pub fn uniform_below(rng: &mut impl RngCore, m: u32) -> u32 {
     (prod >> 32) as u32
 }
 
-/// Per-level metric values of every resample: `values[r][l * 6 + k]` is metric
-/// [`BOOT_METRICS`]`[k]` of level `l` in resample `r`, NaN where undefined (internal only:
-/// never reported).
-#[derive(Debug, Clone)]
-pub struct Resamples {
-    /// Levels per resample.
-    pub n_levels: usize,
-    /// One row per resample.
-    pub values: Vec<Vec<f64>>,
+/// One level's cases in the shared sorted order: the class of each and where runs of tied
+/// scores start.
+#[derive(Debug, Clone, Default)]
+pub struct LevelOrder {
+    /// Class of each of the level's cases, in score order.
+    pub positive: Vec<bool>,
+    /// Index (into `positive`) of the start of each run of equal scores, then the length.
+    pub runs: Vec<u32>,
+    /// Positives.
+    pub n_pos: u32,
 }
 
-impl Resamples {
-    /// Defined values of metric `k` of level `l`, in resample order.
-    pub fn metric(&self, l: usize, k: usize) -> Vec<f64> {
-        self.values
-            .iter()
-            .map(|row| row[l * BOOT_METRICS.len() + k])
-            .filter(|v| !v.is_nan())
-            .collect()
+/// Every level's cases in sorted order, from one pass over `prep`.
+pub fn level_orders(prep: &Prepared) -> Vec<LevelOrder> {
+    let mut out = vec![LevelOrder::default(); prep.n_levels];
+    let mut last_run = vec![usize::MAX; prep.n_levels];
+    for r in 0..prep.runs.len() - 1 {
+        for p in prep.runs[r]..prep.runs[r + 1] {
+            for &l in &prep.levels[p * prep.stride..(p + 1) * prep.stride] {
+                let o = &mut out[l as usize];
+                if last_run[l as usize] != r {
+                    last_run[l as usize] = r;
+                    o.runs.push(o.positive.len() as u32);
+                }
+                o.positive.push(prep.positive[p]);
+                o.n_pos += u32::from(prep.positive[p]);
+            }
+        }
     }
-}
-
-fn ratio(num: u64, den: u64) -> f64 {
-    if den == 0 {
-        f64::NAN
-    } else {
-        num as f64 / den as f64
+    for o in &mut out {
+        o.runs.push(o.positive.len() as u32);
     }
+    out
 }
 
-/// Runs `resamples` stratified bootstrap resamples over `prep`.
-pub fn run(prep: &Prepared, resamples: u32, seed: u64) -> Resamples {
-    let n_pos = prep.positive.iter().filter(|&&y| y).count();
-    let n_neg = prep.n - n_pos;
-    let nl = prep.n_levels;
-    let values = (0..resamples)
+/// The AUROC of `level` in each of `resamples` stratified resamples (NaN where a class is
+/// absent, which stratification rules out when the level has both classes).
+pub fn auc_resamples(level: &LevelOrder, l: usize, resamples: u32, seed: u64) -> Vec<f64> {
+    let n_pos = level.n_pos as usize;
+    let n_neg = level.positive.len() - n_pos;
+    if n_pos == 0 || n_neg == 0 {
+        return vec![f64::NAN; resamples as usize];
+    }
+    // Positions of each class in sorted order.
+    (0..resamples)
         .into_par_iter()
         .map_init(
-            || {
-                (
-                    vec![0u32; n_pos],
-                    vec![0u32; n_neg],
-                    LevelCounts::new(nl),
-                    RunScratch::new(nl),
-                )
-            },
-            |(wpos, wneg, acc, scratch), r| {
-                let mut rng = resample_rng(seed, u64::from(r));
+            || (vec![0u32; n_pos], vec![0u32; n_neg]),
+            |(wpos, wneg), r| {
+                let mut rng = resample_rng(seed, ((l as u64) << 32) | u64::from(r));
                 wpos.iter_mut().for_each(|w| *w = 0);
                 wneg.iter_mut().for_each(|w| *w = 0);
                 for _ in 0..n_pos {
@@ -118,44 +114,34 @@ pub fn run(prep: &Prepared, resamples: u32, seed: u64) -> Resamples {
                 for _ in 0..n_neg {
                     wneg[uniform_below(&mut rng, n_neg as u32) as usize] += 1;
                 }
-                // Positives (negatives) are met in sorted order, so a cursor per class maps a
-                // sorted position to its draw count.
-                let (mut ip, mut ineg) = (0usize, 0usize);
-                let positive = &prep.positive;
-                count_pass(
-                    prep,
-                    |p| {
-                        if positive[p] {
-                            ip += 1;
-                            u64::from(wpos[ip - 1])
-                        } else {
-                            ineg += 1;
-                            u64::from(wneg[ineg - 1])
-                        }
-                    },
-                    acc,
-                    scratch,
-                );
-                let mut row = Vec::with_capacity(nl * BOOT_METRICS.len());
-                for l in 0..nl {
-                    let (fn_, tn) = (acc.fn_[l], acc.tn[l]);
-                    let tp = acc.pos[l] - fn_;
-                    let fp = acc.neg[l] - tn;
-                    row.push(ratio(tp, tp + fn_));
-                    row.push(ratio(tn, tn + fp));
-                    row.push(ratio(tp, tp + fp));
-                    row.push(ratio(tn, tn + fn_));
-                    row.push(ratio(tp + tn, tp + tn + fp + fn_));
-                    row.push(acc.auc(l).unwrap_or(f64::NAN));
-                }
-                row
+                weighted_auc(level, wpos, wneg)
             },
         )
-        .collect();
-    Resamples {
-        n_levels: nl,
-        values,
+        .collect()
+}
+
+/// Mann-Whitney AUROC of one level with per-case weights (ties 1/2).
+fn weighted_auc(level: &LevelOrder, wpos: &[u32], wneg: &[u32]) -> f64 {
+    let (mut ip, mut ineg) = (0usize, 0usize);
+    let (mut below_neg, mut mw2, mut tp, mut tn) = (0u64, 0u64, 0u64, 0u64);
+    for w in level.runs.windows(2) {
+        let (s, e) = (w[0] as usize, w[1] as usize);
+        let (mut gp, mut gn) = (0u64, 0u64);
+        for &pos in &level.positive[s..e] {
+            if pos {
+                gp += u64::from(wpos[ip]);
+                ip += 1;
+            } else {
+                gn += u64::from(wneg[ineg]);
+                ineg += 1;
+            }
+        }
+        mw2 += gp * (2 * below_neg + gn);
+        below_neg += gn;
+        tp += gp;
+        tn += gn;
     }
+    mw2 as f64 / (2.0 * tp as f64 * tn as f64)
 }
 
 /// The `q` quantile of `values` with linear interpolation (R type 7); `None` when empty.
@@ -224,17 +210,17 @@ mod tests {
         assert!(seen.iter().all(|&c| (850..1150).contains(&c)), "{seen:?}");
     }
 
-    /// Rebuilds resample `r` explicitly (the drawn cases as a new data set) and recomputes its
-    /// metrics from the definitions: checks the by-counts pass and the draw-to-case mapping.
+    /// Rebuilds resample `r` of the whole set explicitly (the drawn cases as a new data set)
+    /// and recomputes its AUROC with the naive O(P N) definition: checks the by-counts pass and
+    /// the draw-to-case mapping.
     #[test]
     fn resample_equals_explicit_rebuild() {
         use crate::stats::auroc::tests::naive_delong;
-        use crate::stats::confusion::Confusion;
         let labels: Vec<bool> = (0..41).map(|i| i % 3 != 0).collect();
         let scores: Vec<f64> = (0..41).map(|i| f64::from((i * 7) % 13) / 12.0).collect();
         let prep = Prepared::new(&labels, &scores, &[], 0.5).unwrap();
-        let boot = run(&prep, 5, 99);
-        // Positives and negatives in the engine's sorted order.
+        let orders = level_orders(&prep);
+        let boot = auc_resamples(&orders[0], 0, 5, 99);
         let mut order: Vec<usize> = (0..labels.len()).collect();
         order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
         let pos: Vec<usize> = order.iter().copied().filter(|&i| labels[i]).collect();
@@ -250,13 +236,8 @@ mod tests {
             }
             let l: Vec<bool> = cases.iter().map(|&i| labels[i]).collect();
             let s: Vec<f64> = cases.iter().map(|&i| scores[i]).collect();
-            let c = Confusion::at_threshold(&l, &s, 0.5);
-            let row = &boot.values[r as usize];
-            assert_eq!(row[0], c.sensitivity().unwrap());
-            assert_eq!(row[1], c.specificity().unwrap());
-            assert_eq!(row[4], c.accuracy().unwrap());
             let (auc, _) = naive_delong(&l, &s).unwrap();
-            assert!((row[5] - auc).abs() < 1e-12);
+            assert!((boot[r as usize] - auc).abs() < 1e-12);
         }
     }
 
@@ -267,13 +248,14 @@ mod tests {
             let labels: Vec<bool> = cases.iter().map(|c| c.0).collect();
             let scores: Vec<f64> = cases.iter().map(|c| f64::from(c.1) / 20.0).collect();
             let prep = Prepared::new(&labels, &scores, &[], 0.5).unwrap();
-            let a = run(&prep, 50, seed);
+            let o = level_orders(&prep);
+            let a = auc_resamples(&o[0], 0, 50, seed);
             // A different thread count must not change anything.
             let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-            let b = pool.install(|| run(&prep, 50, seed));
+            let b = pool.install(|| auc_resamples(&o[0], 0, 50, seed));
             prop_assert_eq!(
-                a.values.iter().flatten().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                b.values.iter().flatten().map(|v| v.to_bits()).collect::<Vec<_>>()
+                a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
             );
         }
     }

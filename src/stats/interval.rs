@@ -208,15 +208,40 @@ mod tests {
         assert!((lo - (a / 2.0).powf(0.1)).abs() < 1e-12);
     }
 
+    /// `P(X >= k)` for `X ~ Bin(n, p)` by summing the pmf in log space: independent of the
+    /// incomplete beta function the intervals use.
+    fn tail_by_sum(k: u64, n: u64, p: f64) -> f64 {
+        use statrs::function::factorial::ln_binomial;
+        (k..=n)
+            .map(|j| {
+                (ln_binomial(n, j) + j as f64 * p.ln() + (n - j) as f64 * (1.0 - p).ln()).exp()
+            })
+            .sum()
+    }
+
     proptest! {
+        /// Each bound is the root of the test it inverts: Wilson's bounds make the score
+        /// statistic equal z; Clopper-Pearson's make the exact binomial tail equal a/2.
         #[test]
-        fn intervals_contain_estimate_and_stay_in_unit(n in 1u64..400, kf in 0.0f64..=1.0, conf in 0.5f64..0.999) {
+        fn bounds_invert_their_tests(n in 1u64..300, kf in 0.0f64..=1.0, conf in 0.5f64..0.999) {
             let k = ((n as f64) * kf).round() as u64;
             let p = k as f64 / n as f64;
-            for f in [wilson, clopper_pearson, jeffreys] {
-                let (lo, hi) = f(k, n, conf).unwrap();
-                prop_assert!((0.0..=1.0).contains(&lo) && (0.0..=1.0).contains(&hi));
-                prop_assert!(lo <= p && p <= hi, "{lo} {p} {hi}");
+            let z = z_value(conf);
+            let (lo, hi) = wilson(k, n, conf).unwrap();
+            for b in [lo, hi] {
+                if b > 0.0 && b < 1.0 {
+                    let score = (p - b).abs() * (n as f64).sqrt() / (b * (1.0 - b)).sqrt();
+                    prop_assert!((score - z).abs() < 1e-7 * z.max(1.0), "wilson {k}/{n}: {score} vs {z}");
+                }
+            }
+            let a = 1.0 - conf;
+            let (lo, hi) = clopper_pearson(k, n, conf).unwrap();
+            if k > 0 {
+                prop_assert!((tail_by_sum(k, n, lo) - a / 2.0).abs() < 1e-9, "cp lower {k}/{n}");
+            }
+            if k < n {
+                // P(X <= k | hi) = a/2, i.e. 1 - P(X >= k + 1 | hi).
+                prop_assert!((1.0 - tail_by_sum(k + 1, n, hi) - a / 2.0).abs() < 1e-9, "cp upper {k}/{n}");
             }
         }
     }

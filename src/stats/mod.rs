@@ -13,33 +13,53 @@
 //! - [`auroc`]: Mann-Whitney AUROC with DeLong variance, ROC curve points.
 //! - [`subgroup`]: the single sorted order and the linear passes that give every level's
 //!   counts, AUROC and DeLong variance.
-//! - [`bootstrap`]: the stratified percentile bootstrap and its documented seeded RNG.
-//! - [`compare`]: exact McNemar, paired and independent differences of proportions.
+//! - [`bootstrap`]: the stratified percentile bootstrap of the AUROC and its documented
+//!   seeded RNG.
+//! - [`gap`]: simultaneous bounds on subgroup ranges and homogeneity tests.
+//! - [`compare`]: release comparison (exact and mid-p McNemar, Newcombe paired interval,
+//!   paired DeLong, flips) and independent differences of proportions.
 //! - [`multiplicity`]: Holm and Bonferroni.
-//! - [`samplesize`]: positives needed for a sensitivity goal.
+//! - [`samplesize`]: exact binomial planning for a sensitivity goal (Flahault 2005, Chu & Cole
+//!   2007) and AUROC planning (Hanley-McNeil variance).
+//! - [`calibration`]: ECE, calibration intercept and slope, Spiegelhalter's z.
+//! - [`ppv`]: prevalence-adjusted PPV and NPV (Mercaldo, Lau & Zhou 2007).
 //!
 //! # Subgroups and gaps
 //! Every level of every attribute, then every requested intersection, is reported, sorted by
 //! attribute (in the order given) then level (string order). Levels with fewer than
-//! `min_subgroup_size` cases are reported with `small: true` and are **excluded from gaps**, so
-//! a tiny level cannot manufacture the largest gap. For each attribute (and intersection) and
-//! each of sensitivity, specificity and AUROC, the gap compares the level with the highest and
-//! the level with the lowest point estimate among eligible levels (defined metric; for AUROC at
-//! least two cases of each class), ties going to the first level in string order. Its interval
-//! and p-value for "no difference" are:
-//! - with `interval = bootstrap`: the percentile interval of the within-resample difference
-//!   between those two levels, and the two-sided bootstrap p-value
-//!   `min(1, 2 min(1 + #{d* <= 0}, 1 + #{d* >= 0}) / (B + 1))` over the `B` resamples where
-//!   both are defined (Davison & Hinkley 1997, ch. 4);
-//! - otherwise (closed-form intervals, so that no resampling is needed): Newcombe's hybrid
-//!   score interval and the pooled two-proportion z-test for sensitivity and specificity
-//!   ([`compare::newcombe_independent`], [`compare::two_proportion_z_test`]), and
-//!   `d +- z sqrt(Var1 + Var2)` with the DeLong variances of the two independent levels and the
-//!   matching z-test for AUROC.
+//! `min_subgroup_size` cases are reported with `small: true`.
 //!
-//! `p_adjusted` applies the configured multiplicity method across **all** gaps in the report.
-//! Choosing the extreme pair after looking at the data makes the unadjusted p-value
-//! optimistic; the gap is a screening statistic, as the FDA guidance treats subgroup results.
+//! **Minimum sizes apply to each metric's own denominator** (`Estimate::denominator`):
+//! positives for sensitivity, negatives for specificity, predicted positives for PPV,
+//! predicted negatives for NPV, cases for accuracy, the smaller class for AUROC; overall as
+//! well as per level. The trace stage makes a criterion on an estimate whose denominator is
+//! below `min_subgroup_size` NOT EVALUABLE.
+//!
+//! For each attribute (and intersection) and each of sensitivity, specificity and AUROC, the
+//! gap is the range of the metric over the **eligible** levels (metric defined, denominator at
+//! least `min_subgroup_size`, for AUROC a DeLong variance), with the **simultaneous
+//! Bonferroni bound over all `k (k - 1) / 2` pairs** of [`gap`] and a test of homogeneity
+//! across those levels. Levels that are not eligible are listed in `Gap::excluded`, never
+//! silently dropped: a gap criterion is NOT EVALUABLE while one is excluded, unless the
+//! protocol names it as excluded. The gap bound is closed-form in every interval mode, so it
+//! never depends on resampling. `p_adjusted` is left empty here: only the trace stage knows the
+//! family of hypotheses the protocol names.
+//!
+//! # Bootstrap mode (`interval: bootstrap`)
+//! - AUROC: stratified percentile bootstrap within each level ([`bootstrap`]); each interval
+//!   reports the resamples asked for and the usable ones. A criterion on a bootstrap interval
+//!   with fewer than [`MIN_USABLE_RESAMPLES`] usable resamples is NOT EVALUABLE.
+//! - Proportions: **Clopper-Pearson**, not percentiles. A percentile bootstrap of a binomial
+//!   proportion collapses to `[1, 1]` at `k = n` and covers 0.65-0.88 near 0 or 1; the exact
+//!   interval's coverage is at least the nominal level for every `n` and `p` (Clopper & Pearson
+//!   1934; Brown, Cai & DasGupta 2001, Stat Sci 16:101), which `tests::bootstrap_mode_coverage`
+//!   checks by seeded simulation.
+//!
+//! # Degenerate variances
+//! A DeLong variance of zero (perfect separation, every score tied) or a bootstrap
+//! distribution with a single value gives a zero-width interval that would pass any
+//! lower-bound goal; such estimates carry `degenerate` with the reason, and criteria on them are
+//! NOT EVALUABLE.
 //!
 //! # Determinism
 //! Same inputs and seed give bit-identical reports on every machine and thread count: one sort
@@ -48,16 +68,22 @@
 
 pub mod auroc;
 pub mod bootstrap;
+pub mod calibration;
 pub mod compare;
 pub mod confusion;
+pub mod gap;
 pub mod interval;
 pub mod multiplicity;
+pub mod ppv;
 pub mod samplesize;
 pub mod subgroup;
 pub mod types;
 
 pub use auroc::{DelongAuc, RocPoint, delong, roc_curve};
-pub use compare::{Difference, PairedComparison, mcnemar_exact, paired_difference};
+pub use compare::{
+    ComparisonScope, FlipCounts, ModelAnswers, PairedAuroc, PairedProportion, ReleaseComparison,
+    compare_releases, mcnemar_exact, mcnemar_mid_p, paired_delong,
+};
 pub use confusion::Confusion;
 pub use interval::{clopper_pearson, jeffreys, proportion_interval, wilson};
 pub use multiplicity::{bonferroni, holm};
@@ -65,8 +91,7 @@ pub use samplesize::sample_size_positives;
 pub use subgroup::Factor;
 pub use types::*;
 
-use crate::protocol::{IntervalMethod, Multiplicity};
-use bootstrap::Resamples;
+use crate::protocol::IntervalMethod;
 use subgroup::{LevelCounts, Prepared, RunScratch, count_pass, delong_variances};
 
 /// Why an analysis could not run. Indices are 0-based positions in the input slices; callers
@@ -125,11 +150,14 @@ pub enum StatsError {
     ShortIntersection(Vec<String>),
 }
 
-/// The most resampled metric values (levels x 6 metrics x resamples, 8 bytes each) a bootstrap
-/// keeps in memory: 100 million, 800 MB. A subgroup column with one level per case (an ID
-/// column passed by mistake) stops here with an error instead of exhausting memory.
+/// The most resampled AUROC values (levels x resamples, 8 bytes each) a bootstrap keeps in
+/// memory: 100 million, 800 MB. A subgroup column with one level per case (an ID column passed
+/// by mistake) stops here with an error instead of exhausting memory.
 pub const MAX_BOOTSTRAP_VALUES: u64 = 100_000_000;
 
+/// Fewest usable resamples a bootstrap interval may rest on for a criterion to be evaluable
+/// (defined with the protocol format: [`crate::protocol::MIN_USABLE_RESAMPLES`]).
+pub const MIN_USABLE_RESAMPLES: u32 = crate::protocol::MIN_USABLE_RESAMPLES;
 /// The cases to analyse.
 #[derive(Debug, Clone, Copy)]
 pub struct AnalysisInput<'a> {
@@ -148,23 +176,23 @@ pub struct AnalysisConfig {
     pub threshold: f64,
     /// Two-sided confidence level.
     pub confidence: f64,
-    /// Interval method for proportions; `Bootstrap` also bootstraps AUROC and gaps.
+    /// Interval method for proportions; `Bootstrap` bootstraps the AUROC and gives
+    /// proportions Clopper-Pearson intervals (see "Bootstrap mode").
     pub interval: IntervalMethod,
     /// Bootstrap resamples (used when `interval` is `Bootstrap`).
     pub bootstrap_resamples: u32,
     /// Bootstrap seed.
     pub seed: u64,
-    /// Adjustment of gap p-values.
-    pub multiplicity: Multiplicity,
-    /// Levels with fewer cases are flagged `small` and left out of gaps.
+    /// Minimum denominator: levels with fewer cases are flagged `small`, and a metric with a
+    /// smaller denominator is left out of gaps (listed in `excluded`).
     pub min_subgroup_size: usize,
     /// Attribute combinations analysed jointly.
     pub intersections: Vec<Vec<String>>,
-    /// Bootstrap the subgroup gaps even when proportions use a closed-form interval. A
-    /// protocol run sets it (the domain notes ask for a bootstrap interval on gaps);
-    /// `medgate stats` leaves it off unless `--gap-bootstrap` is given, so that its default
-    /// stays a single linear pass.
-    pub bootstrap_gaps: bool,
+    /// Prevalence in the intended-use population: adds prevalence-adjusted PPV and NPV.
+    pub intended_use_prevalence: Option<f64>,
+    /// Compute the calibration metrics of the whole set ([`calibration`]; its ECE interval
+    /// costs `bootstrap_resamples` passes over the cases).
+    pub calibration: bool,
 }
 
 impl Default for AnalysisConfig {
@@ -176,10 +204,10 @@ impl Default for AnalysisConfig {
             interval: s.interval,
             bootstrap_resamples: s.bootstrap_resamples,
             seed: s.bootstrap_seed,
-            multiplicity: s.multiplicity,
             min_subgroup_size: s.min_subgroup_size,
             intersections: Vec::new(),
-            bootstrap_gaps: false,
+            intended_use_prevalence: None,
+            calibration: false,
         }
     }
 }
@@ -207,9 +235,7 @@ pub fn analyze_factors(
     }
     compare::check_confidence(cfg.confidence)?;
     let boot = cfg.interval == IntervalMethod::Bootstrap;
-    // Resampling is needed for bootstrap intervals, and for gaps when asked.
-    let resample = boot || cfg.bootstrap_gaps;
-    if resample && cfg.bootstrap_resamples == 0 {
+    if (boot || cfg.calibration) && cfg.bootstrap_resamples == 0 {
         return Err(StatsError::NoResamples);
     }
     let mut all: Vec<Factor> = factors.to_vec();
@@ -229,12 +255,7 @@ pub fn analyze_factors(
         all.push(Factor::intersection(&parts));
     }
     let prep = Prepared::new(labels, scores, &all, cfg.threshold)?;
-    if resample
-        && prep.n_levels as u64
-            * bootstrap::BOOT_METRICS.len() as u64
-            * u64::from(cfg.bootstrap_resamples)
-            > MAX_BOOTSTRAP_VALUES
-    {
+    if boot && prep.n_levels as u64 * u64::from(cfg.bootstrap_resamples) > MAX_BOOTSTRAP_VALUES {
         return Err(StatsError::TooManyLevels {
             levels: prep.n_levels,
             resamples: cfg.bootstrap_resamples,
@@ -247,18 +268,21 @@ pub fn analyze_factors(
         &mut counts,
         &mut RunScratch::new(prep.n_levels),
     );
-    let variances = if boot {
-        vec![None; prep.n_levels]
+    let variances = delong_variances(&prep, &counts);
+    let auc_boot: Vec<Vec<f64>> = if boot {
+        bootstrap::level_orders(&prep)
+            .iter()
+            .enumerate()
+            .map(|(l, o)| bootstrap::auc_resamples(o, l, cfg.bootstrap_resamples, cfg.seed))
+            .collect()
     } else {
-        delong_variances(&prep, &counts)
+        Vec::new()
     };
-    let resamples = resample.then(|| bootstrap::run(&prep, cfg.bootstrap_resamples, cfg.seed));
     let ctx = Ctx {
         cfg,
         counts: &counts,
         variances: &variances,
-        resamples: if boot { resamples.as_ref() } else { None },
-        gap_resamples: resamples.as_ref(),
+        auc_boot: boot.then_some(auc_boot.as_slice()),
     };
 
     let mut subgroups = Vec::new();
@@ -277,19 +301,12 @@ pub fn analyze_factors(
                 metrics: ctx.metrics(l),
             });
         }
-        for (metric, k) in [("sensitivity", 0), ("specificity", 1), ("auroc", 5)] {
-            if let Some(g) = ctx.gap(f, offset, &levels, metric, k) {
+        for metric in ["sensitivity", "specificity", "auroc"] {
+            if let Some(g) = gap_of(&f.name, &levels, metric, cfg) {
                 gaps.push(g);
             }
         }
         subgroups.extend(levels);
-    }
-    let p: Vec<f64> = gaps.iter().map(|g| g.p_value).collect();
-    for (g, adj) in gaps
-        .iter_mut()
-        .zip(multiplicity::adjust(&p, cfg.multiplicity))
-    {
-        g.p_adjusted = adj;
     }
     Ok(StatsReport {
         n: counts.pos[0] + counts.neg[0],
@@ -301,18 +318,184 @@ pub fn analyze_factors(
         overall: ctx.metrics(0),
         subgroups,
         gaps,
+        min_denominator: cfg.min_subgroup_size as u64,
+        bootstrap_resamples: boot.then_some(cfg.bootstrap_resamples),
+        intended_use_prevalence: cfg.intended_use_prevalence,
+        calibration: if cfg.calibration {
+            calibration::calibration(
+                labels,
+                scores,
+                cfg.confidence,
+                cfg.bootstrap_resamples,
+                cfg.seed,
+            )
+        } else {
+            None
+        },
+        min_usable_resamples: boot.then_some(MIN_USABLE_RESAMPLES),
     })
 }
 
-/// What building metrics and gaps needs from one analysis.
+/// The data a gap needs from one level's metrics: `None` when the metric is undefined there.
+pub fn level_value(m: &Metrics, metric: &str) -> Option<gap::LevelValue> {
+    match metric {
+        "sensitivity" => m.sensitivity.as_ref().map(|_| gap::LevelValue::Proportion {
+            k: m.tp,
+            n: m.tp + m.fn_,
+        }),
+        "specificity" => m.specificity.as_ref().map(|_| gap::LevelValue::Proportion {
+            k: m.tn,
+            n: m.tn + m.fp,
+        }),
+        "auroc" => m.auroc.as_ref().and_then(|e| {
+            e.se.map(|se| gap::LevelValue::Auc {
+                auc: e.estimate,
+                variance: se * se,
+            })
+        }),
+        _ => None,
+    }
+}
+
+/// The denominator of `metric` at one level (see "Subgroups and gaps"), 0 when undefined.
+pub fn metric_denominator(m: &Metrics, metric: &str) -> u64 {
+    let get = |e: &Option<Estimate>| e.as_ref().map_or(0, |e| e.denominator);
+    match metric {
+        "sensitivity" => get(&m.sensitivity),
+        "specificity" => get(&m.specificity),
+        "ppv" => get(&m.ppv),
+        "npv" => get(&m.npv),
+        "accuracy" => get(&m.accuracy),
+        "auroc" => get(&m.auroc),
+        _ => 0,
+    }
+}
+
+/// The gap of `metric` over `levels` of one attribute, leaving out (and listing) levels whose
+/// metric is undefined or whose denominator is below the minimum, and levels in `exclude`
+/// (listed nowhere: the protocol excluded them). `None` when fewer than two levels remain
+/// (use [`gap_excluded`] to say which were left out).
+pub fn gap_over(
+    attribute: &str,
+    levels: &[SubgroupResult],
+    metric: &str,
+    confidence: f64,
+    min_denominator: u64,
+    exclude: &[String],
+) -> Option<Gap> {
+    let mut used: Vec<(&SubgroupResult, gap::LevelValue)> = Vec::new();
+    let mut excluded = Vec::new();
+    for s in levels.iter().filter(|s| !exclude.contains(&s.value)) {
+        match level_value(&s.metrics, metric) {
+            Some(v) if metric_denominator(&s.metrics, metric) >= min_denominator => {
+                used.push((s, v));
+            }
+            _ => excluded.push(s.value.clone()),
+        }
+    }
+    let values: Vec<gap::LevelValue> = used.iter().map(|u| u.1).collect();
+    let name = |i: usize| used[i].0.value.clone();
+    let range = gap::simultaneous_range(&values, confidence);
+    let test = match metric {
+        "auroc" => gap::auc_homogeneity(
+            &values
+                .iter()
+                .filter_map(|v| match *v {
+                    gap::LevelValue::Auc { auc, variance } => Some((auc, variance)),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        _ => gap::chi_square_homogeneity(
+            &values
+                .iter()
+                .filter_map(|v| match *v {
+                    gap::LevelValue::Proportion { k, n } => Some((k, n)),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+    };
+    let r = range?;
+    let degenerate = r.degenerate.clone().map(|d| {
+        // Name the level instead of its position.
+        match d
+            .split_whitespace()
+            .nth(1)
+            .and_then(|i| i.parse::<usize>().ok())
+        {
+            Some(i) if i >= 1 && i <= used.len() => format!(
+                "level {} has a zero DeLong variance (perfect separation or all scores tied)",
+                used[i - 1].0.value
+            ),
+            _ => d,
+        }
+    });
+    Some(Gap {
+        attribute: attribute.to_string(),
+        metric: metric.to_string(),
+        difference: r.difference,
+        lower: r.lower,
+        upper: r.upper,
+        between: [name(r.between[0]), name(r.between[1])],
+        upper_pair: [name(r.upper_pair[0]), name(r.upper_pair[1])],
+        lower_pair: [name(r.lower_pair[0]), name(r.lower_pair[1])],
+        pairs: r.pairs,
+        pair_confidence: r.pair_confidence,
+        levels: used.iter().map(|u| u.0.value.clone()).collect(),
+        excluded,
+        statistic: test.map(|t| t.statistic),
+        df: test.map_or(0, |t| t.df),
+        p_value: test.map(|t| t.p_value),
+        p_adjusted: None,
+        method: r.method.to_string(),
+        test: test.map_or(String::new(), |t| t.test.to_string()),
+        degenerate,
+    })
+}
+
+/// The levels [`gap_over`] leaves out of a gap of `metric` (undefined, or denominator below
+/// `min_denominator`), ignoring those in `exclude`.
+pub fn gap_excluded(
+    levels: &[SubgroupResult],
+    metric: &str,
+    min_denominator: u64,
+    exclude: &[String],
+) -> Vec<String> {
+    levels
+        .iter()
+        .filter(|s| !exclude.contains(&s.value))
+        .filter(|s| {
+            level_value(&s.metrics, metric).is_none()
+                || metric_denominator(&s.metrics, metric) < min_denominator
+        })
+        .map(|s| s.value.clone())
+        .collect()
+}
+
+fn gap_of(
+    attribute: &str,
+    levels: &[SubgroupResult],
+    metric: &str,
+    cfg: &AnalysisConfig,
+) -> Option<Gap> {
+    gap_over(
+        attribute,
+        levels,
+        metric,
+        cfg.confidence,
+        cfg.min_subgroup_size as u64,
+        &[],
+    )
+}
+
+/// What building metrics needs from one analysis.
 struct Ctx<'a> {
     cfg: &'a AnalysisConfig,
     counts: &'a LevelCounts,
     variances: &'a [Option<f64>],
-    /// Resamples for level intervals (only with `interval = bootstrap`).
-    resamples: Option<&'a Resamples>,
-    /// Resamples for gap intervals (bootstrap intervals, or `bootstrap_gaps`).
-    gap_resamples: Option<&'a Resamples>,
+    /// Bootstrap AUROC values per level (only with `interval = bootstrap`).
+    auc_boot: Option<&'a [Vec<f64>]>,
 }
 
 impl Ctx<'_> {
@@ -326,168 +509,117 @@ impl Ctx<'_> {
         }
     }
 
-    /// The bootstrap percentile interval of metric `k` of level `l`; the whole `[0, 1]` when the
-    /// metric is undefined in every resample.
-    fn boot_interval(&self, r: &Resamples, l: usize, k: usize) -> (f64, f64) {
-        bootstrap::percentile_interval(&mut r.metric(l, k), self.cfg.confidence)
-            .unwrap_or((0.0, 1.0))
-    }
-
-    fn proportion(&self, l: usize, k: usize, num: u64, den: u64) -> Option<Estimate> {
+    fn proportion(&self, num: u64, den: u64) -> Option<Estimate> {
         if den == 0 {
             return None;
         }
-        let (lower, upper) = match self.resamples {
-            Some(r) => self.boot_interval(r, l, k),
-            None => proportion_interval(self.cfg.interval, num, den, self.cfg.confidence)?,
+        // Bootstrap mode: Clopper-Pearson (see "Bootstrap mode" in the module docs).
+        let method = match self.cfg.interval {
+            IntervalMethod::Bootstrap => IntervalMethod::ClopperPearson,
+            m => m,
         };
+        let (lower, upper) = proportion_interval(method, num, den, self.cfg.confidence)?;
         Some(Estimate {
             estimate: num as f64 / den as f64,
             lower,
             upper,
-            method: None,
+            method: Some(method.as_str().to_string()),
+            denominator: den,
+            ..Estimate::default()
         })
     }
 
     fn auroc(&self, l: usize) -> Option<Estimate> {
         let auc = self.counts.auc(l)?;
-        let ((lower, upper), method) = match self.resamples {
-            Some(r) => (self.boot_interval(r, l, 5), "bootstrap"),
+        let (pos, neg) = (self.counts.pos[l], self.counts.neg[l]);
+        let se = self.variances[l].map(|v| v.max(0.0).sqrt());
+        let mut e = Estimate {
+            estimate: auc,
+            denominator: pos.min(neg),
+            se,
+            ..Estimate::default()
+        };
+        match self.auc_boot {
+            Some(boot) => {
+                let mut v: Vec<f64> = boot[l].iter().copied().filter(|v| !v.is_nan()).collect();
+                let usable = v.len() as u32;
+                let spread = v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+                    - v.iter().copied().fold(f64::INFINITY, f64::min);
+                let (lower, upper) = bootstrap::percentile_interval(&mut v, self.cfg.confidence)
+                    .unwrap_or((f64::NAN, f64::NAN));
+                e.lower = lower;
+                e.upper = upper;
+                e.method = Some("bootstrap".into());
+                e.resamples = Some(self.cfg.bootstrap_resamples);
+                e.usable_resamples = Some(usable);
+                if usable > 0 && spread == 0.0 {
+                    e.degenerate = Some(format!(
+                        "every usable resample gives AUROC {auc} (zero-width bootstrap interval)"
+                    ));
+                } else if usable == 0 {
+                    e.degenerate = Some("no usable resample".into());
+                }
+            }
             None => {
                 let d = DelongAuc {
                     auc,
                     variance: self.variances[l],
-                    positives: self.counts.pos[l],
-                    negatives: self.counts.neg[l],
+                    positives: pos,
+                    negatives: neg,
                 };
-                // One case of a class: the variance is undefined; report the uninformative
-                // interval rather than drop a defined estimate.
-                (
-                    d.interval(self.cfg.confidence).unwrap_or((0.0, 1.0)),
-                    "delong",
-                )
+                e.method = Some("delong".into());
+                match d.interval(self.cfg.confidence) {
+                    Some((lower, upper)) => {
+                        e.lower = lower;
+                        e.upper = upper;
+                    }
+                    None => {
+                        // One case of a class: the variance is undefined. Report the
+                        // uninformative interval, flagged, rather than drop the estimate.
+                        e.lower = 0.0;
+                        e.upper = 1.0;
+                        e.degenerate =
+                            Some("DeLong variance undefined (a class has one case)".into());
+                    }
+                }
             }
-        };
-        Some(Estimate {
-            estimate: auc,
-            lower,
-            upper,
-            method: Some(method.to_string()),
-        })
+        }
+        if e.degenerate.is_none()
+            && self.variances[l] == Some(0.0)
+            && e.method.as_deref() == Some("delong")
+        {
+            e.degenerate = Some(if auc == 1.0 || auc == 0.0 {
+                "zero DeLong variance: perfect separation".into()
+            } else {
+                "zero DeLong variance (all scores tied or one distinct score per class)".into()
+            });
+        }
+        Some(e)
     }
 
     fn metrics(&self, l: usize) -> Metrics {
         let c = self.confusion(l);
+        let (ppv_at_prevalence, npv_at_prevalence) = match self.cfg.intended_use_prevalence {
+            Some(pi) => ppv::adjusted_ppv_npv(c.tp, c.fn_, c.tn, c.fp, pi, self.cfg.confidence),
+            None => (None, None),
+        };
         Metrics {
             tp: c.tp,
             fp: c.fp,
             tn: c.tn,
             fn_: c.fn_,
-            sensitivity: self.proportion(l, 0, c.tp, c.tp + c.fn_),
-            specificity: self.proportion(l, 1, c.tn, c.tn + c.fp),
-            ppv: self.proportion(l, 2, c.tp, c.tp + c.fp),
-            npv: self.proportion(l, 3, c.tn, c.tn + c.fn_),
-            accuracy: self.proportion(l, 4, c.tp + c.tn, c.n()),
+            sensitivity: self.proportion(c.tp, c.tp + c.fn_),
+            specificity: self.proportion(c.tn, c.tn + c.fp),
+            ppv: self.proportion(c.tp, c.tp + c.fp),
+            npv: self.proportion(c.tn, c.tn + c.fn_),
+            accuracy: self.proportion(c.tp + c.tn, c.n()),
             auroc: self.auroc(l),
             f1: c.f1(),
             kappa: c.kappa(),
             prevalence: c.prevalence(),
+            ppv_at_prevalence,
+            npv_at_prevalence,
         }
-    }
-
-    /// The gap of one metric across one factor's levels (see the module docs).
-    fn gap(
-        &self,
-        f: &Factor,
-        offset: usize,
-        levels: &[SubgroupResult],
-        metric: &str,
-        k: usize,
-    ) -> Option<Gap> {
-        let value = |s: &SubgroupResult| match k {
-            0 => s.metrics.sensitivity.as_ref().map(|e| e.estimate),
-            1 => s.metrics.specificity.as_ref().map(|e| e.estimate),
-            _ => s.metrics.auroc.as_ref().map(|e| e.estimate),
-        };
-        let eligible: Vec<(usize, f64)> = levels
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !s.small)
-            .filter(|(_, s)| k != 5 || (s.positives >= 2 && s.n - s.positives >= 2))
-            .filter_map(|(i, s)| value(s).map(|v| (i, v)))
-            .collect();
-        if eligible.len() < 2 {
-            return None;
-        }
-        let max = eligible
-            .iter()
-            .map(|e| e.1)
-            .fold(f64::NEG_INFINITY, f64::max);
-        let min = eligible.iter().map(|e| e.1).fold(f64::INFINITY, f64::min);
-        let hi = eligible.iter().find(|e| e.1 == max)?.0;
-        let lo = eligible.iter().find(|e| e.1 == min && e.0 != hi)?.0;
-        let difference = max - min;
-        let (lh, ll) = (offset + hi, offset + lo);
-        let method = if self.gap_resamples.is_some() {
-            "bootstrap"
-        } else if k == 5 {
-            "delong"
-        } else {
-            "newcombe"
-        };
-        let (lower, upper, p_value) = match self.gap_resamples {
-            Some(r) => {
-                let mut d: Vec<f64> = r
-                    .values
-                    .iter()
-                    .map(|row| row[lh * 6 + k] - row[ll * 6 + k])
-                    .filter(|v| !v.is_nan())
-                    .collect();
-                let b = d.len() as f64;
-                let le = d.iter().filter(|&&v| v <= 0.0).count() as f64;
-                let ge = d.iter().filter(|&&v| v >= 0.0).count() as f64;
-                let p = (2.0 * (1.0 + le.min(ge)) / (b + 1.0)).min(1.0);
-                let (lo_b, hi_b) = bootstrap::percentile_interval(&mut d, self.cfg.confidence)
-                    .unwrap_or((-1.0, 1.0));
-                (lo_b, hi_b, p)
-            }
-            None => self.analytic_gap(lh, ll, k, difference)?,
-        };
-        Some(Gap {
-            attribute: f.name.clone(),
-            metric: metric.to_string(),
-            difference,
-            lower,
-            upper,
-            between: [levels[hi].value.clone(), levels[lo].value.clone()],
-            p_value,
-            p_adjusted: p_value,
-            method: method.to_string(),
-        })
-    }
-
-    fn analytic_gap(&self, lh: usize, ll: usize, k: usize, d: f64) -> Option<(f64, f64, f64)> {
-        let conf = self.cfg.confidence;
-        let (ch, cl) = (self.confusion(lh), self.confusion(ll));
-        let (k1, n1, k2, n2) = match k {
-            0 => (ch.tp, ch.positives(), cl.tp, cl.positives()),
-            1 => (ch.tn, ch.negatives(), cl.tn, cl.negatives()),
-            _ => {
-                let v = self.variances[lh]? + self.variances[ll]?;
-                let h = interval::z_value(conf) * v.sqrt();
-                let p = if v > 0.0 {
-                    compare::normal_two_sided(d / v.sqrt())
-                } else if d == 0.0 {
-                    1.0
-                } else {
-                    0.0
-                };
-                return Some(((d - h).max(-1.0), (d + h).min(1.0), p));
-            }
-        };
-        let (lo, hi) = compare::newcombe_independent(k1, n1, k2, n2, conf)?;
-        let p = compare::two_proportion_z_test(k1, n1, k2, n2)?;
-        Some((lo, hi, p))
     }
 }
 

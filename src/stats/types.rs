@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A point estimate with its two-sided confidence interval.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
     /// Point estimate.
     pub estimate: f64,
@@ -12,14 +12,35 @@ pub struct Estimate {
     pub lower: f64,
     /// Upper confidence bound.
     pub upper: f64,
-    /// Interval method, for AUROC (`delong` or `bootstrap`).
+    /// Interval method: `wilson`, `clopper-pearson`, `jeffreys` (proportions), `delong` or
+    /// `bootstrap` (AUROC). Under `interval: bootstrap` proportions are `clopper-pearson` (see
+    /// [`crate::stats`], "Bootstrap mode").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// The metric's own denominator: positives (sensitivity), negatives (specificity),
+    /// predicted positives (PPV), predicted negatives (NPV), cases (accuracy), the smaller
+    /// class (AUROC). Minimum sizes apply to it.
+    #[serde(default)]
+    pub denominator: u64,
+    /// DeLong standard error (AUROC; computed in bootstrap mode too, for gaps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub se: Option<f64>,
+    /// Bootstrap resamples asked for (bootstrap intervals only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resamples: Option<u32>,
+    /// Resamples in which the metric was defined and entered the percentile interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usable_resamples: Option<u32>,
+    /// Why the interval is degenerate (zero width from a zero variance: perfect separation,
+    /// all scores tied, every resample equal), `None` when it is not. A criterion on a
+    /// degenerate interval is NOT EVALUABLE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degenerate: Option<String>,
 }
 
 /// Confusion counts and every metric for one set of cases. An undefined metric (zero
 /// denominator, or a class absent for AUROC) is `None` (`null` in JSON).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// True positives.
     pub tp: u64,
@@ -48,6 +69,13 @@ pub struct Metrics {
     pub kappa: Option<f64>,
     /// Fraction of positives.
     pub prevalence: Option<f64>,
+    /// PPV at the protocol's `intended_use_prevalence` (Mercaldo, Lau & Zhou 2007; see
+    /// [`crate::stats::ppv`]); absent when no prevalence is stated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ppv_at_prevalence: Option<Estimate>,
+    /// NPV at the protocol's `intended_use_prevalence`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub npv_at_prevalence: Option<Estimate>,
 }
 
 /// Metrics for one level of one attribute (or an intersection, `attribute` = `sex x age_band`,
@@ -68,34 +96,73 @@ pub struct SubgroupResult {
     pub metrics: Metrics,
 }
 
-/// The largest difference in one metric between two levels of an attribute.
+/// The range of one metric across the eligible levels of an attribute (the largest
+/// difference between any two of them), with a confidence interval that holds for every pair
+/// at once. See [`crate::stats::gap`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Gap {
     /// Attribute name.
     pub attribute: String,
     /// `sensitivity`, `specificity` or `auroc`.
     pub metric: String,
-    /// `metric(between[0]) - metric(between[1])`, >= 0.
+    /// The observed range `metric(between[0]) - metric(between[1])`, >= 0.
     pub difference: f64,
-    /// Lower confidence bound of the difference: bootstrap percentile when resampled (see
-    /// `method`), otherwise Newcombe's hybrid score interval (sensitivity,
-    /// specificity) or the DeLong normal interval (AUROC) of two independent levels. See
-    /// [`crate::stats`] ("Subgroups and gaps").
+    /// Simultaneous lower confidence bound of the range: the largest lower bound of `|d|`
+    /// over all pairs (see `method`).
     pub lower: f64,
-    /// Upper confidence bound of the difference (same method as `lower`).
+    /// Simultaneous upper confidence bound of the range: the largest upper bound of `|d|`
+    /// over all pairs; `upper_pair` is the pair that gives it.
     pub upper: f64,
-    /// The two levels compared (higher first).
+    /// The two levels with the highest and lowest estimate (higher first).
     pub between: [String; 2],
-    /// Two-sided p-value for "no difference": bootstrap when resampled (see `method`),
-    /// otherwise the pooled two-proportion z-test (sensitivity, specificity) or the DeLong
-    /// z-test (AUROC).
-    pub p_value: f64,
-    /// p-value after the protocol's multiplicity adjustment.
-    pub p_adjusted: f64,
-    /// How the interval and p-value were computed: `bootstrap` (stratified percentile),
-    /// `newcombe` (hybrid score interval, pooled z-test) or `delong` (AUROC, z-test).
+    /// The pair whose interval gives `upper` (the pair that decides an `at_most` criterion on
+    /// the upper bound), higher estimate first.
+    #[serde(default)]
+    pub upper_pair: [String; 2],
+    /// The pair whose interval gives `lower`.
+    #[serde(default)]
+    pub lower_pair: [String; 2],
+    /// Pairs bounded simultaneously, `k (k - 1) / 2` for `k` eligible levels.
+    #[serde(default)]
+    pub pairs: u32,
+    /// Confidence of each pairwise interval, `1 - (1 - confidence) / pairs` (Bonferroni).
+    #[serde(default)]
+    pub pair_confidence: f64,
+    /// The eligible levels the range is taken over, in level order.
+    #[serde(default)]
+    pub levels: Vec<String>,
+    /// Levels left out: the metric is undefined or its denominator is below the minimum
+    /// size. A gap criterion with excluded levels is NOT EVALUABLE unless the protocol
+    /// excludes them by name.
+    #[serde(default)]
+    pub excluded: Vec<String>,
+    /// Test of homogeneity across the eligible levels (see `test`): Pearson's chi-square
+    /// statistic on the levels x {success, failure} table, or the DeLong Wald statistic for
+    /// AUROC.
+    #[serde(default)]
+    pub statistic: Option<f64>,
+    /// Degrees of freedom of the homogeneity test (levels - 1).
+    #[serde(default)]
+    pub df: u32,
+    /// p-value of the homogeneity test (no selection of an extreme pair is involved); `None`
+    /// when the test is undefined (a zero AUROC variance).
+    pub p_value: Option<f64>,
+    /// Holm- (or the protocol's method) adjusted p-value over the family of subgroup gap
+    /// hypotheses the protocol's criteria name; `None` when this gap is in no such family: its
+    /// p-value is then informational only.
+    #[serde(default)]
+    pub p_adjusted: Option<f64>,
+    /// Interval method: `bonferroni-newcombe` (sensitivity, specificity: Newcombe hybrid score
+    /// intervals at `pair_confidence`) or `bonferroni-delong` (AUROC: normal intervals with the
+    /// DeLong variances of the two independent levels).
     #[serde(default)]
     pub method: String,
+    /// `chi-square` or `delong-wald`.
+    #[serde(default)]
+    pub test: String,
+    /// Why the bound is degenerate (a level's AUROC variance is zero), if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degenerate: Option<String>,
 }
 
 /// The full output of the statistics engine.
@@ -119,4 +186,21 @@ pub struct StatsReport {
     pub subgroups: Vec<SubgroupResult>,
     /// Largest gap per attribute and metric.
     pub gaps: Vec<Gap>,
+    /// Minimum denominator of a metric (the protocol's `min_subgroup_size`), overall and per
+    /// level.
+    #[serde(default)]
+    pub min_denominator: u64,
+    /// Bootstrap resamples asked for (`None` with closed-form intervals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_resamples: Option<u32>,
+    /// Calibration of the whole set (when asked for and every score is in `[0, 1]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<super::calibration::Calibration>,
+    /// The intended-use prevalence PPV and NPV were adjusted to, when the protocol states one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intended_use_prevalence: Option<f64>,
+    /// Fewest usable resamples a bootstrap interval may rest on before a criterion on it is NOT
+    /// EVALUABLE ([`crate::stats::MIN_USABLE_RESAMPLES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_usable_resamples: Option<u32>,
 }

@@ -6,10 +6,18 @@
 //! - Cases not evaluated (the model could not be run) are excluded from the statistics and
 //!   accounted for by ID and reason. Never scored as negative.
 //! - Equivocal answers are kept. The primary analysis, which the gate uses, imputes each
-//!   equivocal answer *against* the truth (a positive case scored 0, a negative case scored
-//!   1): the worst case for sensitivity, specificity and AUROC at once, so the gate can only
-//!   be stricter than either one-sided rule. The one-sided analyses (equivocal as positive,
-//!   as negative), which FDA 2007 asks to see, are reported beside it.
+//!   equivocal answer *against* the truth: a positive case gets a score strictly below every
+//!   real score and the threshold, a negative case one strictly above them. Strictly, so that
+//!   no real score ties with an imputed one (a tie would count 1/2 in the AUROC: with 0/1
+//!   scores, every true positive at 1.0 would half-beat the imputed negatives); so it is the
+//!   worst case for sensitivity, specificity and AUROC at once, and the gate can only be
+//!   stricter than either one-sided rule. The one-sided analyses (equivocal as positive, as
+//!   negative), which FDA 2007 asks to see, are reported beside it.
+//! - When cases were not evaluated (and the protocol tolerates it), two bounding analyses are
+//!   reported as for equivocal answers: every not-evaluated case counted against the truth
+//!   (`not_evaluated_as_wrong`) and with it (`not_evaluated_as_right`). With
+//!   `statistics.not_evaluated_gate: worst_case` the criteria are judged on the first
+//!   (`gated_on` says which analysis the gate used).
 
 use std::collections::BTreeMap;
 
@@ -17,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::harness::CaseStatus;
-use crate::protocol::Protocol;
+use crate::protocol::{NotEvaluatedGate, Protocol};
 use crate::stats::{self, StatsReport};
 
 use super::criteria;
@@ -52,6 +60,10 @@ pub struct Analysis {
     pub statistics: StatsReport,
     /// One-sided equivocal analyses (empty when there are no equivocal answers).
     pub equivocal_analyses: Vec<EquivocalAnalysis>,
+    /// Not-evaluated bounds (empty when every case was evaluated).
+    pub not_evaluated_analyses: Vec<EquivocalAnalysis>,
+    /// The analysis the criteria were judged on (`primary` or `not_evaluated_as_wrong`).
+    pub gated_on: String,
     /// ROC and calibration curves.
     pub curves: Curves,
     /// Criteria with verdicts.
@@ -60,6 +72,9 @@ pub struct Analysis {
     pub verdict: Verdict,
     /// Whether more cases were not evaluated than the protocol tolerates.
     pub infrastructure_failure: Option<String>,
+    /// The release comparison, when the protocol has one and the reference was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<super::comparison::ComparisonEvidence>,
     /// SHA-256 of the canonical JSON of this analysis (without this field).
     pub results_sha256: String,
 }
@@ -70,8 +85,13 @@ struct ResultsContent<'a> {
     accountability: &'a Accountability,
     statistics: &'a StatsReport,
     equivocal_analyses: &'a [EquivocalAnalysis],
+    #[serde(skip_serializing_if = "<[EquivocalAnalysis]>::is_empty")]
+    not_evaluated_analyses: &'a [EquivocalAnalysis],
+    gated_on: &'a str,
     criteria: &'a [CriterionResult],
     verdict: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comparison: Option<&'a super::comparison::ComparisonEvidence>,
 }
 
 /// The statistics configuration a protocol implies.
@@ -82,14 +102,14 @@ pub fn stats_config(p: &Protocol) -> stats::AnalysisConfig {
         interval: p.statistics.interval,
         bootstrap_resamples: p.statistics.bootstrap_resamples,
         seed: p.statistics.bootstrap_seed,
-        multiplicity: p.statistics.multiplicity,
         min_subgroup_size: p.statistics.min_subgroup_size,
         intersections: p.subgroups.intersections.clone(),
-        // The domain notes ask for a bootstrap interval on subgroup gaps.
-        bootstrap_gaps: true,
+        intended_use_prevalence: p.statistics.intended_use_prevalence,
+        calibration: p.acceptance.iter().any(|c| c.metric.is_calibration()),
     }
 }
 
+/// How imputed cases are scored.
 #[derive(Clone, Copy, PartialEq)]
 enum Imputation {
     AgainstTruth,
@@ -97,7 +117,24 @@ enum Imputation {
     AsNegative,
 }
 
-fn run_stats(p: &Protocol, rows: &[&CaseRow], how: Imputation) -> Result<StatsReport> {
+/// Scores strictly beyond every real score and the threshold, both ways (see the module docs).
+pub fn imputation_scores(scores: impl Iterator<Item = f64>, threshold: f64) -> (f64, f64) {
+    let (mut max, mut min) = (threshold, threshold);
+    for s in scores {
+        max = max.max(s);
+        min = min.min(s);
+    }
+    // Adding at least 1 (or |x|) moves a finite value strictly outward.
+    (max + max.abs().max(1.0), min - min.abs().max(1.0))
+}
+
+/// Rows to analyse and how not-evaluated ones (if included) are scored.
+fn run_stats(
+    p: &Protocol,
+    rows: &[&CaseRow],
+    how: Imputation,
+    not_evaluated: Option<Imputation>,
+) -> Result<StatsReport> {
     let mut labels = Vec::with_capacity(rows.len());
     let mut scores = Vec::with_capacity(rows.len());
     let attrs = &p.subgroups.attributes;
@@ -105,30 +142,35 @@ fn run_stats(p: &Protocol, rows: &[&CaseRow], how: Imputation) -> Result<StatsRe
         .iter()
         .map(|a| (a.clone(), Vec::with_capacity(rows.len())))
         .collect();
-    // Scores for imputed cases sit at the extremes of the score range so the imputed answer
-    // holds at any threshold.
-    let hi = rows
-        .iter()
-        .filter_map(|r| r.score)
-        .fold(p.task.threshold.max(1.0), f64::max);
-    let lo = rows
-        .iter()
-        .filter_map(|r| r.score)
-        .fold(p.task.threshold.min(0.0), f64::min)
-        - 1.0;
+    // Scores for imputed cases lie strictly beyond every real score and the threshold, so the
+    // imputed answer holds at any threshold and never ties with a real score.
+    let (hi, lo) = imputation_scores(
+        rows.iter()
+            .filter(|r| r.status == CaseStatus::Evaluated)
+            .filter_map(|r| r.score)
+            .filter(|s| s.is_finite()),
+        p.task.threshold,
+    );
+    let impute = |how: Imputation, label: bool| match how {
+        Imputation::AgainstTruth => {
+            if label {
+                lo
+            } else {
+                hi
+            }
+        }
+        Imputation::AsPositive => hi,
+        Imputation::AsNegative => lo,
+    };
     for r in rows {
         let score = match (r.status.clone(), r.score) {
             (CaseStatus::Evaluated, Some(s)) => s,
-            (CaseStatus::Equivocal, _) => match how {
-                Imputation::AgainstTruth => {
-                    if r.label {
-                        lo
-                    } else {
-                        hi
-                    }
-                }
-                Imputation::AsPositive => hi,
-                Imputation::AsNegative => lo,
+            (CaseStatus::Equivocal, _) => impute(how, r.label),
+            (CaseStatus::NotEvaluated, _) => match not_evaluated {
+                // Against the truth is AgainstTruth; with it, the opposite imputation.
+                Some(Imputation::AgainstTruth) => impute(Imputation::AgainstTruth, r.label),
+                Some(_) => impute(Imputation::AgainstTruth, !r.label),
+                None => continue,
             },
             _ => continue,
         };
@@ -147,7 +189,24 @@ fn run_stats(p: &Protocol, rows: &[&CaseRow], how: Imputation) -> Result<StatsRe
 }
 
 /// Computes accountability, statistics, curves, criteria and the verdict from case rows.
+///
+/// A protocol with a `comparison` section analysed without its reference (e.g. by `medgate
+/// stats`) gets its difference criteria NOT EVALUABLE; use [`analyze_compared`].
 pub fn analyze(p: &Protocol, rows: &[CaseRow]) -> Result<Analysis> {
+    analyze_compared(p, rows, None)
+}
+
+/// The new run's image hashes (parallel to its case rows) and the reference release's cases.
+pub type ReferenceInput<'a> = (&'a [Option<String>], &'a super::comparison::ReferenceCases);
+
+/// [`analyze`] with the release comparison of [`super::comparison::compare`]: its criteria
+/// replace the difference criteria (in protocol order) and count in the verdict, and it is
+/// covered by `results_sha256`.
+pub fn analyze_compared(
+    p: &Protocol,
+    rows: &[CaseRow],
+    reference: Option<ReferenceInput<'_>>,
+) -> Result<Analysis> {
     let mut not_evaluated: Vec<NotEvaluated> = rows
         .iter()
         .filter(|r| r.status == CaseStatus::NotEvaluated)
@@ -176,23 +235,73 @@ pub fn analyze(p: &Protocol, rows: &[CaseRow]) -> Result<Analysis> {
         .iter()
         .filter(|r| r.status != CaseStatus::NotEvaluated)
         .collect();
-    let statistics = run_stats(p, &analysed, Imputation::AgainstTruth)?;
+    let all: Vec<&CaseRow> = rows.iter().collect();
+    let mut statistics = run_stats(p, &analysed, Imputation::AgainstTruth, None)?;
     let equivocal_analyses = if equivocal > 0 {
         vec![
             EquivocalAnalysis {
                 equivocal_as: "as_positive".into(),
-                statistics: run_stats(p, &analysed, Imputation::AsPositive)?,
+                statistics: run_stats(p, &analysed, Imputation::AsPositive, None)?,
             },
             EquivocalAnalysis {
                 equivocal_as: "as_negative".into(),
-                statistics: run_stats(p, &analysed, Imputation::AsNegative)?,
+                statistics: run_stats(p, &analysed, Imputation::AsNegative, None)?,
             },
         ]
     } else {
         Vec::new()
     };
+    let mut not_evaluated_analyses = if accountability.not_evaluated.is_empty() {
+        Vec::new()
+    } else {
+        vec![
+            EquivocalAnalysis {
+                equivocal_as: "not_evaluated_as_wrong".into(),
+                statistics: run_stats(
+                    p,
+                    &all,
+                    Imputation::AgainstTruth,
+                    Some(Imputation::AgainstTruth),
+                )?,
+            },
+            EquivocalAnalysis {
+                equivocal_as: "not_evaluated_as_right".into(),
+                statistics: run_stats(
+                    p,
+                    &all,
+                    Imputation::AgainstTruth,
+                    Some(Imputation::AsPositive),
+                )?,
+            },
+        ]
+    };
+    let worst = p.statistics.not_evaluated_gate == NotEvaluatedGate::WorstCase
+        && !not_evaluated_analyses.is_empty();
+    let gated_on = if worst {
+        "not_evaluated_as_wrong"
+    } else {
+        "primary"
+    };
     let curves = curves(&analysed);
-    let criteria = criteria::evaluate(p, &statistics);
+    let gated = if worst {
+        &mut not_evaluated_analyses[0].statistics
+    } else {
+        &mut statistics
+    };
+    let mut criteria = criteria::evaluate(p, gated);
+    criteria::adjust_gap_family(p, gated, &mut criteria);
+    let comparison = match reference {
+        Some((images, refc)) => {
+            let (cmp, diff_criteria) = super::comparison::compare(p, rows, images, refc)?;
+            for d in diff_criteria {
+                if let Some(slot) = criteria.iter_mut().find(|c| c.id == d.id) {
+                    *slot = d;
+                }
+            }
+            Some(cmp)
+        }
+        None => None,
+    };
     let verdict = criteria::combine(criteria.iter().map(|c| c.verdict));
     let frac = if rows.is_empty() {
         0.0
@@ -226,17 +335,23 @@ pub fn analyze(p: &Protocol, rows: &[CaseRow]) -> Result<Analysis> {
         accountability: &accountability,
         statistics: &statistics,
         equivocal_analyses: &equivocal_analyses,
+        not_evaluated_analyses: &not_evaluated_analyses,
+        gated_on,
         criteria: &criteria,
         verdict,
+        comparison: comparison.as_ref(),
     })?;
     Ok(Analysis {
         accountability,
         statistics,
         equivocal_analyses,
+        not_evaluated_analyses,
+        gated_on: gated_on.to_string(),
         curves,
         criteria,
         verdict,
         infrastructure_failure,
+        comparison,
         results_sha256,
     })
 }

@@ -58,6 +58,7 @@ pub fn write_cases(
     labels: &[bool],
     attributes: &BTreeMap<String, Vec<String>>,
     threshold: f64,
+    decode: &[Option<String>],
 ) -> Result<()> {
     let mut cols: Vec<Column> = vec![
         Column::new(
@@ -155,6 +156,14 @@ pub fn write_cases(
     cols.push(Column::new(
         "latency_ms".into(),
         results.iter().map(|r| r.latency_ms).collect::<Vec<_>>(),
+    ));
+    // How each DICOM image was rendered for the model (VOI actually applied, frame,
+    // inversion); empty for PNG/JPEG.
+    cols.push(Column::new(
+        "decode".into(),
+        (0..results.len())
+            .map(|i| decode.get(i).cloned().flatten())
+            .collect::<Vec<Option<String>>>(),
     ));
     let mut df = DataFrame::new_infer_height(cols).map_err(|e| pe(path, e))?;
     crate::table::write_table(path, &mut df)

@@ -4,20 +4,46 @@
 //! # Rules
 //!
 //! - The tested value is the criterion's `bound` of the estimate: the point estimate, or the
-//!   lower or upper confidence bound (for gaps: the bootstrap interval of the difference).
+//!   lower or upper confidence bound. Each observation records the interval method that
+//!   produced it (`method`), and the criterion the summary (`CriterionResult::method`).
 //! - `at_least: g` passes when tested >= g; `at_most: g` passes when tested <= g. No
 //!   rounding is applied before comparison.
-//! - A metric that is undefined (zero denominator, a class absent) is NOT EVALUABLE. So is
-//!   a subgroup level below the protocol's `min_subgroup_size` (flagged `small`): its
-//!   interval is too wide to support a claim either way, and silently passing it would
-//!   over-read it. NOT EVALUABLE fails the gate (domain notes, FDA 2007).
+//! - NOT EVALUABLE (which fails the gate; domain notes, FDA 2007) when:
+//!   - the metric is undefined (zero denominator, a class absent);
+//!   - the metric's **own denominator** is below the protocol's `min_subgroup_size`
+//!     (positives for sensitivity, negatives for specificity, predicted positives for PPV,
+//!     predicted negatives for NPV, the smaller class for AUROC), overall as well as per level:
+//!     its interval is too wide to support a claim either way;
+//!   - the interval is degenerate (a zero DeLong variance from perfect separation or tied
+//!     scores, a bootstrap distribution with one value): a zero-width interval would pass any
+//!     goal;
+//!   - a bootstrap interval rests on fewer than [`crate::stats::MIN_USABLE_RESAMPLES`] usable
+//!     resamples.
+//! - **Gap criteria** test the simultaneous Bonferroni bound on the range over *every pair* of
+//!   eligible levels ([`crate::stats::gap`]); the observation names the pair that decided
+//!   (`decided_by`). A level below the minimum size (or with the metric undefined) makes the
+//!   criterion NOT EVALUABLE unless the criterion lists it in `exclude_levels`; listed levels
+//!   are left out and the bound is recomputed over the rest.
+//! - **Multiplicity**: the homogeneity p-values of the gaps the protocol's gap criteria name
+//!   form the family adjusted with the protocol's `multiplicity` (Holm by default;
+//!   [`adjust_gap_family`]). No p-value decides a verdict (bounds do); gaps outside the family
+//!   keep `p_adjusted: null` and are informational.
 //! - A criterion over several units (each level of an attribute) fails if any unit fails;
 //!   otherwise it is not evaluable if any unit is; otherwise it passes.
+//! - A criterion on the set's own PPV or NPV warns when the protocol states an
+//!   `intended_use_prevalence` that differs from the set's prevalence by more than
+//!   [`PREVALENCE_TOLERANCE`]: gate `ppv_at_prevalence` / `npv_at_prevalence` instead.
 
 use crate::protocol::{Bound, Criterion, Metric, Protocol};
-use crate::stats::{Estimate, Metrics, StatsReport};
+use crate::stats::{
+    self, Estimate, Gap, MIN_USABLE_RESAMPLES, Metrics, StatsReport, SubgroupResult,
+};
 
 use super::evidence::{CriterionResult, Observation, Verdict};
+
+/// Absolute difference between the set's prevalence and the intended-use prevalence above
+/// which a PPV/NPV criterion warns.
+pub const PREVALENCE_TOLERANCE: f64 = 0.01;
 
 fn metric_estimate(m: &Metrics, metric: Metric) -> Option<Estimate> {
     match metric {
@@ -27,13 +53,41 @@ fn metric_estimate(m: &Metrics, metric: Metric) -> Option<Estimate> {
         Metric::Npv => m.npv.clone(),
         Metric::Accuracy => m.accuracy.clone(),
         Metric::Auroc => m.auroc.clone(),
+        Metric::PpvAtPrevalence => m.ppv_at_prevalence.clone(),
+        Metric::NpvAtPrevalence => m.npv_at_prevalence.clone(),
         Metric::F1 => m.f1.map(|v| Estimate {
             estimate: v,
             lower: v,
             upper: v,
-            method: None,
+            method: Some("point estimate only".into()),
+            denominator: m.tp + m.fn_,
+            ..Estimate::default()
         }),
-        Metric::SensitivityGap | Metric::SpecificityGap | Metric::AurocGap => None,
+        _ => None,
+    }
+}
+
+fn calibration_estimate(stats: &StatsReport, metric: Metric) -> Option<Estimate> {
+    let c = stats.calibration.as_ref()?;
+    match metric {
+        Metric::Ece => c.ece.clone(),
+        Metric::CalibrationIntercept => c.intercept.clone(),
+        Metric::CalibrationSlope => c.slope.clone(),
+        Metric::SpiegelhalterZ => c.spiegelhalter_z.clone(),
+        _ => None,
+    }
+}
+
+/// What a metric's denominator counts, for notes.
+pub fn denominator_name(metric: Metric) -> &'static str {
+    match metric {
+        Metric::Sensitivity | Metric::SensitivityGap | Metric::F1 => "positives",
+        Metric::Specificity | Metric::SpecificityGap => "negatives",
+        Metric::Ppv => "predicted positives",
+        Metric::Npv => "predicted negatives",
+        Metric::Auroc | Metric::AurocGap => "cases of the smaller class",
+        Metric::PpvAtPrevalence | Metric::NpvAtPrevalence => "cases of the smaller class",
+        _ => "cases",
     }
 }
 
@@ -46,39 +100,74 @@ fn judge(tested: f64, c: &Criterion) -> Verdict {
     if pass { Verdict::Pass } else { Verdict::Fail }
 }
 
-fn observe(
-    unit: String,
-    n: u64,
-    est: Option<(f64, f64, f64)>,
-    c: &Criterion,
-    small: bool,
-) -> Observation {
-    let tested = est.map(|(e, l, u)| match c.bound {
-        Bound::Point => e,
-        Bound::Lower => l,
-        Bound::Upper => u,
-    });
-    let (verdict, note) = match (tested, small) {
-        (None, _) => (
-            Verdict::NotEvaluable,
-            Some("metric undefined (zero denominator or a class absent)".to_string()),
-        ),
-        (Some(_), true) => (
-            Verdict::NotEvaluable,
-            Some("subgroup below the protocol's minimum size".to_string()),
-        ),
-        (Some(t), false) => (judge(t, c), None),
-    };
+fn blank(unit: String, n: u64) -> Observation {
     Observation {
         unit,
         n,
-        estimate: est.map(|e| e.0),
-        lower: est.map(|e| e.1),
-        upper: est.map(|e| e.2),
-        tested,
-        verdict,
-        note,
+        estimate: None,
+        lower: None,
+        upper: None,
+        tested: None,
+        verdict: Verdict::NotEvaluable,
+        note: None,
+        method: None,
+        denominator: None,
+        decided_by: None,
+        resamples: None,
+        p_value: None,
+        p_adjusted: None,
     }
+}
+
+fn pick(c: &Criterion, e: f64, l: f64, u: f64) -> f64 {
+    match c.bound {
+        Bound::Point => e,
+        Bound::Lower => l,
+        Bound::Upper => u,
+    }
+}
+
+/// One estimate against the goal, with the evaluability rules of the module docs.
+fn observe(
+    unit: String,
+    n: u64,
+    est: Option<&Estimate>,
+    c: &Criterion,
+    min_den: u64,
+) -> Observation {
+    let mut o = blank(unit, n);
+    let Some(e) = est else {
+        o.note = Some("metric undefined (zero denominator or a class absent)".to_string());
+        return o;
+    };
+    o.estimate = Some(e.estimate);
+    o.lower = Some(e.lower);
+    o.upper = Some(e.upper);
+    o.method = e.method.clone();
+    o.denominator = Some(e.denominator);
+    o.resamples = e.resamples.zip(e.usable_resamples).map(|(a, b)| [a, b]);
+    let tested = pick(c, e.estimate, e.lower, e.upper);
+    o.tested = Some(tested);
+    o.verdict = Verdict::NotEvaluable;
+    if !c.metric.is_calibration() && e.denominator < min_den {
+        o.note = Some(format!(
+            "{} {} ({}) below the protocol's minimum size {min_den}",
+            e.denominator,
+            denominator_name(c.metric),
+            "the metric's own denominator"
+        ));
+    } else if let Some(d) = &e.degenerate {
+        o.note = Some(format!("degenerate interval: {d}"));
+    } else if let Some(u) = e.usable_resamples.filter(|&u| u < MIN_USABLE_RESAMPLES) {
+        o.note = Some(format!(
+            "bootstrap interval on {u} usable resamples, below the floor of {MIN_USABLE_RESAMPLES}"
+        ));
+    } else if !tested.is_finite() {
+        o.note = Some("the tested bound is undefined".into());
+    } else {
+        o.verdict = judge(tested, c);
+    }
+    o
 }
 
 /// Combines unit verdicts: any FAIL fails; else any NOT EVALUABLE; else PASS (and an empty
@@ -96,78 +185,234 @@ pub fn combine(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
     }
 }
 
-/// Evaluates every criterion of `protocol` against `stats`.
+/// Evaluates every criterion of `protocol` against `stats` (p-values of gaps not yet
+/// adjusted: see [`adjust_gap_family`]).
 pub fn evaluate(protocol: &Protocol, stats: &StatsReport) -> Vec<CriterionResult> {
     protocol
         .acceptance
         .iter()
-        .map(|c| evaluate_one(c, stats))
+        .map(|c| evaluate_one(c, protocol, stats))
         .collect()
 }
 
-fn evaluate_one(c: &Criterion, stats: &StatsReport) -> CriterionResult {
-    let mut observations = Vec::new();
-    if let Some(base) = c.metric.gap_of() {
-        let attrs: Vec<&str> = if c.scope == "each_subgroup" {
-            let mut a: Vec<&str> = stats
-                .subgroups
-                .iter()
-                .map(|s| s.attribute.as_str())
-                .collect();
-            a.dedup();
-            a
-        } else {
-            vec![c.scope.as_str()]
+/// Adjusts the homogeneity p-values of the gap units the criteria test (the protocol-named
+/// family) with the protocol's multiplicity method, writing them into the observations and,
+/// for gaps tested as reported (no `exclude_levels`), into `stats.gaps`.
+pub fn adjust_gap_family(
+    protocol: &Protocol,
+    stats: &mut StatsReport,
+    criteria: &mut [CriterionResult],
+) {
+    // Family members: (criterion index, observation index, p), one per distinct gap key.
+    let mut keys: Vec<(String, String)> = Vec::new();
+    let mut p: Vec<f64> = Vec::new();
+    let mut at: Vec<Vec<(usize, usize)>> = Vec::new();
+    for (ci, (cr, c)) in criteria.iter().zip(&protocol.acceptance).enumerate() {
+        let Some(base) = c.metric.gap_of() else {
+            continue;
         };
-        for attr in attrs {
-            if attr.contains(" x ") {
-                continue;
+        for (oi, o) in cr.observations.iter().enumerate() {
+            let Some(pv) = o.p_value else { continue };
+            let attr = o.unit.split(':').next().unwrap_or("").to_string();
+            let key = (
+                format!("{attr}|{}", c.exclude_levels.join(",")),
+                base.as_str().to_string(),
+            );
+            match keys.iter().position(|k| k == &key) {
+                Some(i) => at[i].push((ci, oi)),
+                None => {
+                    keys.push(key);
+                    p.push(pv);
+                    at.push(vec![(ci, oi)]);
+                }
             }
-            let gap = stats
+        }
+    }
+    let adj = stats::multiplicity::adjust(&p, protocol.statistics.multiplicity);
+    for ((key, places), a) in keys.iter().zip(&at).zip(&adj) {
+        for &(ci, oi) in places {
+            criteria[ci].observations[oi].p_adjusted = Some(*a);
+        }
+        let (attr, excl) = key.0.split_once('|').unwrap_or((&key.0, ""));
+        if excl.is_empty() {
+            for g in stats
                 .gaps
-                .iter()
-                .find(|g| g.attribute == attr && g.metric == base.as_str());
-            let n: u64 = stats
+                .iter_mut()
+                .filter(|g| g.attribute == attr && g.metric == key.1)
+            {
+                g.p_adjusted = Some(*a);
+            }
+        }
+    }
+}
+
+fn gap_method(g: &Gap, confidence: f64) -> String {
+    format!(
+        "{} over {} pair{} of {} levels, each at {:.4}% (simultaneous {}%)",
+        g.method,
+        g.pairs,
+        if g.pairs == 1 { "" } else { "s" },
+        g.levels.len(),
+        g.pair_confidence * 100.0,
+        confidence * 100.0
+    )
+}
+
+fn observe_gap(
+    attr: &str,
+    levels: &[SubgroupResult],
+    base: Metric,
+    c: &Criterion,
+    stats: &StatsReport,
+) -> (Observation, Option<String>) {
+    let n: u64 = levels.iter().map(|s| s.n).sum();
+    let min = stats.min_denominator;
+    let excluded = stats::gap_excluded(levels, base.as_str(), min, &c.exclude_levels);
+    let gap = if c.exclude_levels.is_empty() {
+        stats
+            .gaps
+            .iter()
+            .find(|g| g.attribute == attr && g.metric == base.as_str())
+            .cloned()
+    } else {
+        stats::gap_over(
+            attr,
+            levels,
+            base.as_str(),
+            stats.confidence,
+            min,
+            &c.exclude_levels,
+        )
+    };
+    let mut o = blank(attr.to_string(), n);
+    let method = gap.as_ref().map(|g| gap_method(g, stats.confidence));
+    if let Some(g) = &gap {
+        o.unit = format!("{attr}: {} vs {}", g.between[0], g.between[1]);
+        o.estimate = Some(g.difference);
+        o.lower = Some(g.lower);
+        o.upper = Some(g.upper);
+        o.method = Some(g.method.clone());
+        o.p_value = g.p_value;
+        o.decided_by = Some(match c.bound {
+            Bound::Upper => g.upper_pair.clone(),
+            Bound::Lower => g.lower_pair.clone(),
+            Bound::Point => g.between.clone(),
+        });
+        o.tested = Some(pick(c, g.difference, g.lower, g.upper));
+    }
+    if !excluded.is_empty() {
+        o.note = Some(format!(
+            "level{} {} of `{attr}` {} the metric undefined or fewer than {min} {}: a gap over the other levels says nothing about {}; list {} in the criterion's `exclude_levels` to exclude {} explicitly",
+            if excluded.len() == 1 { "" } else { "s" },
+            excluded.join(", "),
+            if excluded.len() == 1 { "has" } else { "have" },
+            denominator_name(base),
+            if excluded.len() == 1 { "it" } else { "them" },
+            if excluded.len() == 1 { "it" } else { "them" },
+            if excluded.len() == 1 { "it" } else { "them" },
+        ));
+    } else if let Some(g) = &gap {
+        if let Some(d) = &g.degenerate {
+            o.note = Some(format!("degenerate interval: {d}"));
+        } else {
+            o.verdict = judge(o.tested.unwrap_or(f64::NAN), c);
+        }
+    } else {
+        o.note = Some(format!(
+            "fewer than two eligible levels of `{attr}` (after the criterion's exclusions)"
+        ));
+    }
+    (o, method)
+}
+
+fn evaluate_one(c: &Criterion, protocol: &Protocol, stats: &StatsReport) -> CriterionResult {
+    let mut observations = Vec::new();
+    let mut methods: Vec<String> = Vec::new();
+    let mut warnings = Vec::new();
+    let min = stats.min_denominator;
+    let in_scope = |s: &SubgroupResult| {
+        if c.scope == "each_subgroup" {
+            !s.attribute.contains(" x ")
+        } else {
+            s.attribute == c.scope
+        }
+    };
+    if let Some(base) = c.metric.gap_of() {
+        let mut attrs: Vec<&str> = stats
+            .subgroups
+            .iter()
+            .filter(|s| in_scope(s))
+            .map(|s| s.attribute.as_str())
+            .collect();
+        attrs.dedup();
+        if attrs.is_empty() && c.scope != "each_subgroup" {
+            attrs.push(c.scope.as_str());
+        }
+        for attr in attrs {
+            let levels: Vec<SubgroupResult> = stats
                 .subgroups
                 .iter()
                 .filter(|s| s.attribute == attr)
-                .map(|s| s.n)
-                .sum();
-            let unit = match gap {
-                Some(g) => format!("{attr}: {} vs {}", g.between[0], g.between[1]),
-                None => attr.to_string(),
-            };
-            observations.push(observe(
-                unit,
-                n,
-                gap.map(|g| (g.difference, g.lower, g.upper)),
-                c,
-                false,
-            ));
+                .cloned()
+                .collect();
+            let (o, m) = observe_gap(attr, &levels, base, c, stats);
+            observations.push(o);
+            methods.extend(m);
+        }
+    } else if c.metric.is_calibration() {
+        if c.scope == "overall" {
+            let e = calibration_estimate(stats, c.metric);
+            let mut o = observe("overall".into(), stats.n, e.as_ref(), c, min);
+            if e.is_none() {
+                o.note = Some(
+                    "calibration undefined: scores are not all probabilities in [0, 1], or the fit did not converge"
+                        .into(),
+                );
+            }
+            methods.extend(o.method.clone());
+            observations.push(o);
+        } else {
+            let mut o = blank(c.scope.clone(), stats.n);
+            o.note = Some("calibration metrics are computed for the whole set only".into());
+            observations.push(o);
         }
     } else if c.scope == "overall" {
-        let e = metric_estimate(&stats.overall, c.metric).map(|e| (e.estimate, e.lower, e.upper));
-        observations.push(observe("overall".into(), stats.n, e, c, false));
+        let e = metric_estimate(&stats.overall, c.metric);
+        let o = observe("overall".into(), stats.n, e.as_ref(), c, min);
+        methods.extend(o.method.clone());
+        observations.push(o);
     } else {
-        for s in &stats.subgroups {
-            let in_scope = if c.scope == "each_subgroup" {
-                !s.attribute.contains(" x ")
-            } else {
-                s.attribute == c.scope
-            };
-            if in_scope {
-                let e =
-                    metric_estimate(&s.metrics, c.metric).map(|e| (e.estimate, e.lower, e.upper));
-                observations.push(observe(
-                    format!("{}={}", s.attribute, s.value),
-                    s.n,
-                    e,
-                    c,
-                    s.small,
+        for s in stats.subgroups.iter().filter(|s| in_scope(s)) {
+            let e = metric_estimate(&s.metrics, c.metric);
+            let o = observe(
+                format!("{}={}", s.attribute, s.value),
+                s.n,
+                e.as_ref(),
+                c,
+                min,
+            );
+            methods.extend(o.method.clone());
+            observations.push(o);
+        }
+    }
+    if matches!(c.metric, Metric::Ppv | Metric::Npv) {
+        if let (Some(pi), Some(prev)) = (
+            protocol.statistics.intended_use_prevalence,
+            stats.overall.prevalence,
+        ) {
+            if (prev - pi).abs() > PREVALENCE_TOLERANCE {
+                warnings.push(format!(
+                    "criterion `{}` gates {} on a set with prevalence {prev:.3}, but the intended-use prevalence is {pi:.3}: the set's {} does not hold in the intended population; gate `{}_at_prevalence` instead",
+                    c.id,
+                    c.metric.as_str().to_uppercase(),
+                    c.metric.as_str().to_uppercase(),
+                    c.metric.as_str()
                 ));
             }
         }
     }
+    methods.sort();
+    methods.dedup();
     let verdict = combine(observations.iter().map(|o| o.verdict));
     let (comparator, goal) = match (c.at_least, c.at_most) {
         (Some(g), _) => ("at_least", g),
@@ -186,5 +431,7 @@ fn evaluate_one(c: &Criterion, stats: &StatsReport) -> CriterionResult {
         observations,
         verdict,
         rationale: c.rationale.clone(),
+        method: methods.join("; "),
+        warnings,
     }
 }

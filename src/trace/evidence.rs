@@ -40,6 +40,14 @@ pub struct Evidence {
     pub statistics: StatsReport,
     /// Sensitivity analyses: equivocal counted as positive, and as negative.
     pub equivocal_analyses: Vec<EquivocalAnalysis>,
+    /// Bounds for cases not evaluated: all counted against the truth (`as_wrong`) and all
+    /// with it (`as_right`); empty when every case was evaluated.
+    #[serde(default)]
+    pub not_evaluated_analyses: Vec<EquivocalAnalysis>,
+    /// The analysis the criteria were judged on: `primary`, or `not_evaluated_as_wrong` when
+    /// the protocol's `not_evaluated_gate` is `worst_case` and cases were not evaluated.
+    #[serde(default = "default_gated_on")]
+    pub gated_on: String,
     /// ROC and calibration curves for the report's plots.
     pub curves: Curves,
     /// Every acceptance criterion with its verdict.
@@ -48,11 +56,19 @@ pub struct Evidence {
     pub traceability: Traceability,
     /// Warnings raised during the run (small subgroups, test-set reuse, dirty tree...).
     pub warnings: Vec<String>,
+    /// The release comparison (reference identity, paired statistics, flips), when the
+    /// protocol compares with a reference release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<super::comparison::ComparisonEvidence>,
     /// Overall verdict: pass only if every criterion passes.
     pub verdict: Verdict,
     /// SHA-256 of the canonical JSON of the results content (accountability, statistics,
     /// equivocal analyses, criteria, verdict): no clock, no host, no paths.
     pub results_sha256: String,
+}
+
+fn default_gated_on() -> String {
+    "primary".into()
 }
 
 /// A file identified by path and content hash.
@@ -246,6 +262,13 @@ pub struct CriterionResult {
     pub verdict: Verdict,
     /// Rationale from the protocol.
     pub rationale: Option<String>,
+    /// The statistical method that produced the tested values (interval method; for gaps the
+    /// simultaneous bound and the number of pairs).
+    #[serde(default)]
+    pub method: String,
+    /// Warnings about the criterion (e.g. PPV gated at the set's own prevalence).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The tested value for one scope unit.
@@ -267,6 +290,25 @@ pub struct Observation {
     pub verdict: Verdict,
     /// Why not evaluable, if so.
     pub note: Option<String>,
+    /// Interval method of the tested value (`wilson`, `clopper-pearson`, `delong`,
+    /// `bootstrap`, `bonferroni-newcombe`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The metric's denominator at this unit (minimum sizes apply to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denominator: Option<u64>,
+    /// Gap criteria: the pair of levels whose interval gave the tested bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<[String; 2]>,
+    /// Bootstrap intervals: resamples asked for and usable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resamples: Option<[u32; 2]>,
+    /// Gap criteria: homogeneity p-value across the levels (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// Gap criteria: p-value adjusted over the family of gaps the protocol's criteria name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_adjusted: Option<f64>,
 }
 
 /// Requirement -> criteria -> result, and risk control -> criteria -> result.

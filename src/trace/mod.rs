@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod bundle;
+pub mod comparison;
 pub mod criteria;
 pub mod evidence;
 pub mod inputs;

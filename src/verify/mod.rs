@@ -330,8 +330,25 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
         }
     };
 
+    // The release comparison: recomputed from the two case tables in this bundle.
+    let reference = match &protocol.comparison {
+        Some(spec) => Some(crate::trace::comparison::check_reference_copy(
+            dir,
+            &protocol,
+            spec,
+            &mut |name, ok, detail| report.checks.push(check(name, ok, detail)),
+        )?),
+        None => None,
+    };
+    let new_images: Vec<Option<String>> =
+        read_image_hashes(&dir.join(CASES_FILE)).unwrap_or_else(|| vec![None; rows.len()]);
+    let analysed = match &reference {
+        Some(Some(r)) => analysis::analyze_compared(&protocol, &rows, Some((&new_images, r))),
+        _ => analysis::analyze(&protocol, &rows),
+    };
+
     // Recompute everything and compare.
-    match analysis::analyze(&protocol, &rows) {
+    match analysed {
         Ok(a) => {
             let mut d = Vec::new();
             let mut n = 0;
@@ -351,8 +368,17 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
                 to_value(&a.equivocal_analyses)?,
                 &mut d,
             );
+            cmp(
+                "not_evaluated_analyses",
+                to_value(&a.not_evaluated_analyses)?,
+                &mut d,
+            );
+            cmp("gated_on", Value::String(a.gated_on.clone()), &mut d);
             cmp("curves", to_value(&a.curves)?, &mut d);
             cmp("criteria", to_value(&a.criteria)?, &mut d);
+            if a.comparison.is_some() || raw.get("comparison").is_some() {
+                cmp("comparison", to_value(&a.comparison)?, &mut d);
+            }
             cmp("verdict", to_value(&a.verdict)?, &mut d);
             cmp(
                 "results_sha256",
@@ -1079,6 +1105,8 @@ mod tests {
                 observations: Vec::new(),
                 verdict: v,
                 rationale: None,
+                method: "wilson".into(),
+                warnings: Vec::new(),
             };
         let criteria = vec![
             crit("AC-1", "SRS-1", Some("RC-1"), Verdict::Pass),

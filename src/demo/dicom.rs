@@ -13,7 +13,7 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_object::InMemDicomObject;
 use dicom_object::meta::FileMetaTableBuilder;
 
-use super::demo::DemoCase;
+use super::DemoCase;
 use crate::error::{Error, Result};
 
 /// Implementation Class UID written into medgate's DICOM files (a fixed UUID-derived UID,

@@ -40,6 +40,8 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 
+pub mod dicom;
+
 /// Side length of every demo phantom, in pixels.
 pub const SIZE: u32 = 64;
 
@@ -560,7 +562,7 @@ pub fn write_demo_set(out: &Path, cases: usize, seed: u64, dicom_every: usize) -
             let rel = format!("images/{}.{ext}", case_id(i));
             let path = out.join(&rel);
             if dicom {
-                super::dicom::write_demo_dicom(&path, &case, seed, i)?;
+                dicom::write_demo_dicom(&path, &case, seed, i)?;
             } else {
                 write_png(&path, &case.image)?;
             }

@@ -1,0 +1,473 @@
+//! Release comparison end to end: the demo reference release, the modified release compared
+//! with it (protocols/demo-cxr-compare.yaml), verification of the comparison bundle on its
+//! own, refusal of bad references with nothing written, and `medgate diff`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn medgate() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_medgate"));
+    c.env("MEDGATE_USER", "test-user")
+        .env("SOURCE_DATE_EPOCH", "1767225600");
+    c
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A demo protocol rewritten to absolute paths, its ledger in `dir`, Markdown and HTML
+/// reports only (the PDF is covered elsewhere).
+fn localise(name: &str, dir: &Path) -> String {
+    std::fs::read_to_string(root().join("protocols").join(name))
+        .unwrap()
+        .replace(
+            "../golden-sets",
+            &root().join("golden-sets").display().to_string(),
+        )
+        .replace("../models", &root().join("models").display().to_string())
+        .replace(
+            "requirements: trace/",
+            &format!(
+                "requirements: {}/",
+                root().join("protocols/trace").display()
+            ),
+        )
+        .replace(
+            "risks: trace/",
+            &format!("risks: {}/", root().join("protocols/trace").display()),
+        )
+        .replace(
+            "path: ../runs/LEDGER.jsonl",
+            &format!("path: {}", dir.join("ledger.jsonl").display()),
+        )
+        .replace("formats: [pdf, html, md]", "formats: [md, html]")
+}
+
+fn pin_of(text: &str) -> String {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("results_sha256: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string()
+}
+
+fn run(protocol: &Path, out: &Path) -> Output {
+    medgate()
+        .args(["run", "--format", "json", "--out"])
+        .arg(out)
+        .arg(protocol)
+        .output()
+        .unwrap()
+}
+
+fn evidence(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("evidence.json")).unwrap()).unwrap()
+}
+
+struct Demo {
+    dir: tempfile::TempDir,
+    reference: PathBuf,
+    reference_sha: String,
+    compare_text: String,
+}
+
+impl Demo {
+    /// Runs the reference release and prepares the comparison protocol pinned to it.
+    fn new() -> Demo {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("demo.yaml");
+        std::fs::write(&p, localise("demo-cxr.yaml", dir.path())).unwrap();
+        let reference = dir.path().join("ref");
+        let o = run(&p, &reference);
+        assert!(
+            matches!(o.status.code(), Some(0) | Some(1)),
+            "{}",
+            stderr(&o)
+        );
+        let reference_sha = evidence(&reference)["results_sha256"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let committed = localise("demo-cxr-compare.yaml", dir.path());
+        let compare_text = committed
+            .replace(&pin_of(&committed), &reference_sha)
+            .replace(
+                "bundle: ../runs/VP-CXR-DEMO-001",
+                &format!("bundle: {}", reference.display()),
+            );
+        Demo {
+            dir,
+            reference,
+            reference_sha,
+            compare_text,
+        }
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+#[test]
+fn demo_comparison_passes_non_inferiority_lists_flips_and_verifies_alone() {
+    let demo = Demo::new();
+    // The committed demo pins the reference's results: it must be current.
+    let committed =
+        std::fs::read_to_string(root().join("protocols/demo-cxr-compare.yaml")).unwrap();
+    assert_eq!(
+        pin_of(&committed),
+        demo.reference_sha,
+        "protocols/demo-cxr-compare.yaml pins a stale reference: set its results_sha256 to the demo-cxr run's"
+    );
+    let p = demo.write("compare.yaml", &demo.compare_text);
+    let out = demo.dir.path().join("cmp");
+    let o = run(&p, &out);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let ev = evidence(&out);
+    let crit = ev["criteria"].as_array().unwrap();
+    let ni = crit.iter().find(|c| c["id"] == "AC-CMP-01").unwrap();
+    assert_eq!(ni["verdict"], "PASS");
+    assert_eq!(ni["metric"], "sensitivity_difference");
+    let obs = &ni["observations"][0];
+    assert!(obs["lower"].as_f64().unwrap() >= -0.05);
+    let cmp = &ev["comparison"];
+    assert_eq!(
+        cmp["reference"]["results_sha256"],
+        demo.reference_sha.as_str()
+    );
+    assert_eq!(cmp["change_control"]["plan"], "PCCP-CXR-DEMO-2026-01");
+    assert_eq!(cmp["matched_cases"], 1000);
+    // Flips: new false negatives first, and flips.csv lists the same cases in that order.
+    let flips = cmp["flips"].as_array().unwrap();
+    assert!(
+        !flips.is_empty(),
+        "the demo modification should change some decisions"
+    );
+    let order: Vec<&str> = flips
+        .iter()
+        .map(|f| f["direction"].as_str().unwrap())
+        .collect();
+    let rank = |d: &str| {
+        [
+            "new_false_negative",
+            "new_false_positive",
+            "new_true_positive",
+            "new_true_negative",
+        ]
+        .iter()
+        .position(|x| *x == d)
+        .unwrap()
+    };
+    assert!(order.windows(2).all(|w| rank(w[0]) <= rank(w[1])));
+    let csv = std::fs::read_to_string(out.join("flips.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().starts_with(
+        "case_id,image,label,direction,reference_score,reference_answer,new_score,new_answer"
+    ));
+    let first: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(first[0], flips[0]["case_id"].as_str().unwrap());
+    assert!(
+        first[1].ends_with(".png") || first[1].ends_with(".dcm"),
+        "{first:?}"
+    );
+    assert_eq!(csv.lines().count(), flips.len() + 1);
+    // The flip counts by subgroup sum to the overall count for each attribute.
+    let summary = cmp["flip_summary"].as_array().unwrap();
+    let total = |u: &serde_json::Value| {
+        let c = &u["counts"];
+        [
+            "new_false_negatives",
+            "new_false_positives",
+            "new_true_positives",
+            "new_true_negatives",
+        ]
+        .iter()
+        .map(|k| c[k].as_u64().unwrap())
+        .sum::<u64>()
+    };
+    assert_eq!(total(&summary[0]), flips.len() as u64);
+    let by_sex: u64 = summary
+        .iter()
+        .filter(|u| u["unit"].as_str().unwrap().starts_with("sex="))
+        .map(total)
+        .sum();
+    assert_eq!(by_sex, flips.len() as u64);
+    // The report has the section, with the change-control identity and the plot.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("Comparison with the reference release"));
+    assert!(html.contains("PCCP-CXR-DEMO-2026-01"));
+    assert!(html.contains("Paired differences (new - reference)"));
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("### Comparison with the reference release"));
+    assert!(out.join("plots/comparison.svg").is_file());
+
+    // The bundle verifies on its own, with the reference copy inside it.
+    std::fs::remove_dir_all(&demo.reference).unwrap();
+    let v = medgate()
+        .args(["verify", "--format", "json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let vj: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(v.status.code(), Some(0), "{vj:#}");
+    let checks = vj["checks"].as_array().unwrap();
+    for name in [
+        "comparison.reference_pin",
+        "comparison.reference_recomputed",
+    ] {
+        let c = checks.iter().find(|c| c["name"] == name).unwrap();
+        assert_eq!(c["ok"], true, "{c}");
+    }
+}
+
+#[test]
+fn verify_recomputes_the_comparison_from_both_case_tables() {
+    let demo = Demo::new();
+    let p = demo.write("compare.yaml", &demo.compare_text);
+    let out = demo.dir.path().join("cmp");
+    assert_eq!(run(&p, &out).status.code(), Some(0));
+    // Edit a recorded difference and re-seal SHA256SUMS as a forger would: the recomputation
+    // from the two case tables catches it.
+    let ev_path = out.join("evidence.json");
+    let mut ev = evidence(&out);
+    ev["comparison"]["statistics"]["overall"]["sensitivity"]["lower"] = serde_json::json!(0.5);
+    std::fs::write(&ev_path, serde_json::to_string_pretty(&ev).unwrap() + "\n").unwrap();
+    reseal(&out);
+    let v = medgate()
+        .args(["verify", "--format", "json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(v.status.code(), Some(1));
+    let vj: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    let paths: Vec<&str> = vj["discrepancies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.contains(&"$.comparison.statistics.overall.sensitivity.lower"),
+        "{paths:?}"
+    );
+}
+
+/// Rewrites SHA256SUMS over the bundle's current files.
+fn reseal(dir: &Path) {
+    let mut files = Vec::new();
+    fn walk(root: &Path, d: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            if p.is_dir() {
+                if rel != "signatures" {
+                    walk(root, &p, out);
+                }
+            } else if rel != "SHA256SUMS" {
+                out.push(rel);
+            }
+        }
+    }
+    walk(dir, dir, &mut files);
+    files.sort();
+    let mut sums = String::new();
+    for f in files {
+        let bytes = std::fs::read(dir.join(&f)).unwrap();
+        sums.push_str(&format!("{}  {f}\n", sha256_hex(&bytes)));
+    }
+    std::fs::write(dir.join("SHA256SUMS"), sums).unwrap();
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn bad_references_are_refused_with_the_reason_and_nothing_written() {
+    let demo = Demo::new();
+    let refused = |name: &str, text: &str, expect: &[&str]| {
+        let p = demo.write(&format!("{name}.yaml"), text);
+        let out = demo.dir.path().join(format!("out-{name}"));
+        let o = run(&p, &out);
+        assert_eq!(o.status.code(), Some(2), "{name}: {}", stderr(&o));
+        let e = stderr(&o);
+        for x in expect {
+            assert!(e.contains(x), "{name}: `{x}` not in: {e}");
+        }
+        assert!(!out.exists(), "{name}: something was written");
+    };
+    // The reference itself as the output directory: refused, the reference untouched.
+    let before = std::fs::read(demo.reference.join("SHA256SUMS")).unwrap();
+    let p = demo.write("over.yaml", &demo.compare_text);
+    let o = run(&p, &demo.reference);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is the reference bundle"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read(demo.reference.join("SHA256SUMS")).unwrap(),
+        before
+    );
+    assert!(!demo.reference.join("flips.csv").exists());
+    // A pin that is not the reference's results.
+    let other = "0".repeat(64);
+    refused(
+        "pin",
+        &demo.compare_text.replace(&demo.reference_sha, &other),
+        &["results_sha256", &other],
+    );
+    // Another protocol ID.
+    refused(
+        "protocol",
+        &demo
+            .compare_text
+            .replace("protocol: VP-CXR-DEMO-001", "protocol: VP-CXR-OTHER-002"),
+        &["another protocol", "VP-CXR-DEMO-001"],
+    );
+    // A reference bundle that fails verification (an edited number).
+    let tampered = demo.dir.path().join("tampered");
+    copy_dir(&demo.reference, &tampered);
+    let ev = std::fs::read_to_string(tampered.join("evidence.json")).unwrap();
+    std::fs::write(
+        tampered.join("evidence.json"),
+        ev.replacen("\"tp\": ", "\"tp\": 1", 1),
+    )
+    .unwrap();
+    refused(
+        "tampered",
+        &demo.compare_text.replace(
+            &demo.reference.display().to_string(),
+            &tampered.display().to_string(),
+        ),
+        &["fails verification"],
+    );
+    // Another golden set: one case dropped and one label flipped, re-locked.
+    let set = demo.dir.path().join("set");
+    copy_dir(&root().join("golden-sets/demo-cxr"), &set);
+    let manifest = std::fs::read_to_string(set.join("manifest.csv")).unwrap();
+    let header: Vec<&str> = manifest.lines().next().unwrap().split(',').collect();
+    let label_col = header.iter().position(|h| *h == "finding").unwrap();
+    let mut rows: Vec<String> = manifest.lines().map(String::from).collect();
+    let dropped = rows.remove(1);
+    let dropped_id = dropped.split(',').next().unwrap().to_string();
+    let mut f: Vec<String> = rows[1].split(',').map(String::from).collect();
+    let flipped_id = f[0].clone();
+    f[label_col] = if f[label_col] == "1" {
+        "0".into()
+    } else {
+        "1".into()
+    };
+    rows[1] = f.join(",");
+    std::fs::write(set.join("manifest.csv"), rows.join("\n") + "\n").unwrap();
+    let l = medgate()
+        .arg("lock")
+        .arg(&set)
+        .arg("--force")
+        .output()
+        .unwrap();
+    if !l.status.success() {
+        let l2 = medgate().arg("lock").arg(&set).output().unwrap();
+        assert!(l2.status.success(), "lock: {}", stderr(&l2));
+    }
+    refused(
+        "set",
+        &demo.compare_text.replace(
+            &root().join("golden-sets/demo-cxr").display().to_string(),
+            &set.display().to_string(),
+        ),
+        &[
+            "another golden set",
+            "reference root",
+            &dropped_id,
+            &flipped_id,
+            "different label",
+        ],
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with("LEDGER") {
+            continue;
+        }
+        if p.is_dir() {
+            copy_dir(&p, &to.join(&name));
+        } else {
+            std::fs::copy(&p, to.join(&name)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn diff_pairs_the_two_bundles_in_text_json_and_html() {
+    let demo = Demo::new();
+    let p = demo.write("compare.yaml", &demo.compare_text);
+    let out = demo.dir.path().join("cmp");
+    assert_eq!(run(&p, &out).status.code(), Some(0));
+    let j = medgate()
+        .args(["diff", "--format", "json"])
+        .arg(&demo.reference)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(j.status.code(), Some(0), "{}", stderr(&j));
+    let d: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
+    assert_eq!(d["cases_match"], true);
+    assert_eq!(d["protocol_text_same"], false);
+    let fields = d["fields"].as_array().unwrap();
+    let field = |n: &str| fields.iter().find(|f| f["field"] == n).unwrap().clone();
+    assert_eq!(field("golden_set.root_hash")["same"], true);
+    assert_eq!(field("protocol.version")["same"], false);
+    // The paired difference in the diff is the comparison bundle's own.
+    let sens = d["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["unit"] == "overall" && m["metric"] == "sensitivity")
+        .unwrap()
+        .clone();
+    let ev = evidence(&out);
+    assert_eq!(
+        sens["paired_lower"],
+        ev["comparison"]["statistics"]["overall"]["sensitivity"]["lower"]
+    );
+    let t = medgate()
+        .arg("diff")
+        .arg(&demo.reference)
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&t.stdout);
+    assert!(text.contains("paired differences B - A"), "{text}");
+    assert!(text.contains("- ") && text.contains("+ "));
+    let html_path = demo.dir.path().join("diff.html");
+    let h = medgate()
+        .args(["diff", "--format", "html", "--out"])
+        .arg(&html_path)
+        .arg(&demo.reference)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(h.status.code(), Some(0));
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("paired interval"));
+}
