@@ -7,6 +7,7 @@
 # env:   MEDGATE=path/to/medgate (default: builds target/release/medgate with cargo)
 #        CPUS=0,1 (pinned with taskset when available, to mimic a 2-core CI machine)
 #        SKIP_BOOTSTRAP=1 to skip the bootstrap timing
+#        DECIMALS=3 rounds scores (ties); DECIMALS=0 keeps full precision (no ties)
 # needs: python3 with numpy pandas scipy scikit-learn statsmodels
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -14,14 +15,15 @@ runs="${1:-5}"
 cases="${2:-1000000}"
 work="${BENCH_DIR:-${TMPDIR:-/tmp}/medgate-bench}"
 mkdir -p "$work"
-data="$work/cases_${cases}.csv"
+decimals="${DECIMALS:-3}"
+data="$work/cases_${cases}_${decimals}.csv"
 
 if [[ -z "${MEDGATE:-}" ]]; then
   (cd "$here/.." && cargo build --release --quiet)
   target="${CARGO_TARGET_DIR:-$here/../target}"
   MEDGATE="$target/release/medgate"
 fi
-[[ -f "$data" ]] || python3 "$here/make_data.py" "$data" "$cases"
+[[ -f "$data" ]] || python3 "$here/make_data.py" "$data" "$cases" "$decimals"
 
 pin=()
 if command -v taskset >/dev/null; then pin=(taskset -c "${CPUS:-0,1}"); fi

@@ -3,7 +3,7 @@
 //! # Pipeline
 //!
 //! Data flows one way; each stage imports only earlier stages and the shared modules
-//! (`error`, `exit`, `diag`, `world`, `hash`). The types between stages are the contract.
+//! (`error`, `exit`, `diag`, `world`, `hash`, `fsx`: path safety). The types between stages are the contract.
 //!
 //! | stage | entry | produces |
 //! |---|---|---|
@@ -28,6 +28,7 @@ pub mod diag;
 pub mod diff;
 pub mod error;
 pub mod exit;
+pub mod fsx;
 pub mod golden;
 pub mod harness;
 pub mod hash;

@@ -123,6 +123,8 @@ pub struct RunOptions {
     pub limit: Option<usize>,
     /// Render with an external typst binary instead of the embedded compiler.
     pub typst_bin: Option<PathBuf>,
+    /// Rerun into a signed bundle: its signatures are moved aside (with a warning).
+    pub force: bool,
 }
 
 /// What `medgate run` produced.
@@ -252,7 +254,10 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
             ));
         }
     }
-    std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
+    // One run per bundle, and only into an empty directory or a bundle of this protocol.
+    let (_bundle_lock, out_warnings) =
+        crate::trace::bundle::open_out_dir(&out_dir, &p.protocol, opts.force)?;
+    warnings.extend(out_warnings);
     let header = JournalHeader {
         medgate_journal: harness::journal::JOURNAL_FORMAT,
         protocol: p.protocol.clone(),
@@ -336,6 +341,20 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
         started.format("%Y%m%dT%H%M%SZ"),
         &a.results_sha256[..8]
     );
+    // The ledger entry is built now and recorded in the evidence (its anchor), then appended
+    // once the bundle is written.
+    let ledger_entry = ledger::prepare(
+        &ledger_path,
+        ledger::NewEntry {
+            time: finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            user: world.user(),
+            protocol: format!("{} v{}", p.protocol, p.version),
+            model_sha256: model_sha.clone(),
+            set_root: set.lock.root_hash.clone(),
+            run_id: run_id.clone(),
+            verdict: a.verdict.label().into(),
+        },
+    )?;
     let mut trace_files = Vec::new();
     if let Some(t) = &p.traceability {
         trace_files.push(trace::provenance::file_identity(
@@ -389,6 +408,7 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
         comparison: a.comparison.clone(),
         verdict: a.verdict,
         results_sha256: a.results_sha256.clone(),
+        ledger_entry: Some(ledger::LedgerAnchor::of(&ledger_entry)),
     };
 
     // 5. The bundle.
@@ -396,18 +416,7 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
     if let (Some((ref_dir, _)), Some(cmp)) = (&reference, &evidence.comparison) {
         write_comparison_files(&out_dir, ref_dir, cmp, &set, p)?;
     }
-    ledger::append(
-        &ledger_path,
-        ledger::NewEntry {
-            time: finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            user: world.user(),
-            protocol: format!("{} v{}", p.protocol, p.version),
-            model_sha256: model_sha,
-            set_root: set.lock.root_hash.clone(),
-            run_id,
-            verdict: evidence.verdict.label().into(),
-        },
-    )?;
+    ledger::commit(&ledger_path, &ledger_entry)?;
     let files = crate::trace::bundle::write_sha256sums(&out_dir)?;
     let outcome = if a.infrastructure_failure.is_some() {
         Outcome::Infrastructure
@@ -450,13 +459,20 @@ fn write_bundle(
     opts: &RunOptions,
 ) -> Result<()> {
     let p = &lp.protocol;
-    let ev_path = out_dir.join(crate::trace::bundle::EVIDENCE_FILE);
+    use crate::fsx::write_inside;
     let mut json =
         serde_json::to_string_pretty(evidence).map_err(|e| Error::Internal(e.to_string()))?;
     json.push('\n');
-    std::fs::write(&ev_path, json).map_err(|e| Error::io(&ev_path, e))?;
-    let proto_copy = out_dir.join(crate::trace::bundle::PROTOCOL_FILE);
-    std::fs::write(&proto_copy, &lp.source).map_err(|e| Error::io(&proto_copy, e))?;
+    write_inside(
+        out_dir,
+        Path::new(crate::trace::bundle::EVIDENCE_FILE),
+        json.as_bytes(),
+    )?;
+    write_inside(
+        out_dir,
+        Path::new(crate::trace::bundle::PROTOCOL_FILE),
+        lp.source.as_bytes(),
+    )?;
     let mut attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for a in &p.subgroups.attributes {
         attrs.insert(
@@ -485,8 +501,11 @@ fn write_bundle(
         &decode,
     )?;
     let junit = crate::report::junit::render(evidence);
-    let jp = out_dir.join(crate::trace::bundle::JUNIT_FILE);
-    std::fs::write(&jp, junit).map_err(|e| Error::io(&jp, e))?;
+    write_inside(
+        out_dir,
+        Path::new(crate::trace::bundle::JUNIT_FILE),
+        junit.as_bytes(),
+    )?;
     let formats: Vec<ReportFormat> = p.report.formats.clone();
     let ropts = crate::report::RenderOptions {
         templates: p.report.templates.as_ref().map(|t| lp.resolve(t)),

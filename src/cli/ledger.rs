@@ -62,7 +62,7 @@ pub fn run(args: LedgerArgs, _global: &GlobalArgs) -> Result<Outcome> {
                     e.time,
                     e.user,
                     e.protocol,
-                    &e.model_sha256[..e.model_sha256.len().min(12)],
+                    crate::fsx::prefix(&e.model_sha256, 12),
                     e.verdict,
                     e.run_id
                 );

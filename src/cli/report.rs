@@ -60,7 +60,8 @@ pub struct ReportArgs {
     #[arg(long, value_name = "PATH")]
     pub typst_bin: Option<PathBuf>,
     /// Site templates overriding the built-in ones by file name (report.typ, report.html,
-    /// report.md); default: the protocol's report.templates, when it exists from here.
+    /// report.md); default: the built-in ones (a directory the recorded protocol names is
+    /// never taken: a bundle is hostile input).
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
     /// Render the signed copy (report-signed.*, in BUNDLE/signatures/) showing the bundle's
@@ -75,6 +76,12 @@ pub struct ReportArgs {
 /// Runs `medgate report`.
 pub fn run(args: ReportArgs, global: &GlobalArgs) -> crate::Result<Outcome> {
     let path = args.bundle.join("evidence.json");
+    if crate::fsx::is_symlink(&path) {
+        return Err(Error::input(format!(
+            "{}: is a symlink; medgate does not follow links inside a bundle",
+            path.display()
+        )));
+    }
     let text = std::fs::read_to_string(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::input_hint(
@@ -101,27 +108,34 @@ pub fn run(args: ReportArgs, global: &GlobalArgs) -> crate::Result<Outcome> {
     } else {
         args.format.iter().map(|&f| f.into()).collect()
     };
+    // Templates come only from the command line: a directory named inside the evidence is
+    // the bundle's say, and a bundle is hostile input (it could point into itself, or at a
+    // symlink to a private file that the PDF would embed).
     let templates = match args.templates {
-        Some(d) => Some(d),
-        None => evidence.protocol.report.templates.as_ref().and_then(|t| {
-            // Relative to the protocol file's directory, as recorded in the evidence.
-            let base = std::path::Path::new(&evidence.protocol_file.path)
-                .parent()
-                .map(|p| p.to_path_buf())
-                .unwrap_or_default();
-            let dir = base.join(t);
-            if dir.is_dir() {
-                Some(dir)
-            } else {
+        Some(d) => {
+            if crate::fsx::is_inside(&d, &args.bundle) {
+                return Err(Error::input_hint(
+                    format!(
+                        "--templates {} lies inside the bundle {}",
+                        d.display(),
+                        args.bundle.display()
+                    ),
+                    "templates come from the protocol's repository side, never from inside a bundle",
+                ));
+            }
+            Some(d)
+        }
+        None => {
+            if let Some(t) = &evidence.protocol.report.templates {
                 if !global.quiet {
                     eprintln!(
-                        "warning: the protocol's report templates directory {} is not reachable from here; using the built-in templates (pass --templates DIR)",
-                        dir.display()
+                        "warning: the protocol renders with site templates ({}); they are never taken from a path the bundle names: using the built-in templates (pass --templates DIR)",
+                        crate::fsx::printable(&t.display().to_string())
                     );
                 }
-                None
             }
-        }),
+            None
+        }
     };
     let thumbnails = if formats.contains(&ReportFormat::Html) {
         case_thumbnails(&evidence, global.quiet)
@@ -180,14 +194,14 @@ fn render_signed(
             meaning: c.meaning.clone(),
             signed_at: c.signed_at.clone(),
             key_fingerprint: c.key_fingerprint.clone(),
-            valid: c.valid && c.trusted != Some(false),
-            status: match (c.valid, c.trusted) {
-                (true, Some(true)) => "verified, trusted key".into(),
-                (true, Some(false)) => "NOT TRUSTED: key not among --trusted-key".into(),
-                (true, None) => {
+            valid: c.valid && (trusted.is_empty() || c.trusted),
+            status: match (c.valid, trusted.is_empty(), c.trusted) {
+                (true, false, true) => "verified, trusted key".into(),
+                (true, false, false) => "NOT TRUSTED: key not among --trusted-key".into(),
+                (true, true, _) => {
                     "verified (check the key fingerprint against your key register)".into()
                 }
-                (false, _) => format!("NOT VALID: {}", c.problems.join("; ")),
+                (false, _, _) => format!("NOT VALID: {}", c.problems.join("; ")),
             },
         })
         .collect();

@@ -34,6 +34,10 @@ pub struct RunArgs {
     /// Render the PDF with this external `typst` binary instead of the embedded compiler.
     #[arg(long, value_name = "PATH")]
     pub typst_bin: Option<PathBuf>,
+    /// Rerun into a signed bundle: its signatures are moved to signatures/superseded-N/
+    /// (they do not cover the new run), with a warning. Without it, a signed bundle is refused.
+    #[arg(long)]
+    pub force: bool,
     /// Stop after inferring N cases (for testing interruption and resume).
     #[arg(long, hide = true)]
     pub limit: Option<usize>,
@@ -53,6 +57,7 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> Result<Outcome> {
         command,
         limit: args.limit,
         typst_bin: args.typst_bin.clone(),
+        force: args.force,
     };
     let s = pipeline::run(&args.protocol, &opts, &world)?;
     let ev = &s.evidence;

@@ -68,7 +68,7 @@ pub fn run(args: SignArgs, _global: &GlobalArgs) -> Result<Outcome> {
             "run `medgate verify` on the bundle; sign only an intact bundle",
         ));
     }
-    let text = std::fs::read_to_string(&ev_path).map_err(|e| Error::io(&ev_path, e))?;
+    let text = crate::fsx::read_inside_to_string(dir, std::path::Path::new(EVIDENCE_FILE))?;
     let evidence: Evidence = serde_json::from_str(&text).map_err(|e| {
         Error::input(format!(
             "{}: not a medgate evidence record: {e}",
@@ -92,11 +92,12 @@ pub fn run(args: SignArgs, _global: &GlobalArgs) -> Result<Outcome> {
         }
         OutputFormat::Text => {
             let s = &record.statement;
+            use crate::fsx::printable as p;
             println!(
                 "signed {} as \"{}\" by {} at {} (key {})",
-                s.run_id,
-                s.meaning,
-                s.name,
+                p(&s.run_id),
+                p(&s.meaning),
+                p(&s.name),
                 s.signed_at,
                 sign::fingerprint(&key.verifying_key())
             );

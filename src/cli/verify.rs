@@ -13,17 +13,23 @@ use crate::world::SystemWorld;
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Checks SHA256SUMS, recomputes every metric, interval, gap and verdict in
-evidence.json from cases.parquet and the bundle's protocol.yaml and compares them exactly,
-checks provenance (protocol hash, case count, model hash, journal), and checks every
-signature. Works offline, on any machine.
+evidence.json from cases.parquet and the protocol and compares them exactly, re-renders
+junit.xml and every report and compares the bytes, checks provenance (protocol hash, case
+count, model hash, journal, ledger), and checks every signature. Works offline.
+
+Two levels: internally consistent (what the bundle alone shows: whoever edits a bundle can
+make it consistent) and anchored (checked against what you hold: --golden-set, --protocol
+or --repo, --trusted-key). Nothing is read from a path the bundle names.
 
 Examples:
   medgate verify runs/VP-PTX-001
-  medgate verify runs/VP-PTX-001 --golden-set golden-sets/demo-cxr
-  medgate verify runs/VP-PTX-001 --trusted-key keys/qa-lead.key.pub --format json
+  medgate verify runs/VP-PTX-001 --golden-set golden-sets/demo-cxr --protocol protocols/demo-cxr.yaml
+  medgate verify runs/VP-PTX-001 --golden-set golden-sets/demo-cxr --repo . \
+      --trusted-key keys/qa-lead.key.pub --require-signature approved --require-anchored
   medgate verify runs/VP-PTX-001 --rerun --tolerance 1e-5
 
-Exit status: 0 identical, 1 a difference, a moved case or an invalid signature,
+Exit status: 0 identical (and anchored with --require-anchored), 1 a difference, a moved
+case, an invalid or missing required signature, or not anchored when required,
 2 the bundle cannot be read (no evidence.json, unparseable files)."
 )]
 pub struct VerifyArgs {
@@ -42,9 +48,41 @@ pub struct VerifyArgs {
     /// Largest tolerated absolute difference of a re-run score.
     #[arg(long, default_value_t = 1e-6)]
     pub tolerance: f64,
-    /// Accept only signatures by this public key (repeatable; `KEY.pub` from `medgate keygen`).
+    /// A public key you trust (repeatable; `KEY.pub` from `medgate keygen`): at least one
+    /// valid signature by one of them is then required; other keys are reported untrusted.
     #[arg(long = "trusted-key", value_name = "PUBKEY")]
     pub trusted_keys: Vec<PathBuf>,
+    /// Require a valid trusted signature by the protocol's signatory of this role or meaning
+    /// (repeatable), e.g. `approved`.
+    #[arg(long = "require-signature", value_name = "ROLE")]
+    pub require_signatures: Vec<String>,
+    /// Your copy of the protocol: the bundle's protocol.yaml must be byte-identical to it, and
+    /// the recomputation uses it (anchors the protocol).
+    #[arg(long, value_name = "FILE", conflicts_with = "repo")]
+    pub protocol: Option<PathBuf>,
+    /// Your clone of the protocol's repository: the protocol is the git blob at the commit
+    /// the bundle records (anchors the protocol).
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    /// With --repo: the approved revision (commit, tag, branch) the run must have used.
+    #[arg(long, value_name = "REV", requires = "repo")]
+    pub commit: Option<String>,
+    /// The audit ledger to check [default: the anchored protocol's ledger.path, else
+    /// LEDGER.jsonl in --golden-set].
+    #[arg(long, value_name = "FILE")]
+    pub ledger: Option<PathBuf>,
+    /// Your site templates, for re-rendering the reports of a protocol that uses them.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// Exit 1 unless the golden set, the protocol and a trusted signature all anchor.
+    #[arg(long)]
+    pub require_anchored: bool,
+    /// With --rerun of a server backend: your endpoint (the bundle's is never used).
+    #[arg(long, value_name = "URL", requires = "rerun")]
+    pub base_url: Option<String>,
+    /// With --rerun --base-url: the environment variable holding your API key.
+    #[arg(long, value_name = "VAR", requires = "rerun")]
+    pub api_key_env: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -72,6 +110,15 @@ pub fn run(args: VerifyArgs, global: &GlobalArgs) -> Result<Outcome> {
         protocol_dir: args.protocol_dir.clone(),
         tolerance: args.tolerance,
         trusted_keys,
+        protocol: args.protocol.clone(),
+        repo: args.repo.clone(),
+        commit: args.commit.clone(),
+        ledger: args.ledger.clone(),
+        templates: args.templates.clone(),
+        require_anchored: args.require_anchored,
+        require_signatures: args.require_signatures.clone(),
+        base_url: args.base_url.clone(),
+        api_key_env: args.api_key_env.clone(),
     };
     let world = SystemWorld::default();
     let report = verify::verify_bundle(&args.bundle, &opts, &world)?;
@@ -81,6 +128,11 @@ pub fn run(args: VerifyArgs, global: &GlobalArgs) -> Result<Outcome> {
                 serde_json::to_value(&report).map_err(|e| Error::Internal(e.to_string()))?;
             if let Some(m) = v.as_object_mut() {
                 m.insert("identical".into(), report.identical().into());
+                m.insert(
+                    "internally_consistent".into(),
+                    report.internally_consistent().into(),
+                );
+                m.insert("anchored".into(), report.anchored().into());
             }
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
@@ -120,8 +172,9 @@ fn short_json(v: &serde_json::Value) -> String {
 
 /// The text report of a verification.
 pub fn render_text(r: &VerifyReport, color: bool) -> String {
+    use crate::fsx::printable as p;
     let mut o = String::new();
-    let _ = writeln!(o, "bundle: {}", r.bundle);
+    let _ = writeln!(o, "bundle: {}", p(&r.bundle));
     if !r.run_id.is_empty() {
         let _ = writeln!(
             o,
@@ -142,7 +195,7 @@ pub fn render_text(r: &VerifyReport, color: bool) -> String {
         }
     );
     for f in &r.files {
-        let _ = writeln!(o, "    {:<9} {}", f.problem, f.path);
+        let _ = writeln!(o, "    {:<9} {}", f.problem, p(&f.path));
     }
     let _ = writeln!(
         o,
@@ -177,7 +230,7 @@ pub fn render_text(r: &VerifyReport, color: bool) -> String {
         );
     }
     for c in &r.checks {
-        let _ = writeln!(o, "[{}] {}: {}", mark(c.ok, color), c.name, c.detail);
+        let _ = writeln!(o, "[{}] {}: {}", mark(c.ok, color), c.name, p(&c.detail));
     }
     if !r.cases.is_empty() {
         let _ = writeln!(
@@ -187,7 +240,7 @@ pub fn render_text(r: &VerifyReport, color: bool) -> String {
             r.cases.len()
         );
         for c in r.cases.iter().take(50) {
-            let _ = writeln!(o, "    {}: {}", c.case_id, c.problem);
+            let _ = writeln!(o, "    {}: {}", p(&c.case_id), p(&c.problem));
         }
         if r.cases.len() > 50 {
             let _ = writeln!(
@@ -202,24 +255,33 @@ pub fn render_text(r: &VerifyReport, color: bool) -> String {
     } else {
         let _ = writeln!(o, "signatures:");
         for s in &r.signatures {
-            let trust = match s.trusted {
-                Some(true) => ", trusted key",
-                Some(false) => ", UNTRUSTED key",
-                None => "",
+            let m = match (s.valid, s.trusted) {
+                (true, true) => mark(true, color),
+                (false, _) => mark(false, color),
+                (true, false) if color => "\x1b[33muntrusted\x1b[0m".to_string(),
+                (true, false) => "untrusted".to_string(),
             };
             let _ = writeln!(
                 o,
                 "[{}] {} \"{}\" at {}, key {}{}  ({})",
-                mark(s.valid, color),
-                if s.name.is_empty() { "?" } else { &s.name },
-                s.meaning,
-                s.signed_at,
+                m,
+                if s.name.is_empty() {
+                    "?".to_string()
+                } else {
+                    p(&s.name)
+                },
+                p(&s.meaning),
+                p(&s.signed_at),
                 s.key_fingerprint,
-                trust,
-                s.file
+                if s.trusted {
+                    ", trusted key"
+                } else {
+                    ", UNTRUSTED key"
+                },
+                p(&s.file)
             );
-            for p in &s.problems {
-                let _ = writeln!(o, "    {p}");
+            for pr in &s.problems {
+                let _ = writeln!(o, "    {}", p(pr));
             }
         }
     }
@@ -253,7 +315,7 @@ pub fn render_text(r: &VerifyReport, color: bool) -> String {
             let _ = writeln!(
                 o,
                 "    {}: {} {} -> {} {}",
-                m.case_id,
+                p(&m.case_id),
                 f(m.recorded_score),
                 serde_json::to_value(&m.recorded_status)
                     .ok()
@@ -276,9 +338,42 @@ pub fn render_text(r: &VerifyReport, color: bool) -> String {
             );
         }
     }
+    let _ = writeln!(o, "anchors:");
+    for a in &r.anchors {
+        let state = match a.state {
+            crate::verify::AnchorState::Anchored => mark(true, color),
+            crate::verify::AnchorState::Failed => mark(false, color),
+            crate::verify::AnchorState::NotGiven => "--".to_string(),
+        };
+        let _ = writeln!(o, "[{state}] {}: {}", a.name, p(&a.detail));
+    }
+    if !r.not_recomputed.is_empty() {
+        let _ = writeln!(o, "not recomputable (recorded as stated):");
+        for n in &r.not_recomputed {
+            let _ = writeln!(o, "    {n}");
+        }
+    }
     let _ = writeln!(o);
+    let level = if r.anchored() {
+        "internally consistent and anchored (golden set, protocol, trusted signature)".to_string()
+    } else {
+        let missing: Vec<&str> = ["golden_set", "protocol", "signature"]
+            .into_iter()
+            .filter(|n| {
+                !r.anchors
+                    .iter()
+                    .any(|a| a.name == *n && a.state == crate::verify::AnchorState::Anchored)
+            })
+            .collect();
+        format!(
+            "internally consistent; NOT anchored ({} not anchored)",
+            missing.join(", ")
+        )
+    };
     if r.identical() {
-        let _ = writeln!(o, "result: IDENTICAL");
+        let _ = writeln!(o, "result: IDENTICAL: {level}");
+    } else if r.internally_consistent() {
+        let _ = writeln!(o, "result: NOT ANCHORED: --require-anchored, and {level}");
     } else {
         let _ = writeln!(o, "result: DIFFERENT ({} problem(s))", r.problem_count());
     }

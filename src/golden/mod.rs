@@ -22,6 +22,7 @@
 //! and refuses (exit 2, naming every added, missing and changed file) otherwise.
 
 pub mod deid;
+#[rustfmt::skip]
 mod deid_table;
 pub mod display;
 pub mod image;

@@ -986,15 +986,14 @@ fn rle_frame(obj: &DefaultDicomObject, h: &ImageHeader, index: u32) -> Result<Ve
         out.truncate(px);
         planes.push(out);
     }
-    let mut values = Vec::with_capacity(px * spp);
-    for p in 0..px {
-        for smp in 0..spp {
-            let mut v = 0u64;
-            for k in 0..bpp {
-                v = v << 8 | u64::from(planes[smp * bpp + k][p]);
-            }
-            values.push(fix_bits(v, h));
-        }
-    }
+    let values = (0..px * spp)
+        .map(|i| {
+            let (p, smp) = (i / spp, i % spp);
+            let v = planes[smp * bpp..(smp + 1) * bpp]
+                .iter()
+                .fold(0u64, |v, plane| v << 8 | u64::from(plane[p]));
+            fix_bits(v, h)
+        })
+        .collect();
     Ok(values)
 }

@@ -48,19 +48,33 @@ pub struct JournalEntry {
     pub result: CaseResult,
 }
 
+/// Where corrupt journal lines are moved, beside the journal (`<journal>.rejected.jsonl`):
+/// one JSON object per line, `{"line": N, "text": "..."}`, never deleted.
+pub const REJECTED_SUFFIX: &str = ".rejected.jsonl";
+
 /// An open journal.
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
     file: File,
     entries: Vec<JournalEntry>,
+    warnings: Vec<String>,
 }
 
 impl Journal {
     /// Opens (or creates) the journal at `path` for a run with `header`. An existing journal
-    /// with a different header is refused. A torn last line (a kill mid-write) is dropped.
+    /// with a different header is refused. Corrupt lines (a torn last line after a kill
+    /// mid-write, or damage anywhere) are moved to `<journal>.rejected.jsonl` with their line
+    /// numbers and every valid entry is kept; damage other than a torn tail is warned about.
     pub fn open(path: &Path, header: &JournalHeader) -> Result<Journal> {
         let mut entries = Vec::new();
+        let mut journal_warnings = Vec::new();
+        if crate::fsx::is_symlink(path) {
+            return Err(Error::input(format!(
+                "{}: the journal is a symlink; medgate does not follow links in a bundle",
+                path.display()
+            )));
+        }
         if path.exists() {
             let f = File::open(path).map_err(|e| Error::io(path, e))?;
             let mut lines = BufReader::new(f).lines();
@@ -95,26 +109,83 @@ impl Journal {
                 }
                 None => {}
             }
-            let mut good_bytes = first.as_ref().map(|l| l.len() + 1).unwrap_or(0);
+            // Keep every valid entry. A corrupt line (a torn tail after a kill mid-write, or
+            // damage in the middle) is moved aside with its line number, never silently
+            // dropped together with everything after it.
+            let mut good = String::new();
+            if let Some(f) = &first {
+                good.push_str(f);
+                good.push('\n');
+            }
+            let mut rejected: Vec<(usize, String)> = Vec::new();
             let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            for line in lines {
-                let Ok(line) = line else { break };
-                match serde_json::from_str::<JournalEntry>(&line) {
+            let text = String::from_utf8_lossy(&raw);
+            let torn_tail = !text.ends_with('\n');
+            let body: Vec<&str> = text.lines().skip(1).collect();
+            let last = body.len();
+            for (i, line) in body.into_iter().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<JournalEntry>(line) {
                     Ok(e) => {
                         entries.push(e);
-                        good_bytes += line.len() + 1;
+                        good.push_str(line);
+                        good.push('\n');
                     }
-                    Err(_) => break,
+                    Err(_) => rejected.push((i + 2, line.to_string())),
                 }
             }
-            // Drop a torn tail so the next append starts on a clean line.
-            if good_bytes < raw.len() {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| Error::io(path, e))?;
-                f.set_len(good_bytes as u64)
-                    .map_err(|e| Error::io(path, e))?;
+            drop(lines);
+            if !rejected.is_empty() || good.len() != raw.len() {
+                let mut warnings = Vec::new();
+                if !rejected.is_empty() {
+                    let aside = rejected_path(path);
+                    let mut out = String::new();
+                    for (n, t) in &rejected {
+                        let v = serde_json::json!({ "line": n, "text": t });
+                        out.push_str(&v.to_string());
+                        out.push('\n');
+                    }
+                    let mut f = OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&aside)
+                        .map_err(|e| Error::io(&aside, e))?;
+                    f.write_all(out.as_bytes())
+                        .map_err(|e| Error::io(&aside, e))?;
+                    f.sync_data().map_err(|e| Error::io(&aside, e))?;
+                    let only_tail = torn_tail && rejected.len() == 1 && rejected[0].0 == last + 1;
+                    if !only_tail {
+                        warnings.push(format!(
+                            "{}: {} corrupt journal line(s) (line {}) moved to {}; {} valid entries kept",
+                            path.display(),
+                            rejected.len(),
+                            rejected
+                                .iter()
+                                .map(|(n, _)| n.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            aside.display(),
+                            entries.len()
+                        ));
+                    }
+                }
+                // Rewrite atomically: the journal keeps exactly its valid lines.
+                let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                crate::fsx::write_inside(
+                    dir.unwrap_or(Path::new(".")),
+                    Path::new(&name),
+                    good.as_bytes(),
+                )?;
+                for w in &warnings {
+                    eprintln!("warning: {w}");
+                }
+                journal_warnings = warnings;
             }
             if existing.is_none() {
                 write_header(path, header)?;
@@ -130,7 +201,13 @@ impl Journal {
             path: path.to_path_buf(),
             file,
             entries,
+            warnings: journal_warnings,
         })
+    }
+
+    /// Warnings from opening: corrupt lines moved aside (a torn last line is not warned).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Entries read when the journal was opened.
@@ -151,6 +228,13 @@ impl Journal {
     }
 }
 
+/// `journal.jsonl` -> `journal.jsonl.rejected.jsonl`.
+pub fn rejected_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(REJECTED_SUFFIX);
+    PathBuf::from(s)
+}
+
 fn write_header(path: &Path, header: &JournalHeader) -> Result<()> {
     let mut line = serde_json::to_string(header).map_err(|e| Error::Internal(e.to_string()))?;
     line.push('\n');
@@ -158,5 +242,5 @@ fn write_header(path: &Path, header: &JournalHeader) -> Result<()> {
 }
 
 fn short(h: &str) -> &str {
-    &h[..h.len().min(12)]
+    crate::fsx::prefix(h, 12)
 }

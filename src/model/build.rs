@@ -38,12 +38,10 @@ pub fn build_backend(
                 .question
                 .as_deref()
                 .ok_or_else(|| Error::input("candle-vlm needs task.question"))?;
-            Box::new(super::vlm::VlmBackend::load(
-                spec,
-                question,
-                &p.task.answer,
-                protocol_dir,
-            )?)
+            Box::new(
+                super::vlm::VlmBackend::load(spec, question, &p.task.answer, protocol_dir)?
+                    .with_decode(decode),
+            )
         }
         ModelSpec::Replay(spec) => Box::new(super::replay::ReplayBackend::load(
             spec,

@@ -182,6 +182,19 @@ fn hint(d: &mut Diagnostic, h: impl Into<String>) {
     d.hint = Some(h.into());
 }
 
+/// The documented pattern of a protocol ID. The ID names the default bundle directory
+/// (`runs/<ID>`), so it must be one safe path component: it starts with a letter or digit (so
+/// never `.` or `..`), holds only `A-Z a-z 0-9 - _ .`, and is at most 64 characters.
+pub const PROTOCOL_ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
+
+/// Whether `id` matches [`PROTOCOL_ID_PATTERN`].
+pub fn safe_protocol_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && id.len() <= 64
+        && chars.all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+}
+
 /// Checks a parsed protocol. Returns errors and warnings (warnings alone leave it valid).
 pub fn check(lp: &LoadedProtocol, facts: &ExternalFacts) -> Vec<Diagnostic> {
     let file = lp.path.display().to_string();
@@ -204,17 +217,12 @@ pub fn check(lp: &LoadedProtocol, facts: &ExternalFacts) -> Vec<Diagnostic> {
         hint(d, format!("write `medgate_protocol: {FORMAT_VERSION}`"));
     }
     let pid_pos = shadow.protocol.as_ref().and_then(pos);
-    if p.protocol.trim().is_empty()
-        || !p
-            .protocol
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
-    {
+    if !safe_protocol_id(&p.protocol) {
         let d = c.error(
             pid_pos,
             format!(
-                "protocol ID `{}` must be non-empty letters, digits, `-`, `_` or `.`",
-                p.protocol
+                "protocol ID `{}` must match {PROTOCOL_ID_PATTERN}: a letter or digit, then up to 63 letters, digits, `-`, `_` or `.` (it names the bundle directory)",
+                crate::fsx::printable(&p.protocol)
             ),
         );
         hint(d, "use a document ID such as `VP-PTX-001`");
@@ -953,5 +961,32 @@ fn check_report(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
             None,
             "no report formats: only evidence.json and JUnit will be written",
         );
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::safe_protocol_id;
+
+    #[test]
+    fn protocol_ids_are_one_safe_path_component() {
+        for ok in ["VP-PTX-001", "a", "v1.2_x", "A..B"] {
+            assert!(safe_protocol_id(ok), "{ok}");
+        }
+        let long = "a".repeat(65);
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "-x",
+            ".hidden",
+            "a/b",
+            "a b",
+            "é",
+            long.as_str(),
+        ] {
+            assert!(!safe_protocol_id(bad), "{bad}");
+        }
     }
 }

@@ -181,8 +181,13 @@ fn environment(overrides: Option<&Path>) -> crate::Result<Environment<'static>> 
     env.add_filter("md_code", filter_md_code);
     env.add_filter("code", filter_code);
     for (name, src) in TEMPLATES {
+        // Site templates are read without following symlinks (a link could pull any file the
+        // user can read into the report).
         let text = match overrides.map(|d| d.join(name)) {
-            Some(p) if p.is_file() => std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?,
+            Some(p) if std::fs::symlink_metadata(&p).is_ok() => crate::fsx::read_inside_to_string(
+                overrides.unwrap_or(Path::new(".")),
+                Path::new(name),
+            )?,
             _ => src.to_string(),
         };
         env.add_template_owned(name.to_string(), text)
@@ -334,8 +339,10 @@ fn site_assets(dir: &Path) -> crate::Result<Vec<(String, Vec<u8>)>> {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if path.is_file() && EXT.contains(&ext.as_str()) {
-            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        // file_type() does not follow symlinks: a linked "logo" is not embedded.
+        let regular = entry.file_type().is_ok_and(|t| t.is_file());
+        if regular && EXT.contains(&ext.as_str()) {
+            let bytes = crate::fsx::read_inside(dir, Path::new(name))?;
             out.push((name.to_string(), bytes));
         }
     }
@@ -366,9 +373,11 @@ fn plot_files(plots: &plots::Plots) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn write(path: &Path, bytes: &[u8], written: &mut Vec<PathBuf>) -> crate::Result<()> {
-    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))?;
-    written.push(path.to_path_buf());
+/// Writes `out_dir/rel` without following a symlink planted in the bundle (see
+/// [`crate::fsx::write_inside`]).
+fn write(out_dir: &Path, rel: &str, bytes: &[u8], written: &mut Vec<PathBuf>) -> crate::Result<()> {
+    let p = crate::fsx::write_inside(out_dir, Path::new(rel), bytes)?;
+    written.push(p);
     Ok(())
 }
 
@@ -414,14 +423,22 @@ pub fn render_bundle(
         .iter()
         .any(|f| matches!(f, ReportFormat::Pdf | ReportFormat::Md));
     if needs_plots {
-        let dir = out_dir.join("plots");
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         for (name, svg) in plots.files() {
-            write(&dir.join(name), svg.as_bytes(), &mut written)?;
+            write(
+                out_dir,
+                &format!("plots/{name}"),
+                svg.as_bytes(),
+                &mut written,
+            )?;
         }
         if evidence.comparison.is_some() {
             let svg = comparison::forest_svg(evidence);
-            write(&dir.join("comparison.svg"), svg.as_bytes(), &mut written)?;
+            write(
+                out_dir,
+                "plots/comparison.svg",
+                svg.as_bytes(),
+                &mut written,
+            )?;
         }
     }
     for f in formats {
@@ -437,7 +454,8 @@ pub fn render_bundle(
                     signed,
                 )?;
                 write(
-                    &out_dir.join(format!("{stem}.typ")),
+                    out_dir,
+                    &format!("{stem}.typ"),
                     src.as_bytes(),
                     &mut written,
                 )?;
@@ -446,10 +464,8 @@ pub fn render_bundle(
                 if let Some(d) = overrides {
                     let assets = site_assets(d)?;
                     if !assets.is_empty() {
-                        let dir = out_dir.join("assets");
-                        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
                         for (name, bytes) in assets {
-                            write(&dir.join(&name), &bytes, &mut written)?;
+                            write(out_dir, &format!("assets/{name}"), &bytes, &mut written)?;
                             files.push((format!("assets/{name}"), bytes));
                         }
                     }
@@ -466,7 +482,7 @@ pub fn render_bundle(
                             &evidence.provenance.finished_at,
                             &evidence.run_id,
                         )?;
-                        write(&pdf_path, &bytes, &mut written)?;
+                        write(out_dir, &format!("{stem}.pdf"), &bytes, &mut written)?;
                     }
                 }
             }
@@ -498,11 +514,7 @@ pub fn render_bundle(
                     ctx,
                     signed,
                 )?;
-                write(
-                    &out_dir.join(format!("{stem}.html")),
-                    s.as_bytes(),
-                    &mut written,
-                )?;
+                write(out_dir, &format!("{stem}.html"), s.as_bytes(), &mut written)?;
             }
             ReportFormat::Md => {
                 let s = render_template_cases(
@@ -514,11 +526,7 @@ pub fn render_bundle(
                     Value::from(()),
                     signed,
                 )?;
-                write(
-                    &out_dir.join(format!("{stem}.md")),
-                    s.as_bytes(),
-                    &mut written,
-                )?;
+                write(out_dir, &format!("{stem}.md"), s.as_bytes(), &mut written)?;
             }
         }
     }

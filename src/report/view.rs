@@ -90,6 +90,9 @@ pub fn metric_name(metric: &str) -> String {
         "sensitivity_gap" => "Sensitivity gap".into(),
         "specificity_gap" => "Specificity gap".into(),
         "auroc_gap" => "AUROC gap".into(),
+        "sensitivity_difference" => "Sensitivity difference (new - reference)".into(),
+        "specificity_difference" => "Specificity difference (new - reference)".into(),
+        "auroc_difference" => "AUROC difference (new - reference)".into(),
         other => other.into(),
     }
 }

@@ -5,9 +5,11 @@
 //! machine where it is installed, and file as the software-validation record:
 //!
 //! - **Reference values** ([`mod@reference`]): every statistics fixture (intervals, DeLong AUROC,
-//!   McNemar, multiplicity, agreement, two-sample and paired differences) recomputed by this
-//!   build and compared with the value an independent tool (statsmodels, scikit-learn, R pROC)
-//!   produced, within a stated tolerance.
+//!   McNemar, multiplicity, agreement, two-sample and paired differences, simultaneous subgroup
+//!   gap bounds, homogeneity tests, exact sample sizes, prevalence-adjusted PPV/NPV,
+//!   calibration, equivocal imputation with 0/1 scores) recomputed by this build and compared
+//!   with the value an independent tool (statsmodels, scipy, scikit-learn, calzone-tool, R
+//!   pROC, a published table) produced, within a stated tolerance.
 //! - **End to end** ([`e2e`]): a small synthetic golden set is generated and locked, a
 //!   protocol with known acceptance criteria is run through the whole pipeline, the counts,
 //!   intervals and verdicts are compared with values computed independently here, the bundle

@@ -12,6 +12,13 @@
 //! | `report.*` | PDF, Typst source, HTML, Markdown renderings |
 //! | `SHA256SUMS` | `sha256sum`-compatible list of every other file (sorted) |
 //! | `signatures/` | detached signatures over `SHA256SUMS` (not listed in it) |
+//! | `.medgate-lock` | the running `medgate run`'s PID, exclusively locked (not listed) |
+//!
+//! # Safety
+//! A bundle directory is hostile input: `SHA256SUMS` entries must be plain relative paths
+//! (no `..`, not absolute) naming regular files, never symlinks; walks never follow links
+//! (see [`crate::fsx`]). `run --out` writes only into an empty directory or an existing bundle
+//! of the same protocol ([`open_out_dir`]), holding an exclusive lock for the whole run.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -231,34 +238,31 @@ pub fn read_cases(path: &Path) -> Result<Vec<CaseRow>> {
     Ok(rows)
 }
 
-/// Every file in the bundle except `SHA256SUMS` and `signatures/`, as sorted relative paths
-/// with '/' separators.
+/// File holding the PID of the `medgate run` writing the bundle (exclusively locked).
+pub const LOCK_FILE: &str = ".medgate-lock";
+
+/// Top-level names that are not bundle content (never listed in `SHA256SUMS`).
+const NOT_CONTENT: [&str; 3] = [SUMS_FILE, SIGNATURES_DIR, LOCK_FILE];
+
+/// Every file in the bundle except `SHA256SUMS`, `signatures/` and the lock file, as sorted
+/// relative paths with '/' separators. A symlink anywhere in the bundle is an error (a bundle
+/// never contains links, and sealing one would seal whatever it points to).
 pub fn bundle_files(dir: &Path) -> Result<Vec<String>> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
-        for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-            let e = e.map_err(|e| Error::io(dir, e))?;
-            let p = e.path();
-            let rel = p
-                .strip_prefix(root)
-                .map_err(|_| Error::Internal("path outside bundle".into()))?
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join("/");
-            if rel == SUMS_FILE || rel == SIGNATURES_DIR {
-                continue;
-            }
-            if p.is_dir() {
-                walk(root, &p, out)?;
-            } else {
-                out.push(rel);
+    let mut out = Vec::new();
+    for e in crate::fsx::walk(dir, &NOT_CONTENT)? {
+        match e {
+            crate::fsx::Entry::File(f) => out.push(f),
+            crate::fsx::Entry::Symlink(f) | crate::fsx::Entry::Other(f) => {
+                return Err(Error::input_hint(
+                    format!(
+                        "{}: `{f}` is a symlink or special file; a bundle holds regular files only",
+                        dir.display()
+                    ),
+                    "remove it; medgate never seals or follows links inside a bundle",
+                ));
             }
         }
-        Ok(())
     }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out)?;
-    out.sort();
     Ok(out)
 }
 
@@ -267,12 +271,31 @@ pub fn write_sha256sums(dir: &Path) -> Result<Vec<String>> {
     let files = bundle_files(dir)?;
     let mut text = String::new();
     for f in &files {
-        let (h, _) = crate::hash::sha256_file(&dir.join(f))?;
+        let (h, _) = sha256_inside(dir, f)?;
         text.push_str(&format!("{h}  {f}\n"));
     }
-    let p = dir.join(SUMS_FILE);
-    std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
+    crate::fsx::write_inside(dir, Path::new(SUMS_FILE), text.as_bytes())?;
     Ok(files)
+}
+
+/// SHA-256 of `dir/rel`, opened without following symlinks.
+fn sha256_inside(dir: &Path, rel: &str) -> Result<(String, u64)> {
+    use sha2::Digest;
+    use std::io::Read;
+    let p = dir.join(rel);
+    let mut f = crate::fsx::open_inside(dir, Path::new(rel))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(&p, e))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((hex::encode(h.finalize()), size))
 }
 
 /// One problem found checking `SHA256SUMS`.
@@ -280,47 +303,241 @@ pub fn write_sha256sums(dir: &Path) -> Result<Vec<String>> {
 pub struct SumProblem {
     /// Relative path.
     pub path: String,
-    /// `changed`, `missing` or `unlisted`.
+    /// `changed`, `missing`, `unlisted`, `unsafe path` (`..`, absolute), `symlink`,
+    /// `not a file`, or `malformed line N`.
     pub problem: String,
 }
 
-/// Checks every file against `SHA256SUMS`: changed, missing and unlisted files.
-pub fn check_sha256sums(dir: &Path) -> Result<Vec<SumProblem>> {
-    let p = dir.join(SUMS_FILE);
-    let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-    let mut listed = BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let (h, f) = line.split_once("  ").ok_or_else(|| {
-            Error::input(format!(
-                "{}:{}: not a `<sha256>  <path>` line",
-                p.display(),
-                i + 1
-            ))
-        })?;
-        listed.insert(f.to_string(), h.to_string());
+fn problem(path: impl Into<String>, what: impl Into<String>) -> SumProblem {
+    SumProblem {
+        path: path.into(),
+        problem: what.into(),
     }
+}
+
+/// Checks every file against `SHA256SUMS`: changed, missing and unlisted files, and entries
+/// that are not plain relative paths to regular files (`..`, absolute paths, symlinks) or not
+/// well-formed lines: each is a problem, never something read.
+pub fn check_sha256sums(dir: &Path) -> Result<Vec<SumProblem>> {
+    let text = crate::fsx::read_inside_to_string(dir, Path::new(SUMS_FILE))?;
+    let mut listed = BTreeMap::new();
     let mut problems = Vec::new();
-    for (f, h) in &listed {
-        let fp = dir.join(f);
-        if !fp.is_file() {
-            problems.push(SumProblem {
-                path: f.clone(),
-                problem: "missing".into(),
-            });
-        } else if &crate::hash::sha256_file(&fp)?.0 != h {
-            problems.push(SumProblem {
-                path: f.clone(),
-                problem: "changed".into(),
-            });
+    for (i, line) in text.lines().enumerate() {
+        let ok_hash = |h: &str| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
+        match line.split_once("  ") {
+            Some((h, f)) if ok_hash(h) => {
+                if let Some(why) = crate::fsx::check_rel(Path::new(f)) {
+                    problems.push(problem(
+                        crate::fsx::printable(f),
+                        format!("unsafe path ({why})"),
+                    ));
+                } else if listed
+                    .insert(f.to_string(), h.to_ascii_lowercase())
+                    .is_some()
+                {
+                    problems.push(problem(f, format!("listed twice (line {})", i + 1)));
+                }
+            }
+            _ => problems.push(problem(
+                SUMS_FILE,
+                format!("malformed line {} (not `<sha256>  <path>`)", i + 1),
+            )),
         }
     }
-    for f in bundle_files(dir)? {
-        if !listed.contains_key(&f) {
-            problems.push(SumProblem {
-                path: f,
-                problem: "unlisted".into(),
-            });
+    for (f, h) in &listed {
+        if NOT_CONTENT
+            .iter()
+            .any(|n| f == n || f.starts_with(&format!("{n}/")))
+        {
+            problems.push(problem(f, "unsafe path (not bundle content)"));
+            continue;
+        }
+        match crate::fsx::safe_join(dir, Path::new(f)) {
+            Err(_) => problems.push(problem(f, "symlink")),
+            Ok(fp) => match std::fs::symlink_metadata(&fp) {
+                Err(_) => problems.push(problem(f, "missing")),
+                Ok(m) if m.file_type().is_symlink() => problems.push(problem(f, "symlink")),
+                Ok(m) if !m.is_file() => problems.push(problem(f, "not a file")),
+                Ok(_) => match sha256_inside(dir, f) {
+                    Ok((actual, _)) if &actual == h => {}
+                    Ok(_) => problems.push(problem(f, "changed")),
+                    Err(_) => problems.push(problem(f, "symlink")),
+                },
+            },
+        }
+    }
+    for e in crate::fsx::walk(dir, &NOT_CONTENT)? {
+        match e {
+            crate::fsx::Entry::File(f) => {
+                if !listed.contains_key(&f) {
+                    problems.push(problem(f, "unlisted"));
+                }
+            }
+            crate::fsx::Entry::Symlink(f) => {
+                if !listed.contains_key(&f) {
+                    problems.push(problem(f, "symlink"));
+                }
+            }
+            crate::fsx::Entry::Other(f) => problems.push(problem(f, "not a file")),
         }
     }
     Ok(problems)
+}
+
+/// The exclusive lock on a bundle directory held by a running `medgate run`; released when
+/// dropped (and by the operating system if the process dies).
+#[derive(Debug)]
+pub struct BundleLock {
+    _file: std::fs::File,
+}
+
+/// Takes the exclusive lock on `dir` (creating `.medgate-lock` holding this process' PID).
+/// A second run into the same directory is refused, naming the holder's PID.
+pub fn lock_bundle(dir: &Path) -> Result<BundleLock> {
+    use std::io::{Read, Seek, Write};
+    let p = crate::fsx::safe_join(dir, Path::new(LOCK_FILE))?;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&p)
+        .map_err(|e| Error::io(&p, e))?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            let holder = crate::fsx::prefix(holder.trim(), 20).to_string();
+            return Err(Error::input_hint(
+                format!(
+                    "{}: another `medgate run` (PID {}) is writing this bundle",
+                    dir.display(),
+                    if holder.is_empty() {
+                        "unknown"
+                    } else {
+                        &holder
+                    }
+                ),
+                "wait for it to finish, or use another --out directory",
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&p, e)),
+    }
+    f.set_len(0).map_err(|e| Error::io(&p, e))?;
+    f.rewind().map_err(|e| Error::io(&p, e))?;
+    writeln!(f, "{}", std::process::id()).map_err(|e| Error::io(&p, e))?;
+    f.sync_data().map_err(|e| Error::io(&p, e))?;
+    Ok(BundleLock { _file: f })
+}
+
+/// Prepares `dir` as the output of a run of `protocol_id`: creates it when absent, takes the
+/// exclusive lock, and accepts only an empty directory or an existing bundle of the same
+/// protocol (its journal's header names it). A directory holding a symlink is refused. A
+/// signed bundle is refused unless `force`, which moves the old signatures aside into
+/// `signatures/superseded-N/` and returns a warning saying so.
+pub fn open_out_dir(
+    dir: &Path,
+    protocol_id: &str,
+    force: bool,
+) -> Result<(BundleLock, Vec<String>)> {
+    if crate::fsx::is_symlink(dir) && !dir.is_dir() {
+        return Err(Error::input(format!(
+            "{}: a symlink that does not point to a directory",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let lock = lock_bundle(dir)?;
+    let refuse = |why: String| {
+        Error::input_hint(
+            format!(
+                "{}: refusing to write the bundle here: {why}",
+                dir.display()
+            ),
+            "--out must be an empty directory, or the bundle of an earlier run of this protocol",
+        )
+    };
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let e = e.map_err(|e| Error::io(dir, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name != LOCK_FILE {
+            names.push(name);
+        }
+    }
+    let mut warnings = Vec::new();
+    if names.is_empty() {
+        return Ok((lock, warnings));
+    }
+    let journal = crate::harness::journal::JOURNAL_FILE;
+    let header: Option<crate::harness::JournalHeader> =
+        crate::fsx::read_inside_to_string(dir, Path::new(journal))
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| serde_json::from_str(l).ok()));
+    match header {
+        None => {
+            return Err(refuse(format!(
+                "it is not empty ({} entries) and holds no medgate journal",
+                names.len()
+            )));
+        }
+        Some(h) if h.protocol != protocol_id => {
+            return Err(refuse(format!(
+                "it holds a bundle of protocol `{}`, not `{protocol_id}`",
+                crate::fsx::printable(&h.protocol)
+            )));
+        }
+        Some(_) => {}
+    }
+    for e in crate::fsx::walk(dir, &[LOCK_FILE])? {
+        if let crate::fsx::Entry::Symlink(f) | crate::fsx::Entry::Other(f) = e {
+            return Err(refuse(format!(
+                "`{}` is a symlink or special file",
+                crate::fsx::printable(&f)
+            )));
+        }
+    }
+    let sigs = crate::fsx::walk(dir, &[])?
+        .into_iter()
+        .filter_map(|e| match e {
+            crate::fsx::Entry::File(f)
+                if f.starts_with("signatures/") && f.matches('/').count() == 1 =>
+            {
+                Some(f)
+            }
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    if !sigs.is_empty() {
+        if !force {
+            return Err(Error::input_hint(
+                format!(
+                    "{}: the bundle is signed ({} signature(s)); rerunning would invalidate them",
+                    dir.display(),
+                    sigs.len()
+                ),
+                "use a new --out directory, or pass --force to move the signatures aside",
+            ));
+        }
+        let mut n = 1;
+        let aside = loop {
+            let rel = format!("{SIGNATURES_DIR}/superseded-{n}");
+            if std::fs::symlink_metadata(dir.join(&rel)).is_err() {
+                break rel;
+            }
+            n += 1;
+        };
+        crate::fsx::create_dir_inside(dir, Path::new(&aside))?;
+        for f in &sigs {
+            let name = f.trim_start_matches("signatures/");
+            let to = dir.join(&aside).join(name);
+            std::fs::rename(dir.join(f), &to).map_err(|e| Error::io(&to, e))?;
+        }
+        warnings.push(format!(
+            "--force: {} signature(s) of the earlier run moved to {aside}/; they do not cover this run",
+            sigs.len()
+        ));
+    }
+    Ok((lock, warnings))
 }

@@ -65,6 +65,11 @@ pub struct Evidence {
     /// SHA-256 of the canonical JSON of the results content (accountability, statistics,
     /// equivocal analyses, criteria, verdict): no clock, no host, no paths.
     pub results_sha256: String,
+    /// This run's entry in the golden set's audit ledger, which anchors the ledger (see
+    /// [`super::ledger`]): a rewritten, re-chained or truncated ledger no longer holds it.
+    /// Absent in evidence written before medgate recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_entry: Option<super::ledger::LedgerAnchor>,
 }
 
 fn default_gated_on() -> String {

@@ -6,6 +6,16 @@
 //! `hash` field, so editing or removing any entry breaks the chain at that point and
 //! `medgate ledger --verify` names it. The ledger also counts distinct model versions per
 //! set, so test-set reuse (a GMLP concern) is visible before it becomes a problem.
+//!
+//! # Anchoring
+//! A hash chain alone proves nothing against someone who rewrites the whole file: re-chaining
+//! every entry after an edit, or truncating the ledger, leaves an intact chain. So each run
+//! records its own entry ([`LedgerAnchor`]: sequence number, previous hash and entry hash) in
+//! its evidence, which the bundle's `SHA256SUMS` and signatures then cover: the entry is built
+//! with [`prepare`] before the evidence is written and appended with [`commit`] after. A ledger
+//! that no longer holds that exact entry at that position, or whose chain up to it changed,
+//! fails `medgate verify` ([`check_anchor`]). Lines with unknown fields are errors, so
+//! nothing can ride along unhashed.
 
 use std::io::Write;
 use std::path::Path;
@@ -22,6 +32,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// One ledger entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LedgerEntry {
     /// 1-based position in the chain.
     pub seq: u64,
@@ -138,8 +149,32 @@ pub struct NewEntry {
     pub verdict: String,
 }
 
-/// Appends an entry, chaining it to the last one. Refuses to extend a broken chain.
-pub fn append(path: &Path, new: NewEntry) -> Result<LedgerEntry> {
+/// Where a run's entry sits in the ledger, as recorded in its evidence (`ledger_entry`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerAnchor {
+    /// Sequence number of the run's entry.
+    pub seq: u64,
+    /// Hash of the entry before it (the chain head the run extended).
+    pub prev_hash: String,
+    /// Hash of the run's own entry.
+    pub hash: String,
+}
+
+impl LedgerAnchor {
+    /// The anchor of an entry.
+    pub fn of(e: &LedgerEntry) -> LedgerAnchor {
+        LedgerAnchor {
+            seq: e.seq,
+            prev_hash: e.prev_hash.clone(),
+            hash: e.hash.clone(),
+        }
+    }
+}
+
+/// Builds the next entry of the ledger at `path` (sequence number, previous hash and its own
+/// hash filled in) without writing it. Refuses to extend a broken chain.
+pub fn prepare(path: &Path, new: NewEntry) -> Result<LedgerEntry> {
     let entries = read(path)?;
     let breaks = verify(&entries)?;
     if let Some(b) = breaks.first() {
@@ -170,10 +205,34 @@ pub fn append(path: &Path, new: NewEntry) -> Result<LedgerEntry> {
         hash: String::new(),
     };
     e.hash = entry_hash(&e)?;
-    let mut line = serde_json::to_string(&e).map_err(|er| Error::Internal(er.to_string()))?;
+    Ok(e)
+}
+
+/// Appends an entry built by [`prepare`], after checking that the ledger's head is still the
+/// one it was chained to (another run appending meanwhile is refused, not silently forked).
+pub fn commit(path: &Path, e: &LedgerEntry) -> Result<()> {
+    let entries = read(path)?;
+    let head = entries
+        .last()
+        .map(|e| e.hash.clone())
+        .unwrap_or_else(|| GENESIS.to_string());
+    if head != e.prev_hash || entries.len() as u64 + 1 != e.seq {
+        return Err(Error::infra(format!(
+            "{}: the ledger changed while this run was in progress (its head is now entry {}); this run's entry was not appended",
+            path.display(),
+            entries.len()
+        )));
+    }
+    let mut line = serde_json::to_string(e).map_err(|er| Error::Internal(er.to_string()))?;
     line.push('\n');
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|er| Error::io(parent, er))?;
+    }
+    if crate::fsx::is_symlink(path) {
+        return Err(Error::input(format!(
+            "{}: the ledger is a symlink; medgate does not write through links",
+            path.display()
+        )));
     }
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -183,7 +242,51 @@ pub fn append(path: &Path, new: NewEntry) -> Result<LedgerEntry> {
     f.write_all(line.as_bytes())
         .map_err(|er| Error::io(path, er))?;
     f.sync_data().map_err(|er| Error::io(path, er))?;
+    Ok(())
+}
+
+/// Appends an entry, chaining it to the last one. Refuses to extend a broken chain.
+pub fn append(path: &Path, new: NewEntry) -> Result<LedgerEntry> {
+    let e = prepare(path, new)?;
+    commit(path, &e)?;
     Ok(e)
+}
+
+/// Checks a run's recorded anchor against the ledger's entries: the entry at that sequence
+/// number exists, has that hash and previous hash, and the chain up to it is intact. Returns
+/// the problems found (empty when it holds).
+pub fn check_anchor(entries: &[LedgerEntry], anchor: &LedgerAnchor) -> Result<Vec<String>> {
+    let mut bad = Vec::new();
+    let upto = usize::try_from(anchor.seq).unwrap_or(usize::MAX);
+    if anchor.seq == 0 || upto > entries.len() {
+        bad.push(format!(
+            "the evidence records entry {} but the ledger has {} entries (truncated?)",
+            anchor.seq,
+            entries.len()
+        ));
+        return Ok(bad);
+    }
+    for b in verify(&entries[..upto])? {
+        bad.push(format!("line {}: {}", b.line, b.problem));
+    }
+    let e = &entries[upto - 1];
+    if e.hash != anchor.hash {
+        bad.push(format!(
+            "entry {} hashes to {}, the evidence recorded {} (rewritten or re-chained)",
+            anchor.seq,
+            crate::fsx::prefix(&e.hash, 12),
+            crate::fsx::prefix(&anchor.hash, 12)
+        ));
+    }
+    if e.prev_hash != anchor.prev_hash {
+        bad.push(format!(
+            "entry {} chains to {}, the evidence recorded {} (an earlier entry changed)",
+            anchor.seq,
+            crate::fsx::prefix(&e.prev_hash, 12),
+            crate::fsx::prefix(&anchor.prev_hash, 12)
+        ));
+    }
+    Ok(bad)
 }
 
 /// Distinct model hashes run on the set with `set_root`, counting `current` (the run about
@@ -246,5 +349,41 @@ mod tests {
             .collect();
         std::fs::write(&p, text).unwrap();
         assert!(append(&p, new(4)).is_err());
+    }
+
+    #[test]
+    fn a_rechained_or_truncated_ledger_fails_its_anchor() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(LEDGER_FILE);
+        let mut anchors = Vec::new();
+        for i in 1..=3 {
+            anchors.push(LedgerAnchor::of(&append(&p, new(i)).unwrap()));
+        }
+        let entries = read(&p).unwrap();
+        assert!(check_anchor(&entries, &anchors[1]).unwrap().is_empty());
+        // Truncated to its first line: the chain is intact, the anchor of run 2 is not.
+        assert!(verify(&entries[..1]).unwrap().is_empty());
+        assert!(!check_anchor(&entries[..1], &anchors[1]).unwrap().is_empty());
+        // Entry 1 edited and every hash recomputed: an intact chain, a broken anchor.
+        let mut rechained = Vec::new();
+        let mut prev = GENESIS.to_string();
+        for (i, e) in entries.iter().enumerate() {
+            let mut e = e.clone();
+            if i == 0 {
+                e.verdict = "FAIL".into();
+            }
+            e.prev_hash = prev.clone();
+            e.hash = entry_hash(&e).unwrap();
+            prev = e.hash.clone();
+            rechained.push(e);
+        }
+        assert!(verify(&rechained).unwrap().is_empty());
+        let bad = check_anchor(&rechained, &anchors[2]).unwrap();
+        assert!(bad.iter().any(|b| b.contains("re-chained")), "{bad:?}");
+        // An unknown field is an error, not ignored.
+        let mut line = serde_json::to_value(&entries[0]).unwrap();
+        line["note"] = "unhashed".into();
+        std::fs::write(&p, format!("{line}\n")).unwrap();
+        assert!(read(&p).is_err());
     }
 }

@@ -23,6 +23,19 @@
 //!    settings, per-case scores compared within a tolerance, and whether any verdict would
 //!    change.
 //!
+//! 6. **Renderings** ([`render`]): `junit.xml` and every report file re-rendered from the
+//!    recomputed evidence and compared byte for byte.
+//! 7. **Anchors** ([`anchor`]): the protocol, the golden set, the ledger and the signers
+//!    checked against what the auditor holds, never against paths the bundle names.
+//!
+//! # Two levels
+//! *Internally consistent*: every file agrees with every other and with the recomputation
+//! (what the bundle alone can show; whoever edits a bundle can also make it consistent).
+//! *Anchored*: the golden set (`--golden-set`), the protocol (`--protocol` or `--repo`) and a
+//! signature by a trusted key (`--trusted-key`) all check out against the auditor's own
+//! copies. `--require-anchored` exits 1 unless the bundle is both. See
+//! `docs/threat-model.md`.
+//!
 //! # Outcome
 //! [`VerifyReport::identical`] is true when nothing differs: exit 0. Any difference, invalid
 //! signature or moved case: exit 1. A bundle that cannot be read at all (no `evidence.json`,
@@ -43,7 +56,9 @@
 //! `verify` imports only earlier stages; it never calls the `run` composition, so a bug there
 //! cannot hide itself here beyond the shared analysis function.
 
+pub mod anchor;
 pub mod jsondiff;
+pub mod render;
 pub mod rerun;
 pub mod sign;
 
@@ -62,6 +77,7 @@ use crate::trace::inputs::{Requirement, RequirementsFile, RiskControl, RisksFile
 use crate::trace::{Evidence, Traceability};
 use crate::world::World;
 
+pub use anchor::{Anchor, AnchorState};
 pub use jsondiff::Discrepancy;
 pub use rerun::RerunReport;
 pub use sign::SignatureCheck;
@@ -78,8 +94,28 @@ pub struct VerifyOptions {
     pub protocol_dir: Option<PathBuf>,
     /// Largest tolerated absolute difference of a re-run score.
     pub tolerance: f64,
-    /// When not empty, only signatures by these keys are valid.
+    /// The auditor's keys: at least one valid signature by one of them is required when
+    /// any is given; a signature by another key is reported untrusted.
     pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
+    /// The auditor's copy of the protocol (anchors the protocol).
+    pub protocol: Option<PathBuf>,
+    /// The auditor's clone of the protocol's repository (anchors the protocol through the
+    /// git blob at the recorded commit).
+    pub repo: Option<PathBuf>,
+    /// With `repo`: the approved revision the recorded commit must be.
+    pub commit: Option<String>,
+    /// The audit ledger to check (default: the anchored protocol's, else beside the set).
+    pub ledger: Option<PathBuf>,
+    /// The auditor's site templates for re-rendering the reports.
+    pub templates: Option<PathBuf>,
+    /// Fail unless the golden set, the protocol and a trusted signature all anchor.
+    pub require_anchored: bool,
+    /// Protocol signatory roles (or meanings) that must each have a valid trusted signature.
+    pub require_signatures: Vec<String>,
+    /// For `--rerun` of a server backend: the auditor's endpoint (never the bundle's).
+    pub base_url: Option<String>,
+    /// For `--rerun` of a server backend: the auditor's API-key variable (never the bundle's).
+    pub api_key_env: Option<String>,
 }
 
 impl Default for VerifyOptions {
@@ -90,6 +126,15 @@ impl Default for VerifyOptions {
             protocol_dir: None,
             tolerance: 1e-6,
             trusted_keys: Vec::new(),
+            protocol: None,
+            repo: None,
+            commit: None,
+            ledger: None,
+            templates: None,
+            require_anchored: false,
+            require_signatures: Vec::new(),
+            base_url: None,
+            api_key_env: None,
         }
     }
 }
@@ -141,17 +186,39 @@ pub struct VerifyReport {
     pub signatures: Vec<SignatureCheck>,
     /// The re-run, when asked for.
     pub rerun: Option<RerunReport>,
+    /// Which anchors were used and how each ended.
+    pub anchors: Vec<Anchor>,
+    /// Evidence fields that are recorded facts of the run's machine and cannot be recomputed
+    /// (each with what, if anything, it was cross-checked against).
+    pub not_recomputed: Vec<String>,
+    /// `--require-anchored` was given.
+    pub require_anchored: bool,
 }
 
 impl VerifyReport {
-    /// True when nothing differs (exit 0).
-    pub fn identical(&self) -> bool {
+    /// True when nothing differs: the bundle is internally consistent and every anchor that
+    /// was given holds.
+    pub fn internally_consistent(&self) -> bool {
         self.files.is_empty()
             && self.discrepancies.is_empty()
             && self.checks.iter().all(|c| c.ok)
             && self.cases.is_empty()
             && self.signatures.iter().all(|s| s.valid)
             && self.rerun.as_ref().is_none_or(|r| r.consistent())
+    }
+
+    /// True when the golden set, the protocol and a trusted signature all anchored.
+    pub fn anchored(&self) -> bool {
+        ["golden_set", "protocol", "signature"].iter().all(|n| {
+            self.anchors
+                .iter()
+                .any(|a| a.name == *n && a.state == AnchorState::Anchored)
+        })
+    }
+
+    /// The exit decision: internally consistent, and anchored when that was required.
+    pub fn identical(&self) -> bool {
+        self.internally_consistent() && (!self.require_anchored || self.anchored())
     }
 
     /// A one-line count of every kind of problem found.
@@ -162,10 +229,11 @@ impl VerifyReport {
             + self.cases.len()
             + self.signatures.iter().filter(|s| !s.valid).count()
             + self.rerun.as_ref().map(|r| r.problem_count()).unwrap_or(0)
+            + usize::from(self.require_anchored && !self.anchored())
     }
 }
 
-fn check(name: &str, ok: bool, detail: impl Into<String>) -> Check {
+pub(crate) fn check(name: &str, ok: bool, detail: impl Into<String>) -> Check {
     Check {
         name: name.to_string(),
         ok,
@@ -213,9 +281,12 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
             "pass the bundle directory written by `medgate run --out DIR`",
         ));
     }
+    // A symlink is not a bundle file (it could point anywhere).
+    let is_file =
+        |f: &str| std::fs::symlink_metadata(dir.join(f)).is_ok_and(|m| m.file_type().is_file());
     let missing: Vec<&str> = [EVIDENCE_FILE, SUMS_FILE]
         .into_iter()
-        .filter(|f| !dir.join(f).is_file())
+        .filter(|f| !is_file(f))
         .collect();
     if !missing.is_empty() {
         // The rest of a bundle is there: a sealed file was removed. That is a difference
@@ -223,12 +294,12 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
         // Files only a bundle has (a protocol.yaml alone may be a project directory).
         let rest: Vec<&str> = [EVIDENCE_FILE, SUMS_FILE, CASES_FILE, bundle::JUNIT_FILE]
             .into_iter()
-            .filter(|f| dir.join(f).is_file())
+            .filter(|f| is_file(f))
             .collect();
         if rest.is_empty() {
             return Err(Error::input_hint(
                 format!(
-                    "{}: no {}: not a medgate evidence bundle",
+                    "{}: no {} (or it is a symlink): not a medgate evidence bundle",
                     dir.display(),
                     missing.join(" or ")
                 ),
@@ -256,11 +327,17 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
             cases: Vec::new(),
             signatures: Vec::new(),
             rerun: None,
+            anchors: Vec::new(),
+            not_recomputed: Vec::new(),
+            require_anchored: opts.require_anchored,
         });
     }
     let files = bundle::check_sha256sums(dir)?;
-    let sums_text = std::fs::read_to_string(dir.join(SUMS_FILE))
-        .map_err(|e| Error::io(dir.join(SUMS_FILE), e))?;
+    let sums_text = crate::fsx::read_inside_to_string(dir, Path::new(SUMS_FILE))?;
+    let listed: Vec<String> = sums_text
+        .lines()
+        .filter_map(|l| l.split_once("  ").map(|(_, f)| f.to_string()))
+        .collect();
     let files_checked = sums_text.lines().filter(|l| !l.trim().is_empty()).count();
     let mut report = VerifyReport {
         bundle: dir.display().to_string(),
@@ -275,21 +352,21 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
         cases: Vec::new(),
         signatures: Vec::new(),
         rerun: None,
+        anchors: Vec::new(),
+        not_recomputed: Vec::new(),
+        require_anchored: opts.require_anchored,
     };
 
     // evidence.json: raw JSON (every key as written) and typed.
-    let ev_path = dir.join(EVIDENCE_FILE);
-    let parsed = std::fs::read_to_string(&ev_path)
-        .map_err(|e| Error::io(&ev_path, e))
-        .and_then(|t| {
-            // serde_json is built with `float_roundtrip`, so every double reads back exactly
-            // as `medgate run` wrote it (the default fast parser can land one ulp off).
-            let raw: Value =
-                serde_json::from_str(&t).map_err(|e| Error::input(format!("not JSON: {e}")))?;
-            let ev: Evidence = serde_json::from_value(raw.clone())
-                .map_err(|e| Error::input(format!("not a medgate evidence record: {e}")))?;
-            Ok((raw, ev))
-        });
+    let parsed = crate::fsx::read_inside_to_string(dir, Path::new(EVIDENCE_FILE)).and_then(|t| {
+        // serde_json is built with `float_roundtrip`, so every double reads back exactly
+        // as `medgate run` wrote it (the default fast parser can land one ulp off).
+        let raw: Value =
+            serde_json::from_str(&t).map_err(|e| Error::input(format!("not JSON: {e}")))?;
+        let ev: Evidence = serde_json::from_value(raw.clone())
+            .map_err(|e| Error::input(format!("not a medgate evidence record: {e}")))?;
+        Ok((raw, ev))
+    });
     let (raw, evidence) = match load_or_classify(EVIDENCE_FILE, &report.files, parsed)? {
         Loaded::Ok(v) => v,
         Loaded::Tampered(msg) => {
@@ -297,9 +374,18 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
             return Ok(report);
         }
     };
-    report.run_id = evidence.run_id.clone();
-    report.protocol = evidence.protocol.protocol.clone();
+    report.run_id = crate::fsx::printable(&evidence.run_id);
+    report.protocol = crate::fsx::printable(&evidence.protocol.protocol);
     report.verdict = evidence.verdict.label().to_string();
+    report.checks.push(check(
+        "evidence.format",
+        evidence.medgate_evidence == crate::trace::EVIDENCE_FORMAT,
+        format!(
+            "evidence format {}, this medgate reads {}",
+            evidence.medgate_evidence,
+            crate::trace::EVIDENCE_FORMAT
+        ),
+    ));
 
     // Signatures do not depend on recomputation: check them even if the rest fails.
     report.signatures = sign::check_signatures(dir, &evidence.run_id, &opts.trusted_keys)?;
@@ -314,15 +400,27 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
         }
     }
 
-    // The protocol as run.
-    let protocol = check_protocol_copy(dir, &evidence, &raw, &mut report)?;
+    // The protocol as run (the bundle's copy), then anchored against the auditor's.
+    let bundle_protocol = check_protocol_copy(dir, &evidence, &raw, &mut report)?;
+    let (protocol, anchor_dir) =
+        anchor_protocol(dir, &evidence, bundle_protocol, opts, &mut report)?;
 
     // cases.parquet.
-    let rows = match load_or_classify(
-        CASES_FILE,
-        &report.files,
-        bundle::read_cases(&dir.join(CASES_FILE)),
-    )? {
+    let cases_path = match crate::fsx::safe_join(dir, Path::new(CASES_FILE)) {
+        Ok(p) => p,
+        Err(e) => {
+            report
+                .checks
+                .push(check("cases.readable", false, e.to_string()));
+            return Ok(report);
+        }
+    };
+    let cases_read = if crate::fsx::is_symlink(&cases_path) {
+        Err(Error::input(format!("{CASES_FILE} is a symlink")))
+    } else {
+        bundle::read_cases(&cases_path)
+    };
+    let rows = match load_or_classify(CASES_FILE, &report.files, cases_read)? {
         Loaded::Ok(r) => r,
         Loaded::Tampered(msg) => {
             report.checks.push(check("cases.readable", false, msg));
@@ -348,6 +446,8 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
     };
 
     // Recompute everything and compare.
+    let mut recomputed: Option<Evidence> = None;
+    let mut infrastructure_failure = None;
     match analysed {
         Ok(a) => {
             let mut d = Vec::new();
@@ -389,19 +489,22 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
             cmp("traceability", to_value(&traceability)?, &mut d);
             report.values_compared += n;
             report.discrepancies.extend(d);
-            if let Some(f) = &a.infrastructure_failure {
-                let recorded = evidence.warnings.iter().any(|w| w.contains(f.as_str()));
-                report.checks.push(check(
-                    "infrastructure_failure",
-                    recorded,
-                    if recorded {
-                        format!("recorded as a warning: {f}")
-                    } else {
-                        format!("the recomputation finds an infrastructure failure the evidence does not record: {f}")
-                    },
-                ));
-            }
+            infrastructure_failure = a.infrastructure_failure.clone();
             check_run_id(&evidence, &a.results_sha256, &mut report);
+            let mut ev = evidence.clone();
+            ev.protocol = protocol.clone();
+            ev.accountability = a.accountability.clone();
+            ev.statistics = a.statistics.clone();
+            ev.equivocal_analyses = a.equivocal_analyses.clone();
+            ev.not_evaluated_analyses = a.not_evaluated_analyses.clone();
+            ev.gated_on = a.gated_on.clone();
+            ev.comparison = a.comparison.clone();
+            ev.curves = a.curves.clone();
+            ev.criteria = a.criteria.clone();
+            ev.verdict = a.verdict;
+            ev.results_sha256 = a.results_sha256.clone();
+            ev.traceability = traceability;
+            recomputed = Some(ev);
         }
         Err(e) => report.checks.push(check(
             "recomputation",
@@ -410,8 +513,41 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
         )),
     }
 
+    // Every rendered artifact, re-rendered from the recomputed evidence.
+    if let Some(ev) = &recomputed {
+        let named = protocol
+            .report
+            .templates
+            .as_ref()
+            .map(|t| t.display().to_string());
+        let templates = match (&opts.templates, &named, &anchor_dir) {
+            (Some(t), _, _) => Some(t.clone()),
+            (None, Some(t), Some(d)) => Some(d.join(t)),
+            _ => None,
+        };
+        if let Some(t) = &templates {
+            if crate::fsx::is_inside(t, dir) {
+                return Err(Error::input_hint(
+                    format!(
+                        "templates {} lie inside the bundle: never rendered from",
+                        t.display()
+                    ),
+                    "templates come from the protocol's repository side, never from a bundle",
+                ));
+            }
+        }
+        report.checks.extend(render::check_renderings(
+            dir,
+            ev,
+            &protocol,
+            templates.as_deref(),
+            named.as_deref(),
+            &listed,
+        ));
+    }
+
     check_provenance(&evidence, &protocol, &rows, &mut report);
-    let images = read_image_hashes(&dir.join(CASES_FILE));
+    let images = read_image_hashes(&cases_path);
     check_journal(
         dir,
         &evidence,
@@ -429,17 +565,476 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
             images.as_deref(),
             &mut report,
         )?;
-        let ledger = match &protocol.ledger.path {
-            Some(p) if p.is_absolute() => p.clone(),
-            Some(p) => protocol_dir(&evidence, opts).join(p),
-            None => gs.join(crate::trace::ledger::LEDGER_FILE),
-        };
-        check_ledger(&ledger, &evidence, &mut report)?;
+    } else {
+        report.anchors.push(Anchor::new(
+            "golden_set",
+            AnchorState::NotGiven,
+            "no --golden-set: labels, case IDs and images are only as the bundle states them",
+        ));
     }
+    // The ledger: the auditor's --ledger, else the anchored protocol's, else beside the set.
+    let ledger_path = match (&opts.ledger, &protocol.ledger.path) {
+        (Some(l), _) => Some(l.clone()),
+        (None, Some(p)) if p.is_absolute() => Some(p.clone()),
+        (None, Some(p)) => Some(
+            anchor_dir
+                .clone()
+                .unwrap_or_else(|| protocol_dir(&evidence, opts))
+                .join(p),
+        ),
+        (None, None) => opts
+            .golden_set
+            .as_ref()
+            .map(|gs| gs.join(crate::trace::ledger::LEDGER_FILE)),
+    };
+    let ledger_entries = match &ledger_path {
+        Some(l) => check_ledger(
+            l,
+            opts.ledger.is_some() || protocol.ledger.path.is_some(),
+            &evidence,
+            &mut report,
+        )?,
+        None => {
+            report.anchors.push(Anchor::new(
+                "ledger",
+                AnchorState::NotGiven,
+                "no ledger at hand (pass --ledger FILE or --golden-set DIR)",
+            ));
+            None
+        }
+    };
+    check_warnings(
+        &evidence,
+        recomputed.as_ref(),
+        infrastructure_failure.as_deref(),
+        ledger_entries.as_deref(),
+        &mut report,
+    );
+    check_signature_requirements(&protocol, opts, &mut report);
     if opts.rerun {
-        report.rerun = Some(rerun::rerun(&evidence, &protocol, &rows, opts, world)?);
+        let r = rerun::rerun(
+            &evidence,
+            &protocol,
+            &rows,
+            opts,
+            report_protocol_anchored(&report),
+            world,
+        )?;
+        report.anchors.push(Anchor::new(
+            "model",
+            if r.consistent() {
+                AnchorState::Anchored
+            } else {
+                AnchorState::Failed
+            },
+            format!("re-run with backend {}", r.backend),
+        ));
+        report.rerun = Some(r);
+    } else {
+        report.anchors.push(Anchor::new(
+            "model",
+            AnchorState::NotGiven,
+            "no --rerun: the recorded scores are taken as the model's",
+        ));
     }
+    report.not_recomputed = not_recomputed(&evidence, opts);
     Ok(report)
+}
+
+fn report_protocol_anchored(r: &VerifyReport) -> bool {
+    r.anchors
+        .iter()
+        .any(|a| a.name == "protocol" && a.state == AnchorState::Anchored)
+}
+
+/// Anchors the protocol: the auditor's copy (`--protocol`) or the blob at the recorded commit
+/// of the auditor's clone (`--repo`). The bundle's `protocol.yaml` must be byte-identical to
+/// it. Returns the protocol to recompute with (the anchored one when given) and the
+/// directory its relative paths resolve against on the auditor's side.
+fn anchor_protocol(
+    dir: &Path,
+    evidence: &Evidence,
+    bundle_protocol: Protocol,
+    opts: &VerifyOptions,
+    report: &mut VerifyReport,
+) -> Result<(Protocol, Option<PathBuf>)> {
+    let mut problems = Vec::new();
+    let anchored = if let Some(p) = &opts.protocol {
+        Some(anchor::from_file(p)?)
+    } else if let Some(r) = &opts.repo {
+        let found = anchor::from_repo(r, evidence, opts.commit.as_deref())?;
+        problems.extend(found.problems);
+        for (path, problem) in &found.trace_files {
+            report.checks.push(check(
+                "provenance.trace_files",
+                problem.is_none(),
+                problem.clone().unwrap_or_else(|| {
+                    format!(
+                        "{} at the recorded commit hashes as recorded",
+                        crate::fsx::printable(path)
+                    )
+                }),
+            ));
+        }
+        if found.protocol.is_some() {
+            report.checks.push(check(
+                "provenance.git",
+                true,
+                format!("the recorded commit is in {}", r.display()),
+            ));
+        }
+        found.protocol
+    } else {
+        None
+    };
+    let Some(a) = anchored else {
+        if problems.is_empty() {
+            report.anchors.push(Anchor::new(
+                "protocol",
+                AnchorState::NotGiven,
+                "no --protocol or --repo: the bundle's own protocol.yaml was used",
+            ));
+        } else {
+            report
+                .checks
+                .push(check("protocol.anchor", false, problems.join("; ")));
+            report.anchors.push(Anchor::new(
+                "protocol",
+                AnchorState::Failed,
+                problems.join("; "),
+            ));
+        }
+        return Ok((bundle_protocol, None));
+    };
+    let sha = crate::hash::sha256_hex(&a.bytes);
+    let copy = crate::fsx::read_inside(dir, Path::new(PROTOCOL_FILE))
+        .map(|b| crate::hash::sha256_hex(&b))
+        .unwrap_or_default();
+    if sha != copy {
+        problems.push(format!(
+            "{PROTOCOL_FILE} in the bundle ({}) is not the auditor's protocol ({})",
+            crate::fsx::prefix(&copy, 12),
+            crate::fsx::prefix(&sha, 12)
+        ));
+    }
+    if sha != evidence.protocol_file.sha256 {
+        problems.push(format!(
+            "the evidence records protocol_file.sha256 {}, the auditor's protocol hashes to {}",
+            crate::fsx::prefix(&evidence.protocol_file.sha256, 12),
+            crate::fsx::prefix(&sha, 12)
+        ));
+    }
+    let text = String::from_utf8_lossy(&a.bytes);
+    let protocol = match crate::protocol::parse_protocol(&a.source, &text) {
+        Ok(p) => p,
+        Err(d) => {
+            return Err(Error::input(format!(
+                "the auditor's protocol {} does not parse: {}",
+                a.source,
+                d.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )));
+        }
+    };
+    let ok = problems.is_empty();
+    report.checks.push(check(
+        "protocol.anchor",
+        ok,
+        if ok {
+            format!("{PROTOCOL_FILE} is byte-identical to {}", a.source)
+        } else {
+            problems.join("; ")
+        },
+    ));
+    if !ok {
+        // Recomputing with the auditor's protocol names every number the edit moved.
+        let before = report.discrepancies.len();
+        jsondiff::diff(
+            "$.protocol",
+            &to_value(&protocol)?,
+            &to_value(&evidence.protocol)?,
+            &mut report.discrepancies,
+        );
+        report.values_compared += report.discrepancies.len() - before;
+    }
+    report.anchors.push(Anchor::new(
+        "protocol",
+        if ok {
+            AnchorState::Anchored
+        } else {
+            AnchorState::Failed
+        },
+        if ok {
+            a.source.clone()
+        } else {
+            problems.join("; ")
+        },
+    ));
+    Ok((protocol, Some(a.dir)))
+}
+
+/// Evidence fields that are facts of the run's machine, with what they were cross-checked
+/// against.
+fn not_recomputed(evidence: &Evidence, opts: &VerifyOptions) -> Vec<String> {
+    let mut v = vec![
+        "provenance.host, provenance.command, provenance.medgate_version, provenance.medgate_commit: facts of the run's machine, recorded as stated".to_string(),
+        "protocol_file.path, golden_set.path: paths as given on the run's machine".to_string(),
+        "provenance.started_at: checked against the run ID; provenance.finished_at and provenance.user: checked against the ledger entry when the ledger is at hand".to_string(),
+        "model.name, model.settings: checked against the journal's run key; reproduced only with --rerun".to_string(),
+        "traceability texts: rebuilt from the recorded requirement and risk texts; their files are checked only with --repo".to_string(),
+    ];
+    if evidence.provenance.git.is_some() && opts.repo.is_none() {
+        v.push(
+            "provenance.git: the recorded commit and dirty state are checked only with --repo"
+                .into(),
+        );
+    } else if evidence.provenance.git.is_some() {
+        v.push("provenance.git.dirty, provenance.git.dirty_files: the state of the run's working tree, recorded as stated".into());
+    }
+    v
+}
+
+/// The recorded warnings against the recomputation: warnings that follow from the data
+/// (small subgroups, infrastructure failure, a dirty tree, test-set reuse when the ledger is
+/// at hand) must be recorded, and every recorded warning must be explained by the
+/// recomputation, by the protocol check, or by a documented run-time event (`--force`).
+fn check_warnings(
+    evidence: &Evidence,
+    recomputed: Option<&Evidence>,
+    infrastructure_failure: Option<&str>,
+    ledger: Option<&[crate::trace::ledger::LedgerEntry]>,
+    report: &mut VerifyReport,
+) {
+    let Some(ev) = recomputed else { return };
+    let p = &ev.protocol;
+    let mut required: Vec<String> = Vec::new();
+    if let Some(g) = &evidence.provenance.git {
+        if g.dirty {
+            required.push(format!(
+                "working tree is dirty ({} file(s)): not a release record",
+                g.dirty_files.len()
+            ));
+        }
+    }
+    for s in &ev.statistics.subgroups {
+        if s.small {
+            required.push(format!(
+                "subgroup {}={} has {} cases, below the minimum of {}: reported, not claimed",
+                s.attribute, s.value, s.n, p.statistics.min_subgroup_size
+            ));
+        }
+    }
+    let model = evidence
+        .model
+        .sha256
+        .clone()
+        .unwrap_or_else(|| "unpinned".into());
+    if let (Some(entries), Some(anchor)) = (ledger, &evidence.ledger_entry) {
+        let upto = usize::try_from(anchor.seq.saturating_sub(1))
+            .unwrap_or(usize::MAX)
+            .min(entries.len());
+        let versions = crate::trace::ledger::model_versions(
+            &entries[..upto],
+            &evidence.golden_set.root_hash,
+            Some(&model),
+        );
+        if versions > p.ledger.max_model_versions {
+            required.push(format!(
+                "test-set reuse: {versions} model versions have now been evaluated on this golden set (protocol limit {}); consider a fresh sequestered set",
+                p.ledger.max_model_versions
+            ));
+        }
+    }
+    if let Some(f) = infrastructure_failure {
+        required.push(format!("infrastructure failure: {f}"));
+    }
+    // Warnings of the protocol check, reproduced from the protocol and the recorded
+    // requirement and risk IDs (those about files at the run's site are accepted as recorded).
+    let mut explained: Vec<String> = Vec::new();
+    {
+        // Positions come from the source text; messages do not need them.
+        let lp = crate::protocol::LoadedProtocol {
+            protocol: p.clone(),
+            path: PathBuf::from(&evidence.protocol_file.path),
+            dir: PathBuf::from("."),
+            source: String::new(),
+            sha256: String::new(),
+        };
+        let implicit = |t: &crate::trace::TracedItem| t.text.is_empty() && t.source.is_none();
+        let facts = crate::protocol::ExternalFacts {
+            requirement_ids: p.traceability.as_ref().map(|_| {
+                evidence
+                    .traceability
+                    .requirements
+                    .iter()
+                    .filter(|t| !implicit(t))
+                    .map(|t| t.id.clone())
+                    .collect()
+            }),
+            risk_control_ids: p.traceability.as_ref().map(|_| {
+                evidence
+                    .traceability
+                    .risk_controls
+                    .iter()
+                    .filter(|t| !implicit(t))
+                    .map(|t| t.id.clone())
+                    .collect()
+            }),
+            ..Default::default()
+        };
+        explained.extend(
+            crate::protocol::check(&lp, &facts)
+                .into_iter()
+                .filter(|d| !d.is_error())
+                .map(|d| d.message),
+        );
+    }
+    let mut missing = Vec::new();
+    let mut recorded: Vec<&String> = evidence.warnings.iter().collect();
+    for r in &required {
+        match recorded.iter().position(|w| *w == r) {
+            Some(i) => {
+                recorded.remove(i);
+            }
+            None => missing.push(r.clone()),
+        }
+    }
+    let mut unexplained = Vec::new();
+    let mut accepted = 0usize;
+    for w in recorded {
+        let reuse_unknown = ledger.is_none() && w.starts_with("test-set reuse:");
+        let site = w.contains("does not exist") || w.contains("not found");
+        if explained.contains(w) {
+        } else if reuse_unknown || w.starts_with("--force:") || site {
+            accepted += 1;
+        } else {
+            unexplained.push(crate::fsx::printable(w));
+        }
+    }
+    let ok = missing.is_empty() && unexplained.is_empty();
+    let mut detail = Vec::new();
+    if !missing.is_empty() {
+        detail.push(format!(
+            "the recomputation raises warnings the evidence does not record: {}",
+            missing.join(" | ")
+        ));
+    }
+    if !unexplained.is_empty() {
+        detail.push(format!(
+            "recorded warnings the recomputation does not raise: {}",
+            unexplained.join(" | ")
+        ));
+    }
+    report.checks.push(check(
+        "warnings",
+        ok,
+        if ok {
+            format!(
+                "{} warning(s) recorded, each reproduced{}",
+                evidence.warnings.len(),
+                if accepted > 0 {
+                    format!(
+                        " ({accepted} about the run's site or a --force rerun, accepted as recorded)"
+                    )
+                } else {
+                    String::new()
+                }
+            )
+        } else {
+            detail.join("; ")
+        },
+    ));
+}
+
+/// Signatures the auditor requires: with trusted keys, at least one valid trusted signature;
+/// with `--require-signature ROLE`, one whose meaning and name are the protocol signatory's.
+fn check_signature_requirements(
+    protocol: &Protocol,
+    opts: &VerifyOptions,
+    report: &mut VerifyReport,
+) {
+    let good: Vec<&sign::SignatureCheck> = report
+        .signatures
+        .iter()
+        .filter(|s| s.valid && s.trusted)
+        .collect();
+    if !opts.trusted_keys.is_empty() {
+        report.checks.push(check(
+            "signatures.trusted",
+            !good.is_empty(),
+            if good.is_empty() {
+                format!(
+                    "--trusted-key given but no valid signature by a trusted key ({} signature(s) in the bundle)",
+                    report.signatures.len()
+                )
+            } else {
+                format!("{} valid signature(s) by a trusted key", good.len())
+            },
+        ));
+    }
+    for role in &opts.require_signatures {
+        let r = role.trim().to_lowercase();
+        let Some(s) = protocol
+            .report
+            .signatories
+            .iter()
+            .find(|s| s.role.to_lowercase() == r || s.meaning.to_lowercase() == r)
+        else {
+            report.checks.push(check(
+                "signatures.required",
+                false,
+                format!(
+                    "--require-signature {}: the protocol has no signatory of that role or meaning",
+                    crate::fsx::printable(role)
+                ),
+            ));
+            continue;
+        };
+        let found = good
+            .iter()
+            .any(|g| g.meaning.trim() == s.meaning.trim() && g.name.trim() == s.name.trim());
+        report.checks.push(check(
+            "signatures.required",
+            found,
+            format!(
+                "{} ({}, \"{}\"): {}",
+                crate::fsx::printable(&s.role),
+                crate::fsx::printable(&s.name),
+                crate::fsx::printable(&s.meaning),
+                if found {
+                    "signed with a trusted key"
+                } else if opts.trusted_keys.is_empty() {
+                    "no trusted signature (no --trusted-key given)"
+                } else {
+                    "no valid signature by a trusted key with that name and meaning"
+                }
+            ),
+        ));
+    }
+    let state = if opts.trusted_keys.is_empty() {
+        AnchorState::NotGiven
+    } else if good.is_empty() {
+        AnchorState::Failed
+    } else {
+        AnchorState::Anchored
+    };
+    report.anchors.push(Anchor::new(
+        "signature",
+        state,
+        match state {
+            AnchorState::NotGiven => {
+                "no --trusted-key: nothing says who holds the signing keys".to_string()
+            }
+            AnchorState::Failed => "no valid signature by a trusted key".to_string(),
+            AnchorState::Anchored => good
+                .iter()
+                .map(|g| format!("{} ({})", crate::fsx::printable(&g.name), g.key_fingerprint))
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
+    ));
 }
 
 fn to_value<T: Serialize>(v: &T) -> Result<Value> {
@@ -462,8 +1057,7 @@ fn check_protocol_copy(
     raw: &Value,
     report: &mut VerifyReport,
 ) -> Result<Protocol> {
-    let path = dir.join(PROTOCOL_FILE);
-    let bytes = match std::fs::read(&path) {
+    let bytes = match crate::fsx::read_inside(dir, Path::new(PROTOCOL_FILE)) {
         Ok(b) => b,
         Err(e) => {
             report.checks.push(check(
@@ -568,7 +1162,7 @@ pub fn recompute_traceability(
 }
 
 fn short(h: &str) -> &str {
-    &h[..h.len().min(12)]
+    crate::fsx::prefix(h, 12)
 }
 
 /// The run ID is `<protocol>-<start time>-<first 8 of results_sha256>` (see `pipeline::run`):
@@ -585,7 +1179,7 @@ fn check_run_id(evidence: &Evidence, results_sha256: &str, report: &mut VerifyRe
     let expected = format!(
         "{}-{started}-{}",
         evidence.protocol.protocol,
-        &results_sha256[..results_sha256.len().min(8)]
+        crate::fsx::prefix(results_sha256, 8)
     );
     let ok = id == &expected;
     report.checks.push(check(
@@ -621,6 +1215,42 @@ fn check_provenance(
         format!(
             "protocol backend {backend}, evidence records {}",
             evidence.model.backend
+        ),
+    ));
+    if evidence.provenance.release {
+        let mut bad = Vec::new();
+        match &evidence.provenance.git {
+            None => bad.push("no git state recorded".to_string()),
+            Some(g) if g.dirty => bad.push("the recorded working tree is dirty".to_string()),
+            _ => {}
+        }
+        if protocol.model.pinned_sha256().is_none() {
+            bad.push("the protocol does not pin the model hash".into());
+        }
+        report.checks.push(check(
+            "provenance.release",
+            bad.is_empty(),
+            if bad.is_empty() {
+                "a release run: clean recorded tree, pinned model".to_string()
+            } else {
+                format!(
+                    "recorded as a release run, but {}: `run --release` refuses that",
+                    bad.join(" and ")
+                )
+            },
+        ));
+    }
+    let times = (
+        chrono::DateTime::parse_from_rfc3339(&evidence.provenance.started_at),
+        chrono::DateTime::parse_from_rfc3339(&evidence.provenance.finished_at),
+    );
+    report.checks.push(check(
+        "provenance.times",
+        matches!(&times, (Ok(a), Ok(b)) if a <= b),
+        format!(
+            "started {} <= finished {}",
+            crate::fsx::printable(&evidence.provenance.started_at),
+            crate::fsx::printable(&evidence.provenance.finished_at)
         ),
     ));
     if let Some(pinned) = protocol.model.pinned_sha256() {
@@ -672,11 +1302,21 @@ fn check_journal(
     images: Option<&[Option<String>]>,
     report: &mut VerifyReport,
 ) -> Result<()> {
-    let path = dir.join(crate::harness::journal::JOURNAL_FILE);
-    if !path.is_file() {
-        return Ok(());
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let rel = Path::new(crate::harness::journal::JOURNAL_FILE);
+    let text = match crate::fsx::read_inside_to_string(dir, rel) {
+        Ok(t) => t,
+        Err(e) => {
+            report.checks.push(check(
+                "journal.present",
+                false,
+                format!(
+                    "{} cannot be read ({e}): every run writes one, and it records every answer as it arrived",
+                    rel.display()
+                ),
+            ));
+            return Ok(());
+        }
+    };
     let mut lines = text.lines();
     let header: Option<JournalHeader> = lines.next().and_then(|l| serde_json::from_str(l).ok());
     let Some(h) = header else {
@@ -696,6 +1336,13 @@ fn check_journal(
     let settings =
         crate::hash::canonical_sha256(&crate::hash::canonicalize(&evidence.model.settings))?;
     let mut bad = Vec::new();
+    if h.protocol != evidence.protocol.protocol {
+        bad.push(format!(
+            "protocol {} vs evidence {}",
+            crate::fsx::printable(&h.protocol),
+            crate::fsx::printable(&evidence.protocol.protocol)
+        ));
+    }
     if h.model_sha256 != model {
         bad.push(format!(
             "model {} vs evidence {}",
@@ -796,7 +1443,51 @@ fn check_golden_set(
     images: Option<&[Option<String>]>,
     report: &mut VerifyReport,
 ) -> Result<()> {
-    let lock_path = gs.join(&protocol.golden_set.lock);
+    // The LOCK and the manifest are the set's own: plain names inside it, the manifest the one
+    // its LOCK fixes. A protocol (possibly the bundle's, possibly edited) naming a file
+    // elsewhere is a discrepancy, never a path to read.
+    let mut spec = protocol.golden_set.clone();
+    let mut bad_paths = Vec::new();
+    if let Some(why) = crate::fsx::check_rel(&spec.lock) {
+        bad_paths.push(format!(
+            "golden_set.lock `{}` {why}",
+            crate::fsx::printable(&spec.lock.display().to_string())
+        ));
+        spec.lock = PathBuf::from(crate::golden::lock::LOCK_FILE);
+    }
+    let lock_path = crate::fsx::safe_join(gs, &spec.lock)?;
+    let lock = crate::golden::read_lock(&lock_path)?;
+    if Path::new(&lock.manifest) != spec.manifest {
+        bad_paths.push(format!(
+            "the protocol names the manifest `{}`, the set's LOCK fixes `{}`",
+            crate::fsx::printable(&spec.manifest.display().to_string()),
+            crate::fsx::printable(&lock.manifest)
+        ));
+    }
+    spec.manifest = PathBuf::from(&lock.manifest);
+    if let Some(why) = crate::fsx::check_rel(&spec.manifest) {
+        return Err(Error::input(format!(
+            "{}: the LOCK's manifest `{}` {why}",
+            lock_path.display(),
+            crate::fsx::printable(&lock.manifest)
+        )));
+    }
+    report.checks.push(check(
+        "golden_set.paths",
+        bad_paths.is_empty(),
+        if bad_paths.is_empty() {
+            format!(
+                "LOCK {} and manifest {} are the set's own",
+                spec.lock.display(),
+                spec.manifest.display()
+            )
+        } else {
+            format!(
+                "{}; the set's own LOCK and manifest were used",
+                bad_paths.join("; ")
+            )
+        },
+    ));
     let v = crate::golden::verify_set(gs, &lock_path)?;
     let intact = v.is_intact();
     report.checks.push(check(
@@ -815,9 +1506,10 @@ fn check_golden_set(
         },
     ));
     let root = &v.root_hash;
+    let root_ok = root == &evidence.golden_set.root_hash;
     report.checks.push(check(
         "golden_set.root_hash",
-        root == &evidence.golden_set.root_hash,
+        root_ok,
         format!(
             "set root {}, evidence records {}",
             short(root),
@@ -834,7 +1526,17 @@ fn check_golden_set(
             short(&evidence.golden_set.lock_sha256)
         ),
     ));
-    let set_cases = match golden_cases(gs, protocol) {
+    report.checks.push(check(
+        "golden_set.locked_at",
+        lock.created == evidence.golden_set.locked_at,
+        format!(
+            "LOCK locked at {}, evidence records {}",
+            crate::fsx::printable(&lock.created),
+            crate::fsx::printable(&evidence.golden_set.locked_at)
+        ),
+    ));
+    let before = report.cases.len();
+    let set_cases = match golden_cases(gs, &spec, protocol) {
         Ok(c) => c,
         Err(e) => {
             report.checks.push(check(
@@ -842,9 +1544,31 @@ fn check_golden_set(
                 false,
                 format!("the set does not open as a locked golden set ({e}); comparing with its manifest as it is"),
             ));
-            manifest_cases(gs, protocol)?
+            manifest_cases(gs, &spec, protocol)?
         }
     };
+    compare_set_cases(&set_cases, protocol, rows, images, report);
+    let ok = intact && root_ok && bad_paths.is_empty() && report.cases.len() == before;
+    report.anchors.push(Anchor::new(
+        "golden_set",
+        if ok {
+            AnchorState::Anchored
+        } else {
+            AnchorState::Failed
+        },
+        format!("{} (root {})", gs.display(), short(root)),
+    ));
+    Ok(())
+}
+
+/// Compares the set's cases with `cases.parquet`: IDs, labels, image hashes, attributes.
+fn compare_set_cases(
+    set_cases: &[SetCase],
+    protocol: &Protocol,
+    rows: &[CaseRow],
+    images: Option<&[Option<String>]>,
+    report: &mut VerifyReport,
+) {
     let by_id: BTreeMap<&str, &SetCase> =
         set_cases.iter().map(|c| (c.case_id.as_str(), c)).collect();
     let mut seen = std::collections::BTreeSet::new();
@@ -893,7 +1617,7 @@ fn check_golden_set(
             });
         }
     }
-    for c in &set_cases {
+    for c in set_cases {
         if !seen.contains(c.case_id.as_str()) {
             report.cases.push(CaseProblem {
                 case_id: c.case_id.clone(),
@@ -901,15 +1625,43 @@ fn check_golden_set(
             });
         }
     }
-    Ok(())
 }
 
-/// Checks that the golden set's audit ledger records this run (same verdict, model and set)
-/// and that its hash chain is intact. Skipped when the ledger is not at hand.
-fn check_ledger(path: &Path, evidence: &Evidence, report: &mut VerifyReport) -> Result<()> {
+/// Checks that the audit ledger records this run (same verdict, model, set, user and time),
+/// that its hash chain is intact, and that it still holds the exact entry the evidence
+/// anchored (sequence number and hashes: a re-chained or truncated ledger fails). A ledger
+/// the protocol names (`named`) but that is not there is a discrepancy; one only expected
+/// beside the set is reported as not at hand. Returns the entries when read.
+fn check_ledger(
+    path: &Path,
+    named: bool,
+    evidence: &Evidence,
+    report: &mut VerifyReport,
+) -> Result<Option<Vec<crate::trace::ledger::LedgerEntry>>> {
     use crate::trace::ledger;
     if !path.is_file() {
-        return Ok(());
+        if named {
+            report.checks.push(check(
+                "ledger.present",
+                false,
+                format!(
+                    "the protocol's audit ledger {} is not there: the run's record of unblinding the set cannot be checked (pass --ledger FILE)",
+                    path.display()
+                ),
+            ));
+            report.anchors.push(Anchor::new(
+                "ledger",
+                AnchorState::Failed,
+                format!("{} missing", path.display()),
+            ));
+        } else {
+            report.anchors.push(Anchor::new(
+                "ledger",
+                AnchorState::NotGiven,
+                format!("no ledger at {}", path.display()),
+            ));
+        }
+        return Ok(None);
     }
     let entries = match ledger::read(path) {
         Ok(e) => e,
@@ -919,7 +1671,12 @@ fn check_ledger(path: &Path, evidence: &Evidence, report: &mut VerifyReport) -> 
                 false,
                 format!("{}: {e}", path.display()),
             ));
-            return Ok(());
+            report.anchors.push(Anchor::new(
+                "ledger",
+                AnchorState::Failed,
+                format!("{} unreadable", path.display()),
+            ));
+            return Ok(None);
         }
     };
     let breaks = ledger::verify(&entries)?;
@@ -946,12 +1703,16 @@ fn check_ledger(path: &Path, evidence: &Evidence, report: &mut VerifyReport) -> 
         .clone()
         .unwrap_or_else(|| "unpinned".into());
     let verdict = evidence.verdict.label();
+    let protocol = format!(
+        "{} v{}",
+        evidence.protocol.protocol, evidence.protocol.version
+    );
     let (ok, detail) = match entries.iter().find(|e| e.run_id == evidence.run_id) {
         None => (
             false,
             format!(
                 "run {} is not recorded in {}",
-                evidence.run_id,
+                crate::fsx::printable(&evidence.run_id),
                 path.display()
             ),
         ),
@@ -960,7 +1721,7 @@ fn check_ledger(path: &Path, evidence: &Evidence, report: &mut VerifyReport) -> 
             if e.verdict != verdict {
                 bad.push(format!(
                     "verdict {} in the ledger, {verdict} in the evidence",
-                    e.verdict
+                    crate::fsx::printable(&e.verdict)
                 ));
             }
             if e.model_sha256 != model {
@@ -977,11 +1738,32 @@ fn check_ledger(path: &Path, evidence: &Evidence, report: &mut VerifyReport) -> 
                     short(&evidence.golden_set.root_hash)
                 ));
             }
+            if e.user != evidence.provenance.user {
+                bad.push(format!(
+                    "user {} in the ledger, {} in the evidence",
+                    crate::fsx::printable(&e.user),
+                    crate::fsx::printable(&evidence.provenance.user)
+                ));
+            }
+            if e.time != evidence.provenance.finished_at {
+                bad.push(format!(
+                    "time {} in the ledger, finished_at {} in the evidence",
+                    crate::fsx::printable(&e.time),
+                    crate::fsx::printable(&evidence.provenance.finished_at)
+                ));
+            }
+            if e.protocol != protocol {
+                bad.push(format!(
+                    "protocol {} in the ledger, {} in the evidence",
+                    crate::fsx::printable(&e.protocol),
+                    crate::fsx::printable(&protocol)
+                ));
+            }
             if bad.is_empty() {
                 (
                     true,
                     format!(
-                        "entry {} records this run ({verdict}, same model and set)",
+                        "entry {} records this run ({verdict}, same model, set, user and time)",
                         e.seq
                     ),
                 )
@@ -991,7 +1773,41 @@ fn check_ledger(path: &Path, evidence: &Evidence, report: &mut VerifyReport) -> 
         }
     };
     report.checks.push(check("ledger.entry", ok, detail));
-    Ok(())
+    let anchored = match &evidence.ledger_entry {
+        Some(a) => {
+            let bad = ledger::check_anchor(&entries, a)?;
+            report.checks.push(check(
+                "ledger.anchor",
+                bad.is_empty(),
+                if bad.is_empty() {
+                    format!(
+                        "entry {} and the chain before it are exactly as the evidence recorded",
+                        a.seq
+                    )
+                } else {
+                    bad.join("; ")
+                },
+            ));
+            bad.is_empty()
+        }
+        None => {
+            report.not_recomputed.push(
+                "ledger_entry: absent (evidence written before medgate anchored the ledger); the ledger's chain is checked, not its completeness".into(),
+            );
+            false
+        }
+    };
+    let all_ok = ok && breaks.is_empty() && anchored;
+    report.anchors.push(Anchor::new(
+        "ledger",
+        if all_ok {
+            AnchorState::Anchored
+        } else {
+            AnchorState::Failed
+        },
+        path.display().to_string(),
+    ));
+    Ok(Some(entries))
 }
 
 /// One case of the golden set as the verifier compares it.
@@ -1003,8 +1819,12 @@ struct SetCase {
 }
 
 /// The cases of a locked golden set, through the golden stage (verifies it too).
-fn golden_cases(gs: &Path, protocol: &Protocol) -> Result<Vec<SetCase>> {
-    let mut spec = protocol.golden_set.clone();
+fn golden_cases(
+    gs: &Path,
+    spec: &crate::protocol::GoldenSetSpec,
+    protocol: &Protocol,
+) -> Result<Vec<SetCase>> {
+    let mut spec = spec.clone();
     spec.path = gs.to_path_buf();
     let set =
         crate::golden::GoldenSet::open(&spec, Path::new("."), &protocol.subgroups.attributes)?;
@@ -1022,9 +1842,12 @@ fn golden_cases(gs: &Path, protocol: &Protocol) -> Result<Vec<SetCase>> {
 
 /// The manifest read as it is, for a set that no longer opens (changed after locking), so that
 /// a relabelled case is still named.
-fn manifest_cases(gs: &Path, protocol: &Protocol) -> Result<Vec<SetCase>> {
-    let g = &protocol.golden_set;
-    let path = gs.join(&g.manifest);
+fn manifest_cases(
+    gs: &Path,
+    g: &crate::protocol::GoldenSetSpec,
+    protocol: &Protocol,
+) -> Result<Vec<SetCase>> {
+    let path = crate::fsx::safe_join(gs, &g.manifest)?;
     let df = crate::table::read_table_as_strings(&path)?;
     let col = |name: &str| -> Result<Vec<String>> {
         let c = df

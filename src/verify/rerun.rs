@@ -9,6 +9,15 @@
 //! path, or `--protocol-dir`; `--golden-set` overrides the set's location. Nothing is written:
 //! the bundle and its journal are left as they are.
 //!
+//! # Network settings are the auditor's
+//! A bundle is hostile input: its protocol may name a server (`backend: openai`, a base URL,
+//! `api_key_env: SECRET_TOKEN`) that would receive the auditor's secret and the golden set's
+//! images. So a re-run of a server backend uses only what the auditor supplies: their own
+//! protocol (`--protocol` or `--repo`, i.e. an anchored protocol), or `--base-url` (and
+//! `--api-key-env`) given on the command line. A bundle's protocol that names a server, with
+//! neither, makes verify refuse to re-run and say why. The base URLs and key variable are then
+//! left out of the settings comparison (they are the auditor's, not the run's).
+//!
 //! Bit-identical scores are not expected across machines for floating-point models (thread
 //! count and instruction set change summation order), hence the tolerance, 1e-6 by default.
 
@@ -97,15 +106,72 @@ impl RerunReport {
     }
 }
 
+/// The protocol the re-run may use: a server backend's endpoint and key variable come from
+/// the auditor (an anchored protocol, or `--base-url`/`--api-key-env`), never from the bundle.
+/// Returns the protocol and whether the endpoint was overridden.
+pub fn auditor_backend(
+    protocol: &Protocol,
+    opts: &VerifyOptions,
+    protocol_anchored: bool,
+) -> Result<(Protocol, bool)> {
+    let mut p = protocol.clone();
+    match &mut p.model {
+        crate::protocol::ModelSpec::Openai(s) => {
+            if let Some(url) = &opts.base_url {
+                s.base_urls = vec![url.clone()];
+                s.api_key_env = opts.api_key_env.clone();
+                return Ok((p, true));
+            }
+            if opts.api_key_env.is_some() {
+                return Err(Error::input_hint(
+                    "--api-key-env without --base-url",
+                    "name the server the key is for: --base-url URL --api-key-env VAR",
+                ));
+            }
+            if protocol_anchored {
+                return Ok((p, false));
+            }
+            let shown: Vec<String> = s
+                .base_urls
+                .iter()
+                .map(|u| crate::fsx::printable(u))
+                .collect();
+            Err(Error::input_hint(
+                format!(
+                    "refusing to re-run: the bundle's protocol names a server (backend openai, base URL(s) {}{}); verify never sends the golden set's images or a secret where a bundle says",
+                    shown.join(", "),
+                    s.api_key_env
+                        .as_deref()
+                        .map(|k| format!(", API key from ${}", crate::fsx::printable(k)))
+                        .unwrap_or_default()
+                ),
+                "pass your own endpoint: --rerun --base-url URL [--api-key-env VAR], or your copy of the protocol with --protocol FILE",
+            ))
+        }
+        _ => {
+            if opts.base_url.is_some() || opts.api_key_env.is_some() {
+                return Err(Error::input(format!(
+                    "--base-url/--api-key-env apply to the openai backend; this run used {}",
+                    p.model.backend_name()
+                )));
+            }
+            Ok((p, false))
+        }
+    }
+}
+
 /// Re-runs inference and compares (see the module docs).
 pub fn rerun(
     evidence: &Evidence,
     protocol: &Protocol,
     rows: &[CaseRow],
     opts: &VerifyOptions,
+    protocol_anchored: bool,
     world: &dyn World,
 ) -> Result<RerunReport> {
     let pdir = super::protocol_dir(evidence, opts);
+    let (protocol, overridden) = auditor_backend(protocol, opts, protocol_anchored)?;
+    let protocol = &protocol;
     let (spec, base) = match &opts.golden_set {
         Some(gs) => {
             let mut s = protocol.golden_set.clone();
@@ -129,8 +195,17 @@ pub fn rerun(
     })?;
     let info = backend.info();
     let model_sha256_matches = info.model_sha256 == evidence.model.sha256;
-    let settings_match = crate::hash::canonicalize(&info.settings)
-        == crate::hash::canonicalize(&evidence.model.settings);
+    let strip = |v: &serde_json::Value| {
+        let mut v = crate::hash::canonicalize(v);
+        if overridden {
+            if let Some(m) = v.as_object_mut() {
+                m.remove("base_urls");
+                m.remove("api_key_env");
+            }
+        }
+        v
+    };
+    let settings_match = strip(&info.settings) == strip(&evidence.model.settings);
 
     // Infer every case of the bundle (matched by ID), in the backend's batch size.
     let by_id: BTreeMap<&str, &crate::golden::Case> =

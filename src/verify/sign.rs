@@ -19,9 +19,13 @@
 //!
 //! # Trust
 //! A signature proves that the holder of the embedded public key signed the statement. Who
-//! that key belongs to is outside the bundle: `medgate verify --trusted-key FILE` accepts only
-//! signatures made by the listed keys; without it, each signature is reported with its key
-//! fingerprint for the reader to check against the organisation's key register.
+//! that key belongs to is outside the bundle: anyone can make a key and sign a forged bundle.
+//! So a signature is *trusted* only when its key is one of the auditor's `--trusted-key`s;
+//! a signature by any other key is reported as untrusted (never as ok), with its fingerprint
+//! for the reader to check against the organisation's key register. With `--trusted-key`,
+//! `medgate verify` requires at least one valid trusted signature (removing the signatures
+//! does not make a bundle pass), and `--require-signature ROLE` requires one by the
+//! protocol's signatory of that role. Names are printed with control characters escaped.
 //!
 //! Ed25519 (RFC 8032) through ed25519-dalek, verified with `verify_strict` (rejects weak keys
 //! and malleable signatures).
@@ -93,9 +97,11 @@ pub struct SignatureCheck {
     pub signed_at: String,
     /// Fingerprint of the public key: first 16 hex digits of its SHA-256.
     pub key_fingerprint: String,
-    /// Whether the key is one of the `--trusted-key`s (None when none were given).
-    pub trusted: Option<bool>,
-    /// The signature is mathematically valid and covers the bundle as it is now.
+    /// Whether the key is one of the auditor's `--trusted-key`s (false when none were given:
+    /// an unknown key is never trusted).
+    pub trusted: bool,
+    /// The signature is mathematically valid and covers the bundle as it is now (says
+    /// nothing about who made it: see `trusted`).
     pub valid: bool,
     /// Why not valid (or a note).
     pub problems: Vec<String>,
@@ -202,10 +208,9 @@ pub fn read_public_key(path: &Path) -> Result<VerifyingKey> {
     })
 }
 
-/// SHA-256 of the bundle's `SHA256SUMS` bytes.
+/// SHA-256 of the bundle's `SHA256SUMS` bytes (read without following a symlink).
 pub fn sums_sha256(bundle: &Path) -> Result<String> {
-    let p = bundle.join(SUMS_FILE);
-    let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+    let bytes = crate::fsx::read_inside(bundle, Path::new(SUMS_FILE))?;
     Ok(crate::hash::sha256_hex(&bytes))
 }
 
@@ -227,9 +232,11 @@ fn slug(name: &str) -> String {
     }
 }
 
-/// Signature files in a bundle (relative paths, sorted).
+/// Signature files in a bundle (relative paths, sorted): `signatures/*.json`, symlinks
+/// included (they are checked, and fail, rather than silently skipped). A symlinked
+/// `signatures/` directory is an error.
 pub fn signature_files(bundle: &Path) -> Result<Vec<String>> {
-    let dir = bundle.join(SIGNATURES_DIR);
+    let dir = crate::fsx::safe_join(bundle, Path::new(SIGNATURES_DIR))?;
     if !dir.is_dir() {
         return Ok(Vec::new());
     }
@@ -237,7 +244,8 @@ pub fn signature_files(bundle: &Path) -> Result<Vec<String>> {
     for e in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
         let e = e.map_err(|e| Error::io(&dir, e))?;
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".json") && e.path().is_file() {
+        let t = e.file_type().map_err(|er| Error::io(e.path(), er))?;
+        if name.ends_with(".json") && (t.is_file() || t.is_symlink()) {
             out.push(format!("{SIGNATURES_DIR}/{name}"));
         }
     }
@@ -279,8 +287,7 @@ pub fn sign_bundle(
         public_key: hex::encode(key.verifying_key().as_bytes()),
         signature: hex::encode(signature.to_bytes()),
     };
-    let dir = bundle.join(SIGNATURES_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    crate::fsx::create_dir_inside(bundle, Path::new(SIGNATURES_DIR))?;
     let seq = signature_files(bundle)?
         .iter()
         .filter_map(|f| {
@@ -294,18 +301,14 @@ pub fn sign_bundle(
         .unwrap_or(0)
         + 1;
     let rel = format!("{SIGNATURES_DIR}/{seq:03}-{}.json", slug(name));
-    let path = bundle.join(&rel);
+    let path = crate::fsx::safe_join(bundle, Path::new(&rel))?;
     let mut json =
         serde_json::to_string_pretty(&record).map_err(|e| Error::Internal(e.to_string()))?;
     json.push('\n');
-    // create_new: a signature file is never overwritten.
+    // create_new: a signature file is never overwritten, nor a planted symlink followed.
     {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let mut f = crate::fsx::create_new(&path)?;
         f.write_all(json.as_bytes())
             .map_err(|e| Error::io(&path, e))?;
     }
@@ -313,7 +316,7 @@ pub fn sign_bundle(
 }
 
 /// Checks every signature in the bundle against the current `SHA256SUMS` and run ID.
-/// `trusted`: when not empty, only signatures by these keys are valid.
+/// `trusted`: the auditor's keys; a signature by any other key is reported untrusted.
 pub fn check_signatures(
     bundle: &Path,
     run_id: &str,
@@ -344,12 +347,12 @@ fn check_one(
         meaning: String::new(),
         signed_at: String::new(),
         key_fingerprint: String::new(),
-        trusted: None,
+        trusted: false,
         valid: false,
         problems: Vec::new(),
     };
     let path = bundle.join(rel);
-    let record: SignatureRecord = match std::fs::read_to_string(&path)
+    let record: SignatureRecord = match crate::fsx::read_inside_to_string(bundle, Path::new(rel))
         .map_err(|e| e.to_string())
         .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
     {
@@ -379,9 +382,7 @@ fn check_one(
         }
     };
     c.key_fingerprint = fingerprint(&key);
-    if !trusted.is_empty() {
-        c.trusted = Some(trusted.iter().any(|t| t.as_bytes() == key.as_bytes()));
-    }
+    c.trusted = trusted.iter().any(|t| t.as_bytes() == key.as_bytes());
     let sig = match decode_hex::<64>(&record.signature, "signature", &path) {
         Ok(b) => Signature::from_bytes(&b),
         Err(e) => {
@@ -417,19 +418,26 @@ fn check_one(
             record.statement.run_id
         ));
     }
-    if c.trusted == Some(false) {
-        ok = false;
-        c.problems.push(format!(
-            "key {} is not among the --trusted-key keys",
-            c.key_fingerprint
-        ));
+    if !c.trusted {
+        // Not a failure of the signature itself, but never reported as ok.
+        c.problems.push(if trusted.is_empty() {
+            format!(
+                "key {} is unknown: no --trusted-key given, so nothing says who holds it",
+                c.key_fingerprint
+            )
+        } else {
+            format!(
+                "key {} is not among the --trusted-key keys (untrusted)",
+                c.key_fingerprint
+            )
+        });
     }
     c.valid = ok;
     c
 }
 
 fn short(h: &str) -> &str {
-    &h[..h.len().min(12)]
+    crate::fsx::prefix(h, 12)
 }
 
 #[cfg(test)]
@@ -488,11 +496,12 @@ mod tests {
         let checks = check_signatures(d.path(), "RUN-1", &[]).unwrap();
         assert_eq!(checks.len(), 1);
         assert!(checks[0].valid, "{:?}", checks[0].problems);
-        assert_eq!(checks[0].trusted, None);
+        assert!(!checks[0].trusted, "an unknown key is never trusted");
         // Trusted with the right key, untrusted with another.
-        assert!(check_signatures(d.path(), "RUN-1", &[public]).unwrap()[0].valid);
+        let c = &check_signatures(d.path(), "RUN-1", &[public]).unwrap()[0];
+        assert!(c.valid && c.trusted && c.problems.is_empty(), "{c:?}");
         let other = SigningKey::from_bytes(&[7u8; 32]).verifying_key();
-        assert!(!check_signatures(d.path(), "RUN-1", &[other]).unwrap()[0].valid);
+        assert!(!check_signatures(d.path(), "RUN-1", &[other]).unwrap()[0].trusted);
         // A second signature gets the next number.
         let (rel2, _) =
             sign_bundle(d.path(), &key, "RUN-1", "Jane Q. Doe", "reviewed", &w).unwrap();

@@ -71,8 +71,11 @@ fn plain_name(dir: &Path, index: &Path, name: &str) -> Result<()> {
     }
 }
 
+/// Tensor name -> shard file name, as an index's `weight_map` gives it.
+pub type WeightMap = BTreeMap<String, String>;
+
 /// The shard names (sorted) and, for an index, tensor -> shard.
-pub fn shard_plan(dir: &Path) -> Result<(Vec<String>, Option<BTreeMap<String, String>>)> {
+pub fn shard_plan(dir: &Path) -> Result<(Vec<String>, Option<WeightMap>)> {
     let index = dir.join(INDEX_FILE);
     if index.is_file() {
         let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;

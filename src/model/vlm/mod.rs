@@ -61,7 +61,7 @@ use super::clip::{device_name, parse_device, parse_precision};
 use super::openai::{compile_rule, parse_answer};
 use super::{Answer, Backend, BackendInfo, CaseError, CaseInput, Prediction, ScoreSource};
 use crate::error::{Error, Result};
-use crate::golden::image::{LoadedImage, load_image};
+use crate::golden::image::{LoadedImage, load_image_with};
 use crate::protocol::{AnswerRule, CandleVlmSpec, VlmScore};
 use qwen3_vl::{Grid, ProcessorConfig, Qwen3Vl, SeqInput};
 
@@ -111,6 +111,8 @@ pub struct VlmBackend {
     sha256: String,
     model_name: String,
     settings: serde_json::Value,
+    /// How DICOM images are decoded (the protocol's `golden_set.frames` / `voi`).
+    decode: crate::golden::image::DecodeOptions,
 }
 
 fn family_of(dir: &Path, cfg: &serde_json::Value) -> Result<String> {
@@ -486,7 +488,14 @@ impl VlmBackend {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| dir.display().to_string()),
             settings: crate::hash::canonicalize(&settings),
+            decode: Default::default(),
         })
+    }
+
+    /// Decodes DICOM images with `decode` (the protocol's frame and VOI choices).
+    pub fn with_decode(mut self, decode: crate::golden::image::DecodeOptions) -> Self {
+        self.decode = decode;
+        self
     }
 
     /// The pinned weights hash.
@@ -736,7 +745,9 @@ impl Backend for VlmBackend {
         let mut out: Vec<Option<Result<Prediction, CaseError>>> = vec![None; cases.len()];
         let mut ready: Vec<(usize, Prepared)> = Vec::new();
         for (i, case) in cases.iter().enumerate() {
-            match load_image(&case.image_path).and_then(|img| self.prepare(&img)) {
+            match load_image_with(&case.image_path, &self.decode)
+                .and_then(|d| self.prepare(&d.image))
+            {
                 Ok(p) => ready.push((i, p)),
                 Err(e) => out[i] = Some(Err(fail(format!("case {}: {e}", case.case_id)))),
             }
