@@ -98,10 +98,23 @@ pub fn write_table(path: &Path, df: &mut DataFrame) -> Result<()> {
             .map_err(|e| polars_err(path, e)),
         TableFormat::Parquet => ParquetWriter::new(f)
             .with_statistics(StatisticsOptions::empty())
+            .with_key_value_metadata(Some(KeyValueMetadata::Static(vec![
+                compatible_arrow_schema(df),
+            ])))
             .finish(df)
             .map(|_| ())
             .map_err(|e| polars_err(path, e)),
     }
+}
+
+/// The Arrow schema a Parquet file embeds (`ARROW:schema`), at the oldest Arrow
+/// compatibility level: strings as `LargeUtf8` instead of polars' default `Utf8View`, which
+/// Arrow readers before 15.0 (pyarrow 14, DuckDB of that time, Spark 3.5) cannot read. The
+/// Parquet column types (BYTE_ARRAY, logical type String) are the same either way, so only
+/// this schema description changes; polars reads both.
+fn compatible_arrow_schema(df: &DataFrame) -> polars_parquet::write::KeyValue {
+    let arrow = df.schema().to_arrow(CompatLevel::oldest());
+    polars_parquet::write::schema_to_metadata_key(&arrow)
 }
 
 /// The names of a table's columns.

@@ -766,3 +766,39 @@ fn dicom_cases_are_sent_as_png_decoded_by_the_golden_loader() {
     let p = b.predict_batch(&[case]).pop().unwrap().unwrap();
     assert!((p.score - want).abs() < 1e-6, "{} vs {want}", p.score);
 }
+
+/// A proxy that rejects every request (401): after FAIL_FAST_AFTER identical replies the
+/// backend sends nothing more, and every case is not evaluated with the HTTP error named.
+#[test]
+fn identical_client_errors_stop_the_run_early_naming_the_http_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cases, _) = grey_cases(tmp.path(), 12);
+    let n = medgate::model::openai::FAIL_FAST_AFTER as usize;
+    let reply = (
+        401,
+        json!({"error": {"message": "invalid API key"}}).to_string(),
+    );
+    let (url, seen, h) = scripted_server(vec![reply; n]);
+    let mut s = spec(&[url], "m");
+    s.concurrency = 1;
+    let b = backend(&s);
+    let out = b.predict_batch(&cases);
+    h.join().unwrap();
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        n,
+        "requests after the fail-fast point"
+    );
+    for (i, r) in out.iter().enumerate() {
+        let e = r.as_ref().unwrap_err();
+        assert!(e.reason.contains("HTTP 401"), "case {i}: {}", e.reason);
+        assert!(
+            e.reason.contains("invalid API key"),
+            "case {i}: {}",
+            e.reason
+        );
+        if i >= n {
+            assert!(e.reason.contains("not sent"), "case {i}: {}", e.reason);
+        }
+    }
+}

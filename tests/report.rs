@@ -40,7 +40,7 @@ fn pdf_text(pdf: &Path) -> Option<String> {
 }
 
 /// A small well-formedness check: every non-void element is closed in order, and no
-/// `<script` element exists.
+/// `<script` element loads anything (the case explorer's script is inline).
 fn check_html(html: &str) -> Result<(), String> {
     const VOID: [&str; 6] = ["meta", "br", "hr", "img", "link", "input"];
     let mut stack: Vec<String> = Vec::new();
@@ -64,8 +64,14 @@ fn check_html(html: &str) -> Result<(), String> {
         if name.is_empty() {
             return Err(format!("bad tag <{tag}>"));
         }
-        if name == "script" {
-            return Err("script element".into());
+        if name == "script" && !closing {
+            // Only the inline case explorer: never a script loaded from anywhere.
+            if tag.contains("src") {
+                return Err(format!("external script <{tag}>"));
+            }
+            let close = rest.find("</script>").ok_or("unclosed script")?;
+            rest = &rest[close + "</script>".len()..];
+            continue;
         }
         if name == "style" && !closing {
             let close = rest.find("</style>").ok_or("unclosed style")?;
@@ -341,4 +347,102 @@ fn typst_bin_renders_externally_with_reproducible_date() {
     );
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("error: boom"));
+}
+
+/// After `keygen` and `sign`, `report --signed` renders report-signed.{pdf,html,md} into
+/// signatures/ showing each signature, lists them in report-signed.sha256, and leaves the
+/// bundle's signed content (SHA256SUMS and every file it lists) untouched.
+#[test]
+fn signed_rendering_shows_signatures_in_a_separate_hashed_file() {
+    let ev = sample::sample_evidence();
+    let dir = bundle(&ev);
+    let out = report(dir.path(), &["--format", "pdf,html,md"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    medgate::trace::bundle::write_sha256sums(dir.path()).unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("qa.key");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_medgate"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{:?}: {}",
+            args,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    };
+    run(&["keygen".as_ref(), "--out".as_ref(), key.as_os_str()]);
+    // The sample protocol lists Dr. Jane Roe as a signatory.
+    run(&[
+        "sign".as_ref(),
+        dir.path().as_os_str(),
+        "--key".as_ref(),
+        key.as_os_str(),
+        "--name".as_ref(),
+        "Dr. Jane Roe".as_ref(),
+        "--meaning".as_ref(),
+        "approved".as_ref(),
+    ]);
+    let sums_before = std::fs::read(dir.path().join("SHA256SUMS")).unwrap();
+    let pdf_before = std::fs::read(dir.path().join("report.pdf")).unwrap();
+    let pubkey = medgate::verify::sign::public_key_path(&key);
+    let o = report(
+        dir.path(),
+        &[
+            "--signed",
+            "--format",
+            "pdf,html,md",
+            "--trusted-key",
+            pubkey.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read(dir.path().join("SHA256SUMS")).unwrap(),
+        sums_before
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("report.pdf")).unwrap(),
+        pdf_before
+    );
+    let sig = dir.path().join("signatures");
+    let fp = {
+        let k = medgate::verify::sign::read_public_key(&pubkey).unwrap();
+        medgate::verify::sign::fingerprint(&k)
+    };
+    let html = std::fs::read_to_string(sig.join("report-signed.html")).unwrap();
+    let md = std::fs::read_to_string(sig.join("report-signed.md")).unwrap();
+    for doc in [&html, &md] {
+        assert!(doc.contains("SIGNED"), "no signature shown");
+        assert!(doc.contains(&fp), "no key fingerprint {fp}");
+        assert!(doc.contains("verified, trusted key"));
+        assert!(doc.contains(&medgate::hash::sha256_hex(&sums_before)));
+    }
+    if let Some(text) = pdf_text(&sig.join("report-signed.pdf")) {
+        assert!(text.contains("SIGNED") && text.contains(&fp), "{text}");
+    }
+    // Every rendered file is listed with its real SHA-256.
+    let list = std::fs::read_to_string(sig.join("report-signed.sha256")).unwrap();
+    for name in [
+        "report-signed.pdf",
+        "report-signed.html",
+        "report-signed.md",
+    ] {
+        let line = list
+            .lines()
+            .find(|l| l.ends_with(&format!("  signatures/{name}")))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{list}"));
+        let (h, _) = medgate::hash::sha256_file(&sig.join(name)).unwrap();
+        assert!(line.starts_with(&h), "{line}");
+    }
+    // The bundle still verifies as signed: the new files are outside SHA256SUMS.
+    let problems = medgate::trace::bundle::check_sha256sums(dir.path()).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
 }

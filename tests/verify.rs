@@ -225,13 +225,20 @@ fn one_flipped_byte_in_any_file_is_caught_and_the_file_named() {
 #[test]
 fn unreadable_bundles_exit_2() {
     let f = fixture();
-    // No evidence.json.
-    let a = f.root.join("no-evidence");
-    copy_dir(&f.bundle, &a);
-    std::fs::remove_file(a.join("evidence.json")).unwrap();
-    let o = medgate(&["verify", a.to_str().unwrap()], &f.root);
-    assert_eq!(code(&o), 2, "{}", all(&o));
-    assert!(all(&o).contains("no evidence.json"), "{}", all(&o));
+    // evidence.json or SHA256SUMS deleted while the rest of the bundle is there: a
+    // difference (exit 1, "tampered or incomplete bundle"), not a wrong directory.
+    for gone in ["evidence.json", "SHA256SUMS"] {
+        let a = f.root.join(format!("no-{gone}"));
+        copy_dir(&f.bundle, &a);
+        std::fs::remove_file(a.join(gone)).unwrap();
+        let o = medgate(&["verify", a.to_str().unwrap()], &f.root);
+        assert_eq!(code(&o), 1, "{gone}: {}", all(&o));
+        assert!(
+            all(&o).contains("tampered or incomplete bundle") && all(&o).contains(gone),
+            "{}",
+            all(&o)
+        );
+    }
     // Not JSON, and sealed that way (so not a tampered file but a broken bundle).
     let b = f.root.join("garbage");
     copy_dir(&f.bundle, &b);

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod check;
+pub mod completions;
 pub mod diff;
 pub mod keygen;
 pub mod ledger;
@@ -98,9 +99,28 @@ impl GlobalArgs {
     }
 }
 
+/// The environment variables medgate reads (shown by `--help` and in the man page).
+pub const ENVIRONMENT_HELP: &str = "Environment:
+  MEDGATE_USER       who ran it, recorded in evidence and the ledger (default: USER,
+                     USERNAME, then the passwd entry)
+  SOURCE_DATE_EPOCH  freeze the clock (seconds since 1970) for reproducible evidence
+  NO_COLOR           never colour output (same as --color never)
+  HOSTNAME           host name recorded in provenance when the system gives none
+  <model.api_key_env> the variable a protocol names for an OpenAI-compatible server's key
+
+Exit status: 0 pass, 1 criteria failed or bundle tampered, 2 input error, 3 infrastructure
+or internal error (see `medgate man`).";
+
 /// medgate: validation evidence for medical-imaging vision-language models.
 #[derive(Debug, Parser)]
-#[command(name = "medgate", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "medgate",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = ENVIRONMENT_HELP
+)]
 pub struct Cli {
     /// Shared options.
     #[command(flatten)]
@@ -151,6 +171,10 @@ pub enum Command {
     Selftest(selftest::SelftestArgs),
     /// Post-market monitoring: a production log against the verified release bundle.
     Monitor(monitor::MonitorArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff), generated from the command-line definitions.
+    Man(completions::ManArgs),
 }
 
 /// Runs a parsed command line and returns the process status.
@@ -175,6 +199,8 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Sign(a) => sign::run(a, &global),
         Command::Selftest(a) => selftest::run(a, &global),
         Command::Monitor(a) => monitor::run(a, &global),
+        Command::Completions(a) => completions::run_completions(a, &global),
+        Command::Man(a) => completions::run_man(a, &global),
     };
     match result {
         Ok(outcome) => outcome.into(),

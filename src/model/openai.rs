@@ -103,6 +103,40 @@ struct ServerConn {
     /// The base URL with any `user:password@` removed, for messages and provenance.
     shown: String,
     agent: ureq::Agent,
+    /// The last client-error reply (HTTP 4xx other than 429) and how many came in a row.
+    rejections: std::sync::Mutex<(String, u32)>,
+    /// Set after [`FAIL_FAST_AFTER`] identical client errors in a row: no more requests go
+    /// to this server, and every remaining case is not evaluated with this reason.
+    stopped: std::sync::OnceLock<String>,
+}
+
+/// Identical client-error replies in a row (401, 403, 400 from a proxy...) after which a
+/// server gets no more requests: an authentication or configuration failure is the same for
+/// every case, so the run stops early (its cases not evaluated, never scored) instead of
+/// sending the whole set. The reason names the HTTP error, so the console shows it.
+pub const FAIL_FAST_AFTER: u32 = 3;
+
+impl ServerConn {
+    /// Records the outcome of one exchange for the fail-fast rule.
+    fn record(&self, client_error: Option<&str>) {
+        let mut r = self
+            .rejections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match client_error {
+            None => *r = (String::new(), 0),
+            Some(msg) => {
+                if r.0 == msg {
+                    r.1 += 1;
+                } else {
+                    *r = (msg.to_string(), 1);
+                }
+                if r.1 >= FAIL_FAST_AFTER {
+                    let _ = self.stopped.set(msg.to_string());
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for OpenaiBackend {
@@ -261,6 +295,8 @@ impl OpenaiBackend {
                 endpoint: format!("{base}/chat/completions"),
                 shown: redact_url(base),
                 agent,
+                rejections: Default::default(),
+                stopped: Default::default(),
             });
         }
         let template = request_template(spec, &question)?;
@@ -433,8 +469,32 @@ impl OpenaiBackend {
                     continue;
                 }
             };
+            if let Some(msg) = server.stopped.get() {
+                // Fail fast: an authentication or request error repeated FAIL_FAST_AFTER
+                // times is not a case failure; the remaining cases are not sent.
+                let ok = deliver(Delivery {
+                    index: job.index,
+                    result: Err(CaseError {
+                        reason: format!(
+                            "{}: not sent: the server answered {FAIL_FAST_AFTER} requests in a row with {msg}",
+                            server.shown
+                        ),
+                        attempts: job.attempts,
+                    }),
+                    latency_ms: (clock() - started) * 1000.0,
+                });
+                q.finish(si, None, !ok);
+                continue;
+            }
             job.attempts += 1;
             let outcome = self.attempt(server, &body);
+            match &outcome {
+                Err(e) if !e.retryable && e.message.starts_with("HTTP 4") => {
+                    server.record(Some(&e.message))
+                }
+                Ok(_) => server.record(None),
+                Err(_) => {}
+            }
             let server_ok = match &outcome {
                 Ok(_) => Some(true),
                 Err(e) if e.retryable => Some(false),

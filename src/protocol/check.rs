@@ -441,6 +441,20 @@ fn check_task(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
     if !t.threshold.is_finite() {
         let at = st.and_then(|s| s.threshold.as_ref()).and_then(pos);
         c.error(at, "threshold must be a finite number");
+    } else if !(0.0..=1.0).contains(&t.threshold) {
+        // Every backend scores a case in [0, 1] (candle-clip: softmax; openai: logprobs or the
+        // parsed answer; replay: checked on load), so a threshold outside it makes every case
+        // one class.
+        let at = st.and_then(|s| s.threshold.as_ref()).and_then(pos);
+        let d = c.error(
+            at,
+            format!(
+                "threshold {} is outside [0, 1], but this backend's score is a probability: every case would be {}",
+                t.threshold,
+                if t.threshold > 1.0 { "negative" } else { "positive" }
+            ),
+        );
+        hint(d, "set `task.threshold` to a probability, e.g. 0.5");
     }
     match &lp.protocol.model {
         ModelSpec::CandleClip(_) => {

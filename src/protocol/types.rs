@@ -24,8 +24,10 @@ pub const MIN_USABLE_RESAMPLES: u32 = 1000;
 #[serde(deny_unknown_fields)]
 pub struct Protocol {
     /// Protocol format version; must be 1.
+    #[schemars(extend("const" = 1))]
     pub medgate_protocol: u32,
     /// Document ID of the protocol, e.g. `VP-PTX-001`.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]+$"))]
     pub protocol: String,
     /// Human title.
     pub title: String,
@@ -46,6 +48,7 @@ pub struct Protocol {
     #[serde(default)]
     pub statistics: StatisticsSpec,
     /// Acceptance criteria, each verifying a requirement.
+    #[schemars(length(min = 1))]
     pub acceptance: Vec<Criterion>,
     /// Requirement and risk files the criteria trace to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -190,12 +193,14 @@ pub struct CandleClipSpec {
     pub path: PathBuf,
     /// Pinned SHA-256 of `model.safetensors`; a mismatch refuses to run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub sha256: Option<String>,
     /// `cpu`, `cuda:N` or `auto`.
     #[serde(default = "default_device")]
     pub device: String,
     /// Images per forward pass.
     #[serde(default = "default_batch")]
+    #[schemars(range(min = 1))]
     pub batch_size: usize,
     /// `f32` (default), or `bf16`/`f16` on GPU.
     #[serde(default = "default_precision")]
@@ -290,6 +295,7 @@ impl Default for AnswerWords {
 #[serde(deny_unknown_fields)]
 pub struct OpenaiSpec {
     /// One or more base URLs (e.g. `http://127.0.0.1:8000/v1`); they share one queue of cases.
+    #[schemars(length(min = 1))]
     pub base_urls: Vec<String>,
     /// Model name sent in each request.
     pub model: String,
@@ -298,9 +304,11 @@ pub struct OpenaiSpec {
     pub api_key_env: Option<String>,
     /// Model version or weights hash the server is expected to serve, recorded as the model hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub sha256: Option<String>,
     /// Sampling temperature (0 for validation).
     #[serde(default)]
+    #[schemars(range(min = 0.0))]
     pub temperature: f64,
     /// Maximum tokens in the answer.
     #[serde(default = "default_max_tokens")]
@@ -310,6 +318,7 @@ pub struct OpenaiSpec {
     pub seed: Option<u64>,
     /// Requests in flight at once (per server).
     #[serde(default = "default_concurrency")]
+    #[schemars(range(min = 1))]
     pub concurrency: usize,
     /// Per-request timeout in seconds.
     #[serde(default = "default_timeout")]
@@ -346,6 +355,7 @@ pub struct ReplaySpec {
     pub predictions: PathBuf,
     /// Pinned SHA-256 of the predictions file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub sha256: Option<String>,
 }
 
@@ -364,7 +374,8 @@ pub struct TaskSpec {
     /// How a generative answer is parsed.
     #[serde(default)]
     pub answer: AnswerRule,
-    /// The locked operating point: positive when score >= threshold.
+    /// The locked operating point: positive when score >= threshold (scores are in [0, 1]).
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub threshold: f64,
 }
 
@@ -381,8 +392,10 @@ pub enum TaskKind {
 #[serde(deny_unknown_fields)]
 pub struct Prompts {
     /// Texts describing a positive case.
+    #[schemars(length(min = 1))]
     pub positive: Vec<String>,
     /// Texts describing a negative case.
+    #[schemars(length(min = 1))]
     pub negative: Vec<String>,
 }
 
@@ -550,12 +563,14 @@ pub enum Multiplicity {
 pub struct StatisticsSpec {
     /// Two-sided confidence level, e.g. 0.95.
     #[serde(default = "default_confidence")]
+    #[schemars(extend("exclusiveMinimum" = 0.5, "exclusiveMaximum" = 1.0))]
     pub confidence: f64,
     /// Interval method for proportions.
     #[serde(default)]
     pub interval: IntervalMethod,
     /// Bootstrap resamples (for `bootstrap` intervals and subgroup gaps).
     #[serde(default = "default_resamples")]
+    #[schemars(range(min = 1))]
     pub bootstrap_resamples: u32,
     /// Seed of the bootstrap RNG (ChaCha8).
     #[serde(default = "default_seed")]
@@ -569,10 +584,12 @@ pub struct StatisticsSpec {
     /// level: criteria on a smaller denominator are not evaluable, and such levels make gap
     /// criteria not evaluable unless the criterion excludes them by name.
     #[serde(default = "default_min_subgroup")]
+    #[schemars(range(min = 1))]
     pub min_subgroup_size: usize,
     /// Largest tolerated fraction of cases not evaluated (infrastructure failures) before the run
     /// is an infrastructure failure (exit 3).
     #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub max_not_evaluated_fraction: f64,
     /// Which analysis the gate uses when some cases were not evaluated: `primary` (they are
     /// left out, and the all-wrong / all-right bounds are reported beside it) or `worst_case`
@@ -988,6 +1005,7 @@ impl Bound {
 /// One acceptance criterion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["at_least"]}, {"required": ["at_most"]}]))]
 pub struct Criterion {
     /// Unique criterion ID, e.g. `AC-PTX-01`.
     pub id: String,
@@ -1005,11 +1023,13 @@ pub struct Criterion {
     /// Which bound is compared with the goal.
     #[serde(default = "default_bound")]
     pub bound: Bound,
-    /// Pass when the tested value is >= this.
+    /// Pass when the tested value is >= this (exactly one of `at_least`, `at_most`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub at_least: Option<f64>,
-    /// Pass when the tested value is <= this.
+    /// Pass when the tested value is <= this (exactly one of `at_least`, `at_most`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub at_most: Option<f64>,
     /// Free-text rationale (why this goal), shown in the report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1078,6 +1098,15 @@ pub struct ReportSpec {
     /// Who signs the report.
     #[serde(default)]
     pub signatories: Vec<Signatory>,
+    /// Case thumbnails in the HTML case explorer: the longer side in pixels, `0` for none
+    /// (keeps `report.html` small for large sets; 64 adds about 5 KB per case).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(max = 1024))]
+    pub thumbnails: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 impl Default for ReportSpec {
@@ -1086,6 +1115,7 @@ impl Default for ReportSpec {
             formats: default_formats(),
             templates: None,
             signatories: Vec::new(),
+            thumbnails: 0,
         }
     }
 }

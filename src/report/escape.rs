@@ -103,6 +103,79 @@ pub fn html_escape(s: &str) -> String {
     out
 }
 
+/// Splits text into plain and code segments at backtick pairs (`` `medgate lock` ``), as the
+/// diagnostics write commands and names. An unpaired backtick stays plain text; an empty
+/// pair (` `` `) is plain text too.
+pub fn code_spans(s: &str) -> Vec<(bool, &str)> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(open) = rest.find('`') {
+        let after = &rest[open + 1..];
+        match after.find('`') {
+            Some(close) if close > 0 => {
+                if open > 0 {
+                    out.push((false, &rest[..open]));
+                }
+                out.push((true, &after[..close]));
+                rest = &after[close + 1..];
+            }
+            _ => break,
+        }
+    }
+    if !rest.is_empty() {
+        out.push((false, rest));
+    }
+    out
+}
+
+/// HTML with each backtick span as `<code>`, everything escaped.
+pub fn html_code_spans(s: &str) -> String {
+    code_spans(s)
+        .into_iter()
+        .map(|(code, t)| {
+            if code {
+                format!("<code>{}</code>", html_escape(t))
+            } else {
+                html_escape(t)
+            }
+        })
+        .collect()
+}
+
+/// Typst markup with each backtick span as `#raw("...")`, everything escaped.
+pub fn typst_code_spans(s: &str) -> String {
+    code_spans(s)
+        .into_iter()
+        .map(|(code, t)| {
+            if code {
+                format!("#raw(\"{}\")", typst_str_escape(t))
+            } else {
+                typst_escape(t)
+            }
+        })
+        .collect()
+}
+
+/// Markdown with each backtick span kept as a code span (its content is literal in
+/// CommonMark, so only line breaks are replaced); the rest escaped by [`md_escape`].
+pub fn md_code_spans(s: &str) -> String {
+    code_spans(s)
+        .into_iter()
+        .map(|(code, t)| {
+            if code {
+                let t: String = t
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+                // A space-padded span keeps a `|` from ending a GitHub table cell.
+                format!("`{}`", t.replace('|', "\\|"))
+            } else {
+                md_escape(t)
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +232,21 @@ mod tests {
             html_escape(r#"<a href="x">'&'</a>"#),
             "&lt;a href=&quot;x&quot;&gt;&#x27;&amp;&#x27;&lt;/a&gt;"
         );
+    }
+
+    #[test]
+    fn code_spans_render_as_code_and_stay_escaped() {
+        let w = "run `medgate lock <dir>` then `a|b`; a lone ` stays";
+        assert_eq!(
+            html_code_spans(w),
+            "run <code>medgate lock &lt;dir&gt;</code> then <code>a|b</code>; a lone ` stays"
+        );
+        assert_eq!(
+            typst_code_spans("see `x\"]#y` #z"),
+            "see #raw(\"x\\\"]#y\") \\#z"
+        );
+        assert_eq!(md_code_spans("`*x*` *y*"), "`*x*` \\*y\\*");
+        assert_eq!(code_spans("``"), vec![(false, "``")]);
+        assert_eq!(html_code_spans("<b>"), "&lt;b&gt;");
     }
 }

@@ -1,7 +1,12 @@
 //! `junit.xml`: one test case per acceptance criterion, for CI systems.
 //!
 //! A criterion that passes is a passing test; FAIL and NOT EVALUABLE are failures (both fail
-//! the release gate), with the observed values in the failure text. Every string is XML-escaped.
+//! the release gate), with the observed values in the failure text. Every test case, passing
+//! or not, carries its observations (estimate, interval, tested value per unit) in
+//! `<system-out>`, which the Jenkins/Ant JUnit schema allows there (it has no test-case
+//! `<properties>`). The suite's `time` is the run's real duration (finished_at - started_at);
+//! a criterion has no duration of its own, so a test case's `time` is 0. Every string is
+//! XML-escaped.
 
 use crate::trace::{CriterionResult, Evidence, Verdict};
 
@@ -44,6 +49,35 @@ fn failure_message(c: &CriterionResult) -> String {
     }
 }
 
+/// Seconds between two RFC 3339 times (0 when either does not parse or the order is odd).
+fn duration_s(start: &str, end: &str) -> f64 {
+    match (
+        chrono::DateTime::parse_from_rfc3339(start),
+        chrono::DateTime::parse_from_rfc3339(end),
+    ) {
+        (Ok(a), Ok(b)) => ((b - a).num_milliseconds().max(0) as f64) / 1000.0,
+        _ => 0.0,
+    }
+}
+
+/// One observation as a line of text.
+fn observation_line(o: &crate::trace::Observation) -> String {
+    format!(
+        "{}: n={} estimate={} [{}, {}] tested={} -> {}{}",
+        o.unit,
+        o.n,
+        fmt(o.estimate),
+        fmt(o.lower),
+        fmt(o.upper),
+        fmt(o.tested),
+        o.verdict.label(),
+        o.note
+            .as_ref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default()
+    )
+}
+
 /// Renders the JUnit XML for an evidence record.
 pub fn render(ev: &Evidence) -> String {
     let tests = ev.criteria.len();
@@ -55,12 +89,14 @@ pub fn render(ev: &Evidence) -> String {
     let suite = xml_escape(&ev.protocol.protocol);
     let mut x = String::new();
     x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let time = duration_s(&ev.provenance.started_at, &ev.provenance.finished_at);
     x.push_str(&format!(
-        "<testsuites name=\"medgate\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\">\n"
+        "<testsuites name=\"medgate\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" time=\"{time:.3}\">\n"
     ));
     x.push_str(&format!(
-        "  <testsuite name=\"{suite}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" timestamp=\"{}\">\n",
-        xml_escape(&ev.provenance.started_at)
+        "  <testsuite name=\"{suite}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{time:.3}\" timestamp=\"{}\" hostname=\"{}\">\n",
+        xml_escape(ev.provenance.started_at.get(..19).unwrap_or(&ev.provenance.started_at)),
+        xml_escape(&ev.provenance.host.hostname)
     ));
     x.push_str("    <properties>\n");
     let props = [
@@ -96,27 +132,8 @@ pub fn render(ev: &Evidence) -> String {
             xml_escape(&c.requirement),
             xml_escape(&name)
         ));
+        let detail: Vec<String> = c.observations.iter().map(observation_line).collect();
         if c.verdict != Verdict::Pass {
-            let detail: Vec<String> = c
-                .observations
-                .iter()
-                .map(|o| {
-                    format!(
-                        "{}: n={} estimate={} [{}, {}] tested={} -> {}{}",
-                        o.unit,
-                        o.n,
-                        fmt(o.estimate),
-                        fmt(o.lower),
-                        fmt(o.upper),
-                        fmt(o.tested),
-                        o.verdict.label(),
-                        o.note
-                            .as_ref()
-                            .map(|n| format!(" ({n})"))
-                            .unwrap_or_default()
-                    )
-                })
-                .collect();
             x.push_str(&format!(
                 "      <failure type=\"{}\" message=\"{}\">{}</failure>\n",
                 xml_escape(c.verdict.label()),
@@ -124,6 +141,12 @@ pub fn render(ev: &Evidence) -> String {
                 xml_escape(&detail.join("\n"))
             ));
         }
+        x.push_str(&format!(
+            "      <system-out>{} {}\n{}</system-out>\n",
+            xml_escape(&c.id),
+            xml_escape(c.verdict.label()),
+            xml_escape(&detail.join("\n"))
+        ));
         x.push_str("    </testcase>\n");
     }
     x.push_str("  </testsuite>\n</testsuites>\n");

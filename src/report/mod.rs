@@ -17,6 +17,7 @@
 //!
 //! The report only reads; it never recomputes statistics or verdicts.
 
+pub mod cases;
 pub mod comparison;
 pub mod escape;
 pub mod junit;
@@ -24,6 +25,7 @@ pub mod pdf;
 pub mod plots;
 pub mod view;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use minijinja::{AutoEscape, Environment, Value};
@@ -38,6 +40,10 @@ pub const TEMPLATES: [(&str, &str); 3] = [
     ("report.md", include_str!("../../templates/report.md")),
 ];
 
+/// The case explorer's script, inlined into `report.html` (kept in `templates/` so it is
+/// reviewed as source, not generated).
+pub const CASES_JS: &str = include_str!("../../templates/cases.js");
+
 /// How to render.
 #[derive(Debug, Clone, Default)]
 pub struct RenderOptions {
@@ -45,6 +51,17 @@ pub struct RenderOptions {
     pub templates: Option<PathBuf>,
     /// Render the PDF with this external `typst` binary instead of the embedded compiler.
     pub typst_bin: Option<PathBuf>,
+    /// Case thumbnails for the HTML case explorer, by case ID (`data:` URIs; see
+    /// [`cases::thumbnails`]); empty for none.
+    pub thumbnails: BTreeMap<String, String>,
+    /// File name stem of the reports written (`report` when empty): `report-signed` for a
+    /// signed rendering.
+    pub stem: String,
+    /// The `cases.parquet` the HTML case explorer shows; default `OUT_DIR/cases.parquet`.
+    pub cases_file: Option<PathBuf>,
+    /// The bundle's signatures, for a signed rendering: the SHA-256 of the SHA256SUMS they
+    /// cover, and each signature as checked.
+    pub signatures: Option<(String, Vec<view::SignatureView>)>,
 }
 
 /// Which escaping a template gets, by its file name.
@@ -73,6 +90,16 @@ fn filter_md_code(v: Value) -> Value {
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     Value::from_safe_string(text)
+}
+/// Text with backtick spans rendered as code, escaped for the template's output language.
+fn filter_code(state: &minijinja::State, v: Value) -> Value {
+    let text = value_text(&v);
+    Value::from_safe_string(match state.auto_escape() {
+        AutoEscape::Html => escape::html_code_spans(&text),
+        AutoEscape::Custom(name) if name == "typst" => escape::typst_code_spans(&text),
+        AutoEscape::Custom(name) if name == "markdown" => escape::md_code_spans(&text),
+        _ => text,
+    })
 }
 fn filter_md(v: Value) -> Value {
     Value::from_safe_string(escape::md_escape(&value_text(&v)))
@@ -151,6 +178,7 @@ fn environment(overrides: Option<&Path>) -> crate::Result<Environment<'static>> 
     env.add_filter("typst_str", filter_typst_str);
     env.add_filter("md_escape", filter_md);
     env.add_filter("md_code", filter_md_code);
+    env.add_filter("code", filter_code);
     for (name, src) in TEMPLATES {
         // Site templates are read without following symlinks (a link could pull any file the
         // user can read into the report).
@@ -204,6 +232,24 @@ fn template_error(name: &str, overrides: Option<&Path>, e: &minijinja::Error) ->
     }
 }
 
+/// The case explorer as the HTML template sees it: `cases.n`, `cases.thumbnails` (pixels),
+/// `cases.json` and `cases.script` (both safe to place inside `<script>`).
+fn cases_context(
+    table: Option<&cases::CaseTable>,
+    thumbs: &BTreeMap<String, String>,
+    px: u32,
+) -> Value {
+    match table {
+        None => Value::from(()),
+        Some(t) => minijinja::context! {
+            n => t.rows.len(),
+            thumbnails => if thumbs.is_empty() { 0 } else { px },
+            json => Value::from_safe_string(cases::explorer_json(t, thumbs)),
+            script => Value::from_safe_string(CASES_JS.replace("</", "<\\/")),
+        },
+    }
+}
+
 /// Renders one template with the view model of `ev` and the plot SVGs.
 fn render_template(
     env: &Environment<'static>,
@@ -212,7 +258,22 @@ fn render_template(
     plots: &plots::Plots,
     overrides: Option<&Path>,
 ) -> crate::Result<String> {
-    let view = view::build(ev);
+    render_template_cases(env, name, ev, plots, overrides, Value::from(()), None)
+}
+
+fn render_template_cases(
+    env: &Environment<'static>,
+    name: &str,
+    ev: &Evidence,
+    plots: &plots::Plots,
+    overrides: Option<&Path>,
+    cases: Value,
+    signed: Option<&(String, Vec<view::SignatureView>)>,
+) -> crate::Result<String> {
+    let mut view = view::build(ev);
+    if let Some((sums, sigs)) = signed {
+        view.apply_signatures(sums, sigs);
+    }
     let ctx = minijinja::context! {
         r => to_value(&serde_json::to_value(&view).map_err(|e| Error::Internal(format!("report view: {e}")))?),
         plots => minijinja::context! {
@@ -221,6 +282,7 @@ fn render_template(
             calibration => Value::from_safe_string(plots.calibration.clone()),
             comparison => Value::from_safe_string(comparison::forest_svg(ev)),
         },
+        cases => cases,
     };
     env.get_template(name)
         .and_then(|t| t.render(ctx))
@@ -235,6 +297,18 @@ pub fn render_markdown(ev: &Evidence) -> crate::Result<String> {
 /// Renders the self-contained HTML report (plots inline).
 pub fn render_html(ev: &Evidence) -> crate::Result<String> {
     render_with(ev, "report.html", None)
+}
+
+/// Renders the HTML report with a case explorer over `table` (and optional thumbnails).
+pub fn render_html_with_cases(
+    ev: &Evidence,
+    table: &cases::CaseTable,
+    thumbs: &BTreeMap<String, String>,
+) -> crate::Result<String> {
+    let plots = plots::render(ev)?;
+    let env = environment(None)?;
+    let ctx = cases_context(Some(table), thumbs, ev.protocol.report.thumbnails);
+    render_template_cases(&env, "report.html", ev, &plots, None, ctx, None)
 }
 
 /// Renders the Typst source of the report (plots referenced as `plots/*.svg`).
@@ -345,6 +419,17 @@ pub fn render_bundle(
     let plots = plots::render(evidence)?;
     let env = environment(opts.templates.as_deref())?;
     let overrides = opts.templates.as_deref();
+    let stem = if opts.stem.is_empty() {
+        "report"
+    } else {
+        opts.stem.as_str()
+    };
+    if stem != "report" && opts.typst_bin.is_some() {
+        return Err(Error::input(
+            "--typst-bin renders report.typ only; a signed rendering uses the embedded compiler",
+        ));
+    }
+    let signed = opts.signatures.as_ref();
     let mut written = Vec::new();
     let mut formats = formats.to_vec();
     formats.sort();
@@ -374,9 +459,22 @@ pub fn render_bundle(
     for f in formats {
         match f {
             ReportFormat::Pdf => {
-                let src = render_template(&env, "report.typ", evidence, &plots, overrides)?;
-                write(out_dir, "report.typ", src.as_bytes(), &mut written)?;
-                let pdf_path = out_dir.join("report.pdf");
+                let src = render_template_cases(
+                    &env,
+                    "report.typ",
+                    evidence,
+                    &plots,
+                    overrides,
+                    Value::from(()),
+                    signed,
+                )?;
+                write(
+                    out_dir,
+                    &format!("{stem}.typ"),
+                    src.as_bytes(),
+                    &mut written,
+                )?;
+                let pdf_path = out_dir.join(format!("{stem}.pdf"));
                 let mut files = with_comparison_plot(plot_files(&plots), evidence);
                 if let Some(d) = overrides {
                     let assets = site_assets(d)?;
@@ -399,17 +497,51 @@ pub fn render_bundle(
                             &evidence.provenance.finished_at,
                             &evidence.run_id,
                         )?;
-                        write(out_dir, "report.pdf", &bytes, &mut written)?;
+                        write(out_dir, &format!("{stem}.pdf"), &bytes, &mut written)?;
                     }
                 }
             }
             ReportFormat::Html => {
-                let s = render_template(&env, "report.html", evidence, &plots, overrides)?;
-                write(out_dir, "report.html", s.as_bytes(), &mut written)?;
+                // The explorer shows the bundle's own cases.parquet when it is there.
+                let cases_path = opts
+                    .cases_file
+                    .clone()
+                    .unwrap_or_else(|| out_dir.join(crate::trace::bundle::CASES_FILE));
+                let table = if cases_path.is_file() {
+                    Some(cases::read_cases(
+                        &cases_path,
+                        evidence.statistics.threshold,
+                    )?)
+                } else {
+                    None
+                };
+                let ctx = cases_context(
+                    table.as_ref(),
+                    &opts.thumbnails,
+                    evidence.protocol.report.thumbnails,
+                );
+                let s = render_template_cases(
+                    &env,
+                    "report.html",
+                    evidence,
+                    &plots,
+                    overrides,
+                    ctx,
+                    signed,
+                )?;
+                write(out_dir, &format!("{stem}.html"), s.as_bytes(), &mut written)?;
             }
             ReportFormat::Md => {
-                let s = render_template(&env, "report.md", evidence, &plots, overrides)?;
-                write(out_dir, "report.md", s.as_bytes(), &mut written)?;
+                let s = render_template_cases(
+                    &env,
+                    "report.md",
+                    evidence,
+                    &plots,
+                    overrides,
+                    Value::from(()),
+                    signed,
+                )?;
+                write(out_dir, &format!("{stem}.md"), s.as_bytes(), &mut written)?;
             }
         }
     }

@@ -267,6 +267,19 @@ fn row_of(s: &SubgroupResult) -> Row {
     }
 }
 
+/// The distinct goals of the criteria on `metric` (sorted), drawn as acceptance thresholds.
+fn threshold_goals(ev: &Evidence, metric: &str) -> Vec<f64> {
+    let mut goals: Vec<f64> = ev
+        .criteria
+        .iter()
+        .filter(|c| c.metric.as_str() == metric && c.goal.is_finite() && (0.0..=1.0).contains(&c.goal))
+        .map(|c| c.goal)
+        .collect();
+    goals.sort_by(f64::total_cmp);
+    goals.dedup();
+    goals
+}
+
 fn forest(ev: &Evidence) -> crate::Result<String> {
     let st = &ev.statistics;
     let mut rows = vec![Row {
@@ -338,6 +351,22 @@ fn forest(ev: &Evidence) -> crate::Result<String> {
                     )])
                     .map_err(err("forest"))?;
             }
+            // The acceptance thresholds on this metric (one dashed line per distinct goal).
+            let metric = if is_sens {
+                "sensitivity"
+            } else {
+                "specificity"
+            };
+            for goal in threshold_goals(ev, metric) {
+                chart
+                    .draw_series([plotters::element::DashedPathElement::new(
+                        [(goal, SegmentValue::Exact(0)), (goal, SegmentValue::Last)],
+                        5,
+                        4,
+                        RED.stroke_width(2),
+                    )])
+                    .map_err(err("forest"))?;
+            }
             for (k, r) in rows.iter().enumerate() {
                 let e = if is_sens { &r.sens } else { &r.spec };
                 let Some(e) = e else { continue };
@@ -387,6 +416,10 @@ mod tests {
         // The forest plot labels every subgroup level, and the ROC names the operating point.
         assert!(a.forest.contains("age_band=18-39 (n=24) small"));
         assert!(a.forest.contains("Overall (n=400)"));
+        // The acceptance threshold of the sensitivity criterion is drawn: a dashed red line.
+        assert_eq!(threshold_goals(&ev, "sensitivity"), vec![0.80]);
+        assert_eq!(threshold_goals(&ev, "specificity"), vec![0.90]);
+        assert!(a.forest.contains("#FF0000"), "no red threshold line");
         assert!(a.roc.contains("operating point (threshold 0.500)"));
         assert!(a.roc.contains("AUROC 0.941"));
     }

@@ -142,6 +142,91 @@ pub struct ReportView {
     pub anomalies: AnomaliesView,
     /// Comparison with the reference release (`None` without one).
     pub comparison: Option<super::comparison::ComparisonView>,
+    /// Set when this rendering shows the bundle's signatures (`medgate report --signed`):
+    /// what they were checked against.
+    pub signed: Option<SignedView>,
+}
+
+/// What a signed rendering's signatures were checked against.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignedView {
+    /// SHA-256 of the bundle's SHA256SUMS, which every signature covers.
+    pub sha256sums_sha256: String,
+    /// Signatures valid over the bundle as it is.
+    pub valid: usize,
+    /// Signatures found.
+    pub total: usize,
+}
+
+/// A signature on the bundle, as a signed rendering shows it (from `medgate verify`'s check).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SignatureView {
+    /// Printed name.
+    pub name: String,
+    /// Meaning.
+    pub meaning: String,
+    /// When (RFC 3339).
+    pub signed_at: String,
+    /// Key fingerprint (first 16 hex digits of the key's SHA-256).
+    pub key_fingerprint: String,
+    /// Valid over the bundle as it is now.
+    pub valid: bool,
+    /// `verified`, `verified, trusted key`, or why not.
+    pub status: String,
+}
+
+impl ReportView {
+    /// Fills the approval block with the bundle's signatures: each signatory whose printed
+    /// name signed gets the signature and its date; signatures by anyone else are added as
+    /// rows of their own.
+    pub fn apply_signatures(&mut self, sums_sha256: &str, sigs: &[SignatureView]) {
+        let mut used = vec![false; sigs.len()];
+        for s in &mut self.signatories {
+            if let Some(i) = sigs
+                .iter()
+                .enumerate()
+                .position(|(i, g)| !used[i] && g.name.trim() == s.name.trim())
+            {
+                used[i] = true;
+                s.fill(&sigs[i]);
+            }
+        }
+        for (i, g) in sigs.iter().enumerate() {
+            if !used[i] {
+                let mut row = SignatoryView {
+                    role: "(not a listed signatory)".into(),
+                    name: g.name.clone(),
+                    meaning: g.meaning.clone(),
+                    ..Default::default()
+                };
+                row.fill(g);
+                self.signatories.push(row);
+            }
+        }
+        self.signed = Some(SignedView {
+            sha256sums_sha256: sums_sha256.to_string(),
+            valid: sigs.iter().filter(|g| g.valid).count(),
+            total: sigs.len(),
+        });
+    }
+}
+
+impl SignatoryView {
+    fn fill(&mut self, g: &SignatureView) {
+        self.signature = format!(
+            "Ed25519, key {}: {}{}",
+            g.key_fingerprint,
+            g.status,
+            if g.meaning == self.meaning {
+                String::new()
+            } else {
+                format!(" (signed as: {})", g.meaning)
+            }
+        );
+        self.signed_at = g.signed_at.clone();
+        self.signed = true;
+        self.valid = g.valid;
+    }
 }
 
 /// Document control facts.
@@ -213,7 +298,7 @@ pub struct FileView {
 }
 
 /// One signature line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct SignatoryView {
     /// Role.
     pub role: String,
@@ -221,6 +306,14 @@ pub struct SignatoryView {
     pub name: String,
     /// Meaning of the signature.
     pub meaning: String,
+    /// The electronic signature (signed renderings only), or empty for a wet signature.
+    pub signature: String,
+    /// When it was signed, or empty.
+    pub signed_at: String,
+    /// Whether a signature by this name was found.
+    pub signed: bool,
+    /// Whether it is valid over the bundle as it is.
+    pub valid: bool,
 }
 
 /// Counts of criteria by verdict.
@@ -333,6 +426,9 @@ pub struct TestSetView {
     pub not_evaluated_total: u64,
     /// Not evaluated, by case.
     pub not_evaluated: Vec<NotEvaluatedView>,
+    /// Not evaluated, grouped by identical reason (most frequent first): a server that
+    /// rejects every request gives one line with a count, not one per case.
+    pub not_evaluated_reasons: Vec<ReasonView>,
     /// Cases analysed.
     pub analysed: u64,
     /// Label-positive cases analysed.
@@ -360,6 +456,47 @@ pub struct CountView {
     pub reason: String,
     /// Cases.
     pub n: u64,
+}
+
+/// One reason cases were not evaluated, with how many and which.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReasonView {
+    /// Reason.
+    pub reason: String,
+    /// Cases with this reason.
+    pub n: u64,
+    /// The first case IDs (at most [`REASON_EXAMPLES`]).
+    pub cases: Vec<String>,
+    /// Cases not listed.
+    pub more: u64,
+}
+
+/// Case IDs listed per not-evaluated reason (all are in cases.parquet and the explorer).
+pub const REASON_EXAMPLES: usize = 5;
+
+/// Groups not-evaluated cases by reason: most frequent first, then by reason text.
+fn group_reasons(list: &[crate::trace::NotEvaluated]) -> Vec<ReasonView> {
+    let mut by: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for n in list {
+        by.entry(n.reason.as_str())
+            .or_default()
+            .push(n.case_id.as_str());
+    }
+    let mut out: Vec<ReasonView> = by
+        .into_iter()
+        .map(|(reason, ids)| ReasonView {
+            reason: reason.to_string(),
+            n: ids.len() as u64,
+            cases: ids
+                .iter()
+                .take(REASON_EXAMPLES)
+                .map(|s| s.to_string())
+                .collect(),
+            more: ids.len().saturating_sub(REASON_EXAMPLES) as u64,
+        })
+        .collect();
+    out.sort_by(|a, b| b.n.cmp(&a.n).then_with(|| a.reason.cmp(&b.reason)));
+    out
 }
 
 /// A case not evaluated.
@@ -484,6 +621,14 @@ pub struct SubgroupView {
     pub npv: String,
     /// AUROC with interval.
     pub auroc: String,
+    /// Sensitivity counts `TP/(TP+FN)`.
+    pub sensitivity_kn: String,
+    /// Specificity counts `TN/(TN+FP)`.
+    pub specificity_kn: String,
+    /// PPV counts `TP/(TP+FP)`.
+    pub ppv_kn: String,
+    /// NPV counts `TN/(TN+FN)`.
+    pub npv_kn: String,
 }
 
 /// One subgroup gap.
@@ -816,6 +961,7 @@ pub fn build(ev: &Evidence) -> ReportView {
             role: s.role.clone(),
             name: s.name.clone(),
             meaning: s.meaning.clone(),
+            ..Default::default()
         })
         .collect();
     let count = |v: Verdict| ev.criteria.iter().filter(|c| c.verdict == v).count();
@@ -866,6 +1012,7 @@ pub fn build(ev: &Evidence) -> ReportView {
                 reason: n.reason.clone(),
             })
             .collect(),
+        not_evaluated_reasons: group_reasons(&acc.not_evaluated),
         analysed: st.n,
         positives: st.positives,
         negatives: st.negatives,
@@ -938,6 +1085,10 @@ pub fn build(ev: &Evidence) -> ReportView {
                 ppv: fmt_est(s.metrics.ppv.as_ref()),
                 npv: fmt_est(s.metrics.npv.as_ref()),
                 auroc: fmt_est(s.metrics.auroc.as_ref()),
+                sensitivity_kn: ratio(s.metrics.tp, s.metrics.tp + s.metrics.fn_),
+                specificity_kn: ratio(s.metrics.tn, s.metrics.tn + s.metrics.fp),
+                ppv_kn: ratio(s.metrics.tp, s.metrics.tp + s.metrics.fp),
+                npv_kn: ratio(s.metrics.tn, s.metrics.tn + s.metrics.fn_),
             })
             .collect(),
         any_small: st.subgroups.iter().any(|s| s.small),
@@ -1100,6 +1251,7 @@ pub fn build(ev: &Evidence) -> ReportView {
         env,
         anomalies,
         comparison: super::comparison::build(ev),
+        signed: None,
     }
 }
 

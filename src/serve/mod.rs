@@ -6,7 +6,9 @@
 //!
 //! # Endpoints
 //!
-//! - `GET /v1/models`: `{"object":"list","data":[{"id": MODEL, "object":"model", ...}]}`.
+//! - `GET /v1/models`: `{"object":"list","data":[{"id": MODEL, "object":"model", ...}]}`;
+//!   `GET /v1/models/MODEL` (the SDK's `models.retrieve`) answers that one object, any other
+//!   ID 404.
 //! - `POST /v1/chat/completions`: the request carries exactly one image as an `image_url`
 //!   content part holding a base64 `data:` URL (PNG or JPEG); text parts are accepted and
 //!   ignored (the contrastive model answers with its own prompt ensembles). The reply's
@@ -14,8 +16,14 @@
 //!   `"logprobs": true`, the first (only) content token carries `top_logprobs` for both
 //!   tokens: `logprob(yes) = ln p`, `logprob(no) = ln(1 - p)`, each clamped below at -9999
 //!   (JSON has no -inf), so a client computing `p(yes) / (p(yes) + p(no))` recovers p.
-//!   A `model` that is not the served one is answered 404, a malformed request 400, both in
-//!   OpenAI's `{"error": {...}}` shape.
+//!   `top_logprobs` (0-20, needs `logprobs: true`) is honoured up to the two tokens the model
+//!   has. A `model` that is not the served one is answered 404, a malformed request 400, both
+//!   in OpenAI's `{"error": {...}}` shape. Parameters that would change the reply are
+//!   refused with 400 rather than silently ignored: `n` other than 1, `stream: true`, and any
+//!   parameter not in [`ACCEPTED_PARAMS`] (sampling settings there cannot change a one-token
+//!   deterministic answer). `usage.prompt_tokens` counts the prompt as [`prompt_tokens`] does
+//!   (one per image, plus the text's words and punctuation marks: the scorer has no chat
+//!   tokenizer, so this is a documented approximation, never 0 for a real request).
 //!
 //! # Threads and shutdown
 //!
@@ -52,6 +60,25 @@ pub const EQUIVOCAL_TEXT: &str = "I cannot tell from this image.";
 
 /// Largest request body accepted (a 4096x4096 16-bit PNG in base64 is about 45 MiB).
 const MAX_BODY_BYTES: u64 = 64 << 20;
+
+/// Request parameters accepted. Sampling settings cannot change the reply of a deterministic
+/// one-token scorer, so they are accepted (and ignored); anything else is refused with 400.
+pub const ACCEPTED_PARAMS: [&str; 14] = [
+    "model",
+    "messages",
+    "logprobs",
+    "top_logprobs",
+    "n",
+    "stream",
+    "temperature",
+    "top_p",
+    "seed",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "user",
+    "frequency_penalty",
+];
 
 /// Logprobs are clamped below at this value because JSON cannot carry -inf.
 const MIN_LOGPROB: f64 = -9999.0;
@@ -372,6 +399,24 @@ fn route(req: &mut tiny_http::Request, state: &State) -> Reply {
                 "id": state.config.model_id, "object": "model", "created": 0, "owned_by": "medgate"
             }]}),
         ),
+        (tiny_http::Method::Get, p) if p.starts_with("/v1/models/") => {
+            let id = &p["/v1/models/".len()..];
+            if id == state.config.model_id {
+                Reply::json(
+                    200,
+                    &json!({"id": state.config.model_id, "object": "model", "created": 0, "owned_by": "medgate"}),
+                )
+            } else {
+                Reply::error(
+                    404,
+                    "invalid_request_error",
+                    format!(
+                        "The model `{id}` does not exist; this server serves `{}`",
+                        state.config.model_id
+                    ),
+                )
+            }
+        }
         (tiny_http::Method::Get, "/health") => Reply::json(200, &json!({"status": "ok"})),
         (tiny_http::Method::Post, "/v1/chat/completions") => {
             let n = state.counter.fetch_add(1, Ordering::SeqCst);
@@ -432,12 +477,78 @@ struct ChatRequest {
     image: Vec<u8>,
     logprobs: bool,
     top_logprobs: usize,
+    prompt_tokens: u64,
+}
+
+/// The prompt's size in tokens as this server counts it: one per image, plus each run of
+/// letters or digits and each other non-space character of the text parts.
+pub fn prompt_tokens(messages: &[Value]) -> u64 {
+    let mut n = 0u64;
+    let mut text = |t: &str| {
+        let mut in_word = false;
+        for c in t.chars() {
+            if c.is_alphanumeric() {
+                if !in_word {
+                    n += 1;
+                }
+                in_word = true;
+            } else {
+                in_word = false;
+                if !c.is_whitespace() {
+                    n += 1;
+                }
+            }
+        }
+    };
+    let mut images = 0u64;
+    for m in messages {
+        match m.get("content") {
+            Some(Value::String(s)) => text(s),
+            Some(Value::Array(parts)) => {
+                for p in parts {
+                    match p.get("type").and_then(Value::as_str) {
+                        Some("text") => text(p.get("text").and_then(Value::as_str).unwrap_or("")),
+                        Some("image_url") => images += 1,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    n + images
 }
 
 fn parse_request(body: &[u8]) -> std::result::Result<ChatRequest, (u16, String)> {
     let bad = |m: String| (400u16, m);
     let v: Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("the body must be a JSON object".into()))?;
+    let unsupported: Vec<&str> = obj
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !ACCEPTED_PARAMS.contains(k))
+        .collect();
+    if !unsupported.is_empty() {
+        return Err(bad(format!(
+            "unsupported parameter(s) {}: this server answers one deterministic yes/no token",
+            unsupported.join(", ")
+        )));
+    }
+    match v.get("n") {
+        None | Some(Value::Null) => {}
+        Some(n) if n.as_u64() == Some(1) => {}
+        Some(n) => {
+            return Err(bad(format!(
+                "`n` is {n}: this server returns exactly one choice (n = 1)"
+            )));
+        }
+    }
+    if v.get("stream").and_then(Value::as_bool) == Some(true) {
+        return Err(bad("`stream: true` is not supported".into()));
+    }
     let model = v
         .get("model")
         .and_then(Value::as_str)
@@ -477,16 +588,22 @@ fn parse_request(body: &[u8]) -> std::result::Result<ChatRequest, (u16, String)>
     };
     let image = decode_data_url(url).map_err(bad)?;
     let logprobs = v.get("logprobs").and_then(Value::as_bool).unwrap_or(false);
-    let top_logprobs = v
-        .get("top_logprobs")
-        .and_then(Value::as_u64)
-        .unwrap_or(0)
-        .min(20) as usize;
+    let top_logprobs = match v.get("top_logprobs") {
+        None | Some(Value::Null) => 0,
+        Some(t) => match t.as_u64() {
+            Some(k) if k <= 20 && logprobs => k as usize,
+            Some(k) if k <= 20 => {
+                return Err(bad("`top_logprobs` needs `logprobs: true`".into()));
+            }
+            _ => return Err(bad(format!("`top_logprobs` is {t}: must be 0 to 20"))),
+        },
+    };
     Ok(ChatRequest {
         model,
         image,
         logprobs,
         top_logprobs,
+        prompt_tokens: prompt_tokens(messages),
     })
 }
 
@@ -524,7 +641,8 @@ fn logprobs_json(answer: &str, p: f64, top: usize) -> Value {
     } else {
         vec![entry("no", lp_no), entry("yes", lp_yes)]
     };
-    tops.truncate(top.clamp(1, 2));
+    // As many alternatives as asked, up to the two tokens this model has.
+    tops.truncate(top.min(2));
     let chosen = if answer == "yes" { lp_yes } else { lp_no };
     json!({"content": [{
         "token": answer, "logprob": chosen, "bytes": answer.as_bytes(), "top_logprobs": tops
@@ -556,7 +674,8 @@ fn chat_completion(body: &[u8], state: &State, n: u64, equivocal: bool) -> Reply
             "id": id, "object": "chat.completion", "created": created, "model": state.config.model_id,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                          "logprobs": logprobs, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 1, "total_tokens": 1}
+            "usage": {"prompt_tokens": req.prompt_tokens, "completion_tokens": 1,
+                      "total_tokens": req.prompt_tokens + 1}
         })
     };
     if equivocal {

@@ -331,8 +331,19 @@ pub fn analyze_compared(
         || (rows.len() as u64) == 0
         || analysed.is_empty())
     .then(|| {
+        // Name the most common reason, so the console shows e.g. the HTTP error of a server
+        // that rejected every request instead of only a count.
+        let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+        for n in &accountability.not_evaluated {
+            *by.entry(n.reason.as_str()).or_default() += 1;
+        }
+        let common = by
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+            .map(|(r, k)| format!("; most common reason ({k} cases): {r}"))
+            .unwrap_or_default();
         format!(
-            "{} of {} cases not evaluated ({:.1}%), more than the protocol tolerates ({:.1}%)",
+            "{} of {} cases not evaluated ({:.1}%), more than the protocol tolerates ({:.1}%){common}",
             accountability.not_evaluated.len(),
             rows.len(),
             frac * 100.0,

@@ -281,18 +281,56 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
             "pass the bundle directory written by `medgate run --out DIR`",
         ));
     }
-    for required in [EVIDENCE_FILE, SUMS_FILE] {
-        let is_file =
-            std::fs::symlink_metadata(dir.join(required)).is_ok_and(|m| m.file_type().is_file());
-        if !is_file {
+    // A symlink is not a bundle file (it could point anywhere).
+    let is_file =
+        |f: &str| std::fs::symlink_metadata(dir.join(f)).is_ok_and(|m| m.file_type().is_file());
+    let missing: Vec<&str> = [EVIDENCE_FILE, SUMS_FILE]
+        .into_iter()
+        .filter(|f| !is_file(f))
+        .collect();
+    if !missing.is_empty() {
+        // The rest of a bundle is there: a sealed file was removed. That is a difference
+        // (exit 1), not a wrong directory (exit 2).
+        // Files only a bundle has (a protocol.yaml alone may be a project directory).
+        let rest: Vec<&str> = [EVIDENCE_FILE, SUMS_FILE, CASES_FILE, bundle::JUNIT_FILE]
+            .into_iter()
+            .filter(|f| is_file(f))
+            .collect();
+        if rest.is_empty() {
             return Err(Error::input_hint(
                 format!(
-                    "{}: no {required} (or it is a symlink): not a medgate evidence bundle",
-                    dir.display()
+                    "{}: no {} (or it is a symlink): not a medgate evidence bundle",
+                    dir.display(),
+                    missing.join(" or ")
                 ),
                 "pass the bundle directory written by `medgate run --out DIR`",
             ));
         }
+        return Ok(VerifyReport {
+            bundle: dir.display().to_string(),
+            run_id: String::new(),
+            protocol: String::new(),
+            verdict: String::new(),
+            files_checked: 0,
+            files: Vec::new(),
+            values_compared: 0,
+            discrepancies: Vec::new(),
+            checks: vec![check(
+                "bundle.complete",
+                false,
+                format!(
+                    "tampered or incomplete bundle: {} missing ({} present)",
+                    missing.join(" and "),
+                    rest.join(", ")
+                ),
+            )],
+            cases: Vec::new(),
+            signatures: Vec::new(),
+            rerun: None,
+            anchors: Vec::new(),
+            not_recomputed: Vec::new(),
+            require_anchored: opts.require_anchored,
+        });
     }
     let files = bundle::check_sha256sums(dir)?;
     let sums_text = crate::fsx::read_inside_to_string(dir, Path::new(SUMS_FILE))?;

@@ -73,7 +73,7 @@ pub fn check_renderings(
             ),
         ));
     } else {
-        match render_to_temp(recomputed, protocol, templates) {
+        match render_to_temp(&dir.join(CASES_FILE), recomputed, protocol, templates) {
             Ok((tmp, files)) => {
                 for rel in files {
                     match std::fs::read(tmp.path().join(&rel)) {
@@ -124,6 +124,7 @@ pub fn check_renderings(
 }
 
 fn render_to_temp(
+    cases: &Path,
     ev: &Evidence,
     protocol: &Protocol,
     templates: Option<&Path>,
@@ -132,9 +133,13 @@ fn render_to_temp(
         .prefix("medgate-verify-")
         .tempdir()
         .map_err(|e| crate::Error::infra(format!("cannot create a scratch directory: {e}")))?;
+    // The HTML case explorer shows the bundle's own cases.parquet. Thumbnails
+    // (report.thumbnails > 0) come from the golden set and are not reproduced here.
     let opts = crate::report::RenderOptions {
         templates: templates.map(PathBuf::from),
         typst_bin: None,
+        cases_file: Some(cases.to_path_buf()),
+        ..Default::default()
     };
     let written = crate::report::render_bundle(ev, &protocol.report.formats, &opts, tmp.path())?;
     let mut rels = Vec::new();
