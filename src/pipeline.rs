@@ -319,7 +319,11 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
     let ropts = crate::report::RenderOptions {
         templates: p.report.templates.as_ref().map(|t| lp.resolve(t)),
         typst_bin: opts.typst_bin.clone(),
-        thumbnails: if p.report.formats.contains(&crate::protocol::ReportFormat::Html) {
+        thumbnails: if p
+            .report
+            .formats
+            .contains(&crate::protocol::ReportFormat::Html)
+        {
             crate::report::cases::thumbnails(&set, p.report.thumbnails)
         } else {
             Default::default()

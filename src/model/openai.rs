@@ -452,7 +452,8 @@ impl OpenaiBackend {
             let started = *job.started.get_or_insert_with(clock);
             let body = match job.body.take() {
                 Some(b) => Ok(b),
-                None => read_image(case, &self.decode).map(|(mime, bytes)| self.request_body(mime, &bytes)),
+                None => read_image(case, &self.decode)
+                    .map(|(mime, bytes)| self.request_body(mime, &bytes)),
             };
             let body = match body {
                 Ok(b) => b,

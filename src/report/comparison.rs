@@ -273,7 +273,8 @@ fn plot_rows(ev: &Evidence) -> Vec<PlotRow> {
                     difference: e,
                     lower: l,
                     upper: u,
-                    margin: (cr.comparator == crate::protocol::Comparator::AtLeast).then_some(cr.goal),
+                    margin: (cr.comparator == crate::protocol::Comparator::AtLeast)
+                        .then_some(cr.goal),
                     verdict: Some(o.verdict),
                 });
             }

@@ -272,7 +272,9 @@ fn threshold_goals(ev: &Evidence, metric: &str) -> Vec<f64> {
     let mut goals: Vec<f64> = ev
         .criteria
         .iter()
-        .filter(|c| c.metric.as_str() == metric && c.goal.is_finite() && (0.0..=1.0).contains(&c.goal))
+        .filter(|c| {
+            c.metric.as_str() == metric && c.goal.is_finite() && (0.0..=1.0).contains(&c.goal)
+        })
         .map(|c| c.goal)
         .collect();
     goals.sort_by(f64::total_cmp);

@@ -368,7 +368,9 @@ pub fn paired_delong(
 }
 
 /// Decisions that changed between the reference and the new model.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct FlipCounts {
     /// Positives the reference found and the new model misses (listed first for review).
     pub new_false_negatives: u64,
