@@ -574,7 +574,7 @@ pub fn write_demo_set(out: &Path, cases: usize, seed: u64, dicom_every: usize) -
         .into_par_iter()
         .map(|i| {
             let case = render_case(seed, i);
-            let dicom = dicom_every > 0 && (i as usize) % dicom_every == 0 && i > 0;
+            let dicom = dicom_every > 0 && (i as usize).is_multiple_of(dicom_every) && i > 0;
             let ext = if dicom { "dcm" } else { "png" };
             let rel = format!("images/{}.{ext}", case_id(i));
             let path = out.join(&rel);

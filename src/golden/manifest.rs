@@ -206,15 +206,15 @@ pub fn check_manifest(
                 }
             };
             let abs = dir.join(&rel);
-            if let Ok(target) = abs.canonicalize() {
-                if !target.starts_with(&root) {
-                    d.push(Diagnostic::error(
-                        &file,
-                        line,
-                        format!("case `{id}`: `{rel}` is a link that points outside the set"),
-                    ));
-                    continue;
-                }
+            if let Ok(target) = abs.canonicalize()
+                && !target.starts_with(&root)
+            {
+                d.push(Diagnostic::error(
+                    &file,
+                    line,
+                    format!("case `{id}`: `{rel}` is a link that points outside the set"),
+                ));
+                continue;
             }
             match hashes.get(&rel) {
                 None => d.push(

@@ -54,15 +54,12 @@ pub fn build_backend(
     if let (Some(pinned), Some(actual)) = (
         p.model.pinned_sha256(),
         backend.info().model_sha256.as_deref(),
-    ) {
-        if !pinned.trim().eq_ignore_ascii_case(actual.trim()) {
-            return Err(Error::input_hint(
-                format!(
-                    "model hash mismatch: protocol pins {pinned}, the weights hash to {actual}"
-                ),
-                "the weights changed since the protocol was written: restore them, or re-approve the protocol with the new hash",
-            ));
-        }
+    ) && !pinned.trim().eq_ignore_ascii_case(actual.trim())
+    {
+        return Err(Error::input_hint(
+            format!("model hash mismatch: protocol pins {pinned}, the weights hash to {actual}"),
+            "the weights changed since the protocol was written: restore them, or re-approve the protocol with the new hash",
+        ));
     }
     Ok(backend)
 }

@@ -166,15 +166,15 @@ impl ClipArch {
                 return Err(format!("{name} must be positive"));
             }
         }
-        if t.hidden_size % t.num_attention_heads != 0 {
+        if !t.hidden_size.is_multiple_of(t.num_attention_heads) {
             return Err("text_config.hidden_size is not a multiple of num_attention_heads".into());
         }
-        if v.hidden_size % v.num_attention_heads != 0 {
+        if !v.hidden_size.is_multiple_of(v.num_attention_heads) {
             return Err(
                 "vision_config.hidden_size is not a multiple of num_attention_heads".into(),
             );
         }
-        if v.image_size % v.patch_size != 0 {
+        if !v.image_size.is_multiple_of(v.patch_size) {
             return Err("vision_config.image_size is not a multiple of patch_size".into());
         }
         if v.num_channels != 1 && v.num_channels != 3 {

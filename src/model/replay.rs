@@ -119,15 +119,13 @@ impl ReplayBackend {
         let path = protocol_dir.join(&spec.predictions);
         let shown = spec.predictions.display().to_string();
         let (sha256, _) = crate::hash::sha256_file(&path)?;
-        if let Some(pinned) = &spec.sha256 {
-            if !pinned.trim().eq_ignore_ascii_case(&sha256) {
-                return Err(Error::input_hint(
-                    format!(
-                        "{shown}: SHA-256 {sha256} differs from the pinned model.sha256 {pinned}"
-                    ),
-                    "the predictions file changed after the protocol was approved; restore it or revise the protocol",
-                ));
-            }
+        if let Some(pinned) = &spec.sha256
+            && !pinned.trim().eq_ignore_ascii_case(&sha256)
+        {
+            return Err(Error::input_hint(
+                format!("{shown}: SHA-256 {sha256} differs from the pinned model.sha256 {pinned}"),
+                "the predictions file changed after the protocol was approved; restore it or revise the protocol",
+            ));
         }
         let format = TableFormat::from_path(&path)?;
         let df = match format {

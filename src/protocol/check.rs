@@ -267,16 +267,15 @@ fn check_path_exists(
 fn check_model(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
     let sm = shadow.model.as_ref();
     let pinned = lp.protocol.model.pinned_sha256();
-    if let Some(h) = pinned {
-        if h.len() != 64
+    if let Some(h) = pinned
+        && (h.len() != 64
             || !h
                 .chars()
-                .all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase())
-        {
-            let at = sm.and_then(|m| m.sha256.as_ref()).and_then(pos);
-            let d = c.error(at, format!("sha256 `{h}` is not 64 lowercase hex digits"));
-            hint(d, "compute it with `sha256sum model.safetensors`");
-        }
+                .all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase()))
+    {
+        let at = sm.and_then(|m| m.sha256.as_ref()).and_then(pos);
+        let d = c.error(at, format!("sha256 `{h}` is not 64 lowercase hex digits"));
+        hint(d, "compute it with `sha256sum model.safetensors`");
     }
     match &lp.protocol.model {
         ModelSpec::CandleClip(s) => {
@@ -624,13 +623,13 @@ fn check_statistics(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
             ),
         );
     }
-    if let Some(pi) = s.intended_use_prevalence {
-        if !(pi > 0.0 && pi < 1.0) {
-            c.error(
-                None,
-                format!("intended_use_prevalence {pi} must be strictly between 0 and 1"),
-            );
-        }
+    if let Some(pi) = s.intended_use_prevalence
+        && !(pi > 0.0 && pi < 1.0)
+    {
+        c.error(
+            None,
+            format!("intended_use_prevalence {pi} must be strictly between 0 and 1"),
+        );
     }
     if uses_bootstrap && s.bootstrap_resamples < 200 {
         let at = ss
@@ -862,45 +861,45 @@ fn check_criteria(
         {
             c.warn(at_bound, format!("criterion `{}` sets a minimum on a gap; gaps are usually capped with `at_most`", cr.id));
         }
-        if let Some(ids) = &facts.requirement_ids {
-            if !ids.iter().any(|r| r == &cr.requirement) {
-                let at = sh
-                    .and_then(|s| s.requirement.as_ref())
-                    .and_then(pos)
-                    .or(at_id);
-                let d = c.error(
-                    at,
-                    format!(
-                        "criterion `{}` names unknown requirement `{}`",
-                        cr.id, cr.requirement
-                    ),
-                );
-                match nearest(&cr.requirement, ids.iter().map(|s| s.as_str())) {
-                    Some(n) => hint(d, format!("did you mean `{n}`?")),
-                    None => hint(
-                        d,
-                        "add it to the requirements file named under `traceability.requirements`",
-                    ),
-                }
+        if let Some(ids) = &facts.requirement_ids
+            && !ids.iter().any(|r| r == &cr.requirement)
+        {
+            let at = sh
+                .and_then(|s| s.requirement.as_ref())
+                .and_then(pos)
+                .or(at_id);
+            let d = c.error(
+                at,
+                format!(
+                    "criterion `{}` names unknown requirement `{}`",
+                    cr.id, cr.requirement
+                ),
+            );
+            match nearest(&cr.requirement, ids.iter().map(|s| s.as_str())) {
+                Some(n) => hint(d, format!("did you mean `{n}`?")),
+                None => hint(
+                    d,
+                    "add it to the requirements file named under `traceability.requirements`",
+                ),
             }
         }
-        if let (Some(ids), Some(rc)) = (&facts.risk_control_ids, &cr.risk_control) {
-            if !ids.iter().any(|r| r == rc) {
-                let at = sh
-                    .and_then(|s| s.risk_control.as_ref())
-                    .and_then(pos)
-                    .or(at_id);
-                let d = c.error(
-                    at,
-                    format!("criterion `{}` names unknown risk control `{rc}`", cr.id),
-                );
-                match nearest(rc, ids.iter().map(|s| s.as_str())) {
-                    Some(n) => hint(d, format!("did you mean `{n}`?")),
-                    None => hint(
-                        d,
-                        "add it to the risks file named under `traceability.risks`",
-                    ),
-                }
+        if let (Some(ids), Some(rc)) = (&facts.risk_control_ids, &cr.risk_control)
+            && !ids.iter().any(|r| r == rc)
+        {
+            let at = sh
+                .and_then(|s| s.risk_control.as_ref())
+                .and_then(pos)
+                .or(at_id);
+            let d = c.error(
+                at,
+                format!("criterion `{}` names unknown risk control `{rc}`", cr.id),
+            );
+            match nearest(rc, ids.iter().map(|s| s.as_str())) {
+                Some(n) => hint(d, format!("did you mean `{n}`?")),
+                None => hint(
+                    d,
+                    "add it to the risks file named under `traceability.risks`",
+                ),
             }
         }
     }

@@ -490,7 +490,7 @@ pub fn compare(
             case_id: r.case_id.clone(),
             image_sha256: img.clone(),
             label: r.label,
-            status: r.status.clone(),
+            status: r.status,
             score: r.score,
         })
         .collect();

@@ -394,21 +394,20 @@ fn evaluate_one(c: &Criterion, protocol: &Protocol, stats: &StatsReport) -> Crit
             observations.push(o);
         }
     }
-    if matches!(c.metric, Metric::Ppv | Metric::Npv) {
-        if let (Some(pi), Some(prev)) = (
+    if matches!(c.metric, Metric::Ppv | Metric::Npv)
+        && let (Some(pi), Some(prev)) = (
             protocol.statistics.intended_use_prevalence,
             stats.overall.prevalence,
-        ) {
-            if (prev - pi).abs() > PREVALENCE_TOLERANCE {
-                warnings.push(format!(
+        )
+        && (prev - pi).abs() > PREVALENCE_TOLERANCE
+    {
+        warnings.push(format!(
                     "criterion `{}` gates {} on a set with prevalence {prev:.3}, but the intended-use prevalence is {pi:.3}: the set's {} does not hold in the intended population; gate `{}_at_prevalence` instead",
                     c.id,
                     c.metric.as_str().to_uppercase(),
                     c.metric.as_str().to_uppercase(),
                     c.metric.as_str()
                 ));
-            }
-        }
     }
     methods.sort();
     methods.dedup();

@@ -48,10 +48,10 @@ pub fn build_traceability(
         })
         .unwrap_or_default();
     for c in criteria {
-        if let Some(rc) = &c.risk_control {
-            if !rc_ids.iter().any(|(id, _, _)| id == rc) {
-                rc_ids.push((rc.clone(), String::new(), None));
-            }
+        if let Some(rc) = &c.risk_control
+            && !rc_ids.iter().any(|(id, _, _)| id == rc)
+        {
+            rc_ids.push((rc.clone(), String::new(), None));
         }
     }
     let item = |(id, text, source): (String, String, Option<String>),

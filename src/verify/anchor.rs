@@ -99,10 +99,11 @@ fn find_in_tree<'r>(
         .collect();
     for k in 0..parts.len() {
         let rel = parts[k..].join("/");
-        if let Ok(entry) = tree.get_path(Path::new(&rel)) {
-            if entry.kind() == Some(git2::ObjectType::Blob) && repo.find_blob(entry.id()).is_ok() {
-                return Some((rel, entry.id()));
-            }
+        if let Ok(entry) = tree.get_path(Path::new(&rel))
+            && entry.kind() == Some(git2::ObjectType::Blob)
+            && repo.find_blob(entry.id()).is_ok()
+        {
+            return Some((rel, entry.id()));
         }
     }
     None
@@ -190,15 +191,15 @@ pub fn from_repo(
             crate::fsx::prefix(&git.commit, 12)
         )),
         Some((rel, oid)) => {
-            if let Some(b) = &evidence.protocol_file.git_blob {
-                if b != &oid.to_string() {
-                    out.problems.push(format!(
-                        "protocol_file.git_blob {} is not the blob of {rel} at commit {} ({})",
-                        crate::fsx::printable(b),
-                        crate::fsx::prefix(&git.commit, 12),
-                        oid
-                    ));
-                }
+            if let Some(b) = &evidence.protocol_file.git_blob
+                && b != &oid.to_string()
+            {
+                out.problems.push(format!(
+                    "protocol_file.git_blob {} is not the blob of {rel} at commit {} ({})",
+                    crate::fsx::printable(b),
+                    crate::fsx::prefix(&git.commit, 12),
+                    oid
+                ));
             }
             let blob = repo
                 .find_blob(oid)

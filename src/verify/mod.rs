@@ -534,16 +534,16 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
             (None, Some(t), Some(d)) => Some(d.join(t)),
             _ => None,
         };
-        if let Some(t) = &templates {
-            if crate::fsx::is_inside(t, dir) {
-                return Err(Error::input_hint(
-                    format!(
-                        "templates {} lie inside the bundle: never rendered from",
-                        t.display()
-                    ),
-                    "templates come from the protocol's repository side, never from a bundle",
-                ));
-            }
+        if let Some(t) = &templates
+            && crate::fsx::is_inside(t, dir)
+        {
+            return Err(Error::input_hint(
+                format!(
+                    "templates {} lie inside the bundle: never rendered from",
+                    t.display()
+                ),
+                "templates come from the protocol's repository side, never from a bundle",
+            ));
         }
         report.checks.extend(render::check_renderings(
             dir,
@@ -819,13 +819,13 @@ fn check_warnings(
     let Some(ev) = recomputed else { return };
     let p = &ev.protocol;
     let mut required: Vec<String> = Vec::new();
-    if let Some(g) = &evidence.provenance.git {
-        if g.dirty {
-            required.push(format!(
-                "working tree is dirty ({} file(s)): not a release record",
-                g.dirty_files.len()
-            ));
-        }
+    if let Some(g) = &evidence.provenance.git
+        && g.dirty
+    {
+        required.push(format!(
+            "working tree is dirty ({} file(s)): not a release record",
+            g.dirty_files.len()
+        ));
     }
     for s in &ev.statistics.subgroups {
         if s.small {
@@ -1595,14 +1595,13 @@ fn compare_set_cases(
             None => diffs.push("the manifest's label is not 0/1 or true/false".into()),
         }
         if let (Some(Some(img)), Some(set_img)) = (images.and_then(|im| im.get(i)), &c.image_sha256)
+            && img != set_img
         {
-            if img != set_img {
-                diffs.push(format!(
-                    "image hash {} in the set, {} in {CASES_FILE}",
-                    short(set_img),
-                    short(img)
-                ));
-            }
+            diffs.push(format!(
+                "image hash {} in the set, {} in {CASES_FILE}",
+                short(set_img),
+                short(img)
+            ));
         }
         for a in &protocol.subgroups.attributes {
             let set_v = c.attributes.get(a).cloned().unwrap_or_default();

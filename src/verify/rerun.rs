@@ -197,11 +197,9 @@ pub fn rerun(
     let model_sha256_matches = info.model_sha256 == evidence.model.sha256;
     let strip = |v: &serde_json::Value| {
         let mut v = crate::hash::canonicalize(v);
-        if overridden {
-            if let Some(m) = v.as_object_mut() {
-                m.remove("base_urls");
-                m.remove("api_key_env");
-            }
+        if overridden && let Some(m) = v.as_object_mut() {
+            m.remove("base_urls");
+            m.remove("api_key_env");
         }
         v
     };
