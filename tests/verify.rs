@@ -598,3 +598,71 @@ fn edited_provenance_is_caught_by_the_consistency_checks() {
     );
     assert_eq!(v["discrepancies"].as_array().unwrap().len(), 0);
 }
+
+/// Case thumbnails come from the golden set's images: with `--golden-set` the HTML report is
+/// re-rendered with them and compared byte for byte (so an edited thumbnail is caught);
+/// without it, report.html is listed as not recomputed instead of failing an honest bundle.
+#[test]
+fn reports_with_case_thumbnails_verify_against_the_golden_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let project =
+        medgate::selftest::e2e::write_demo_project(&root, &medgate::world::FixedWorld::default())
+            .unwrap();
+    let text = std::fs::read_to_string(&project.protocol).unwrap();
+    assert!(text.contains("report:\n  formats: [md]\n"), "{text}");
+    let text = text.replace(
+        "report:\n  formats: [md]\n",
+        "report:\n  formats: [md, html]\n  thumbnails: 16\n",
+    );
+    std::fs::write(&project.protocol, text).unwrap();
+    let bundle = root.join("bundle");
+    let o = medgate(
+        &[
+            "run",
+            project.protocol.to_str().unwrap(),
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+        &root,
+    );
+    assert_eq!(code(&o), 1, "{}", all(&o));
+    let html = std::fs::read_to_string(bundle.join("report.html")).unwrap();
+    assert!(
+        html.contains("data:image/png;base64,"),
+        "no thumbnail embedded"
+    );
+
+    let gs = project.golden_set.to_str().unwrap().to_string();
+    let (c, v) = verify_json(&bundle, &["--golden-set", &gs], &root);
+    assert_eq!(c, 0, "{v:#}");
+    assert_eq!(v["identical"], true, "{v:#}");
+    let html_check = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "rendering.report.html")
+        .unwrap_or_else(|| panic!("report.html not compared: {v:#}"));
+    assert_eq!(html_check["ok"], true, "{html_check}");
+
+    let (c, v) = verify_json(&bundle, &[], &root);
+    assert_eq!(c, 0, "{v:#}");
+    let listed = v["not_recomputed"].to_string();
+    assert!(listed.contains("report.html"), "{listed}");
+
+    // An edited thumbnail is a discrepancy once the set is at hand.
+    let at = html.find("data:image/png;base64,").unwrap() + "data:image/png;base64,".len() + 40;
+    let mut bytes = html.into_bytes();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(bundle.join("report.html"), bytes).unwrap();
+    reseal(&bundle);
+    let (c, v) = verify_json(&bundle, &["--golden-set", &gs], &root);
+    assert_eq!(c, 1, "{v:#}");
+    let html_check = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "rendering.report.html")
+        .unwrap();
+    assert_eq!(html_check["ok"], false, "{html_check}");
+}

@@ -545,6 +545,18 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
                 "templates come from the protocol's repository side, never from a bundle",
             ));
         }
+        // Case thumbnails (report.thumbnails > 0) are drawn from the golden set's images, so
+        // report.html is reproduced only from the auditor's --golden-set.
+        let thumbnails = protocol.report.thumbnails > 0
+            && protocol
+                .report
+                .formats
+                .contains(&crate::protocol::ReportFormat::Html);
+        let thumbs = match (&opts.golden_set, thumbnails) {
+            (Some(gs), true) => Some(thumbnails_from(gs, &protocol)?),
+            (None, true) => None,
+            (_, false) => Some(Default::default()),
+        };
         report.checks.extend(render::check_renderings(
             dir,
             ev,
@@ -552,7 +564,13 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
             templates.as_deref(),
             named.as_deref(),
             &listed,
+            thumbs.as_ref(),
         ));
+        if thumbs.is_none() {
+            report.not_recomputed.push(
+                "report.html: its case thumbnails come from the golden set's images; it is re-rendered and compared only with --golden-set".into(),
+            );
+        }
     }
 
     check_provenance(&evidence, &protocol, &rows, &mut report);
@@ -646,7 +664,9 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
             "no --rerun: the recorded scores are taken as the model's",
         ));
     }
-    report.not_recomputed = not_recomputed(&evidence, opts);
+    let mut listed_not_recomputed = not_recomputed(&evidence, opts);
+    listed_not_recomputed.append(&mut report.not_recomputed);
+    report.not_recomputed = listed_not_recomputed;
     Ok(report)
 }
 
@@ -1434,6 +1454,26 @@ fn check_journal(
         }
     }
     Ok(())
+}
+
+/// The HTML case explorer's thumbnails as `medgate run` drew them, from the auditor's golden
+/// set (opened with the set's own LOCKed manifest, every byte verified).
+fn thumbnails_from(
+    gs: &Path,
+    protocol: &Protocol,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut spec = protocol.golden_set.clone();
+    spec.path = gs.to_path_buf();
+    if crate::fsx::check_rel(&spec.lock).is_some() {
+        spec.lock = PathBuf::from(crate::golden::lock::LOCK_FILE);
+    }
+    let lock = crate::golden::read_lock(&crate::fsx::safe_join(gs, &spec.lock)?)?;
+    spec.manifest = PathBuf::from(&lock.manifest);
+    let set = crate::golden::GoldenSet::open(&spec, Path::new(""), &protocol.subgroups.attributes)?;
+    Ok(crate::report::cases::thumbnails(
+        &set,
+        protocol.report.thumbnails,
+    ))
 }
 
 /// Checks the golden set: intact against its LOCK, the recorded root and LOCK hashes, and the

@@ -30,9 +30,12 @@ pub fn check_renderings(
     templates: Option<&Path>,
     templates_named: Option<&str>,
     listed: &[String],
+    thumbnails: Option<&std::collections::BTreeMap<String, String>>,
 ) -> Vec<Check> {
     let mut checks = Vec::new();
     let mut produced: BTreeSet<String> = BTreeSet::new();
+    // Renderings that cannot be reproduced here (report.html's thumbnails without the set).
+    let mut skipped: Vec<String> = Vec::new();
     let mut compare = |rel: &str, bytes: &[u8], checks: &mut Vec<Check>| {
         produced.insert(rel.to_string());
         let name = format!("rendering.{rel}");
@@ -73,9 +76,21 @@ pub fn check_renderings(
             ),
         ));
     } else {
-        match render_to_temp(&dir.join(CASES_FILE), recomputed, protocol, templates) {
+        match render_to_temp(
+            &dir.join(CASES_FILE),
+            recomputed,
+            protocol,
+            templates,
+            thumbnails.cloned().unwrap_or_default(),
+        ) {
             Ok((tmp, files)) => {
                 for rel in files {
+                    // Without the golden set the thumbnails cannot be redrawn: report.html is
+                    // listed as not recomputed (by the caller), not compared.
+                    if thumbnails.is_none() && rel == "report.html" {
+                        skipped.push(rel);
+                        continue;
+                    }
                     match std::fs::read(tmp.path().join(&rel)) {
                         Ok(bytes) => compare(&rel, &bytes, &mut checks),
                         Err(e) => checks.push(super::check(
@@ -93,6 +108,7 @@ pub fn check_renderings(
             )),
         }
     }
+    produced.extend(skipped);
     let extra: Vec<&String> = listed
         .iter()
         .filter(|f| {
@@ -128,17 +144,19 @@ fn render_to_temp(
     ev: &Evidence,
     protocol: &Protocol,
     templates: Option<&Path>,
+    thumbnails: std::collections::BTreeMap<String, String>,
 ) -> crate::Result<(tempfile::TempDir, Vec<String>)> {
     let tmp = tempfile::Builder::new()
         .prefix("medgate-verify-")
         .tempdir()
         .map_err(|e| crate::Error::infra(format!("cannot create a scratch directory: {e}")))?;
-    // The HTML case explorer shows the bundle's own cases.parquet. Thumbnails
-    // (report.thumbnails > 0) come from the golden set and are not reproduced here.
+    // The HTML case explorer shows the bundle's own cases.parquet; its thumbnails (when the
+    // protocol asks for them) are the ones redrawn from the auditor's golden set.
     let opts = crate::report::RenderOptions {
         templates: templates.map(PathBuf::from),
         typst_bin: None,
         cases_file: Some(cases.to_path_buf()),
+        thumbnails,
         ..Default::default()
     };
     let written = crate::report::render_bundle(ev, &protocol.report.formats, &opts, tmp.path())?;
