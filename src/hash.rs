@@ -14,10 +14,7 @@ use crate::error::{Error, Result};
 /// The first 12 characters of a hash, for messages (the whole hash goes into records).
 pub fn short(h: &str) -> &str {
     // By characters, not bytes: a crafted hash field may hold multi-byte characters.
-    match h.char_indices().nth(12) {
-        Some((i, _)) => &h[..i],
-        None => h,
-    }
+    crate::fsx::prefix(h, 12)
 }
 
 /// SHA-256 of a byte slice, as lowercase hex.

@@ -289,16 +289,16 @@ pub fn check_anchor(entries: &[LedgerEntry], anchor: &LedgerAnchor) -> Result<Ve
         bad.push(format!(
             "entry {} hashes to {}, the evidence recorded {} (rewritten or re-chained)",
             anchor.seq,
-            crate::fsx::prefix(&e.hash, 12),
-            crate::fsx::prefix(&anchor.hash, 12)
+            crate::hash::short(&e.hash),
+            crate::hash::short(&anchor.hash)
         ));
     }
     if e.prev_hash != anchor.prev_hash {
         bad.push(format!(
             "entry {} chains to {}, the evidence recorded {} (an earlier entry changed)",
             anchor.seq,
-            crate::fsx::prefix(&e.prev_hash, 12),
-            crate::fsx::prefix(&anchor.prev_hash, 12)
+            crate::hash::short(&e.prev_hash),
+            crate::hash::short(&anchor.prev_hash)
         ));
     }
     Ok(bad)

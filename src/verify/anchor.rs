@@ -168,7 +168,7 @@ pub fn from_repo(
             Ok(c) if c.id() == commit.id() => {}
             Ok(c) => out.problems.push(format!(
                 "the bundle was run at commit {}, not at {rev} ({})",
-                crate::fsx::prefix(&git.commit, 12),
+                crate::hash::short(&git.commit),
                 crate::fsx::prefix(&c.id().to_string(), 12)
             )),
             Err(e) => {
@@ -188,7 +188,7 @@ pub fn from_repo(
         None => out.problems.push(format!(
             "the recorded protocol path {} is not a file at commit {}",
             crate::fsx::printable(recorded),
-            crate::fsx::prefix(&git.commit, 12)
+            crate::hash::short(&git.commit)
         )),
         Some((rel, oid)) => {
             if let Some(b) = &evidence.protocol_file.git_blob
@@ -197,7 +197,7 @@ pub fn from_repo(
                 out.problems.push(format!(
                     "protocol_file.git_blob {} is not the blob of {rel} at commit {} ({})",
                     crate::fsx::printable(b),
-                    crate::fsx::prefix(&git.commit, 12),
+                    crate::hash::short(&git.commit),
                     oid
                 ));
             }
@@ -211,7 +211,7 @@ pub fn from_repo(
                 .unwrap_or(workdir);
             out.detail = format!(
                 "{rel} at commit {} in {}",
-                crate::fsx::prefix(&git.commit, 12),
+                crate::hash::short(&git.commit),
                 repo_dir.display()
             );
             out.protocol = Some(AnchoredProtocol {
@@ -235,8 +235,8 @@ pub fn from_repo(
                 (sha != tf.sha256).then(|| {
                     format!(
                         "{rel} at the recorded commit hashes to {}, the evidence records {}",
-                        crate::fsx::prefix(&sha, 12),
-                        crate::fsx::prefix(&tf.sha256, 12)
+                        crate::hash::short(&sha),
+                        crate::hash::short(&tf.sha256)
                     )
                 })
             }

@@ -742,15 +742,15 @@ fn anchor_protocol(
     if sha != copy {
         problems.push(format!(
             "{PROTOCOL_FILE} in the bundle ({}) is not the auditor's protocol ({})",
-            crate::fsx::prefix(&copy, 12),
-            crate::fsx::prefix(&sha, 12)
+            crate::hash::short(&copy),
+            crate::hash::short(&sha)
         ));
     }
     if sha != evidence.protocol_file.sha256 {
         problems.push(format!(
             "the evidence records protocol_file.sha256 {}, the auditor's protocol hashes to {}",
-            crate::fsx::prefix(&evidence.protocol_file.sha256, 12),
-            crate::fsx::prefix(&sha, 12)
+            crate::hash::short(&evidence.protocol_file.sha256),
+            crate::hash::short(&sha)
         ));
     }
     let text = String::from_utf8_lossy(&a.bytes);

@@ -52,8 +52,8 @@ pub fn check_renderings(
                     "{rel} differs from its re-rendering from the recomputed evidence ({} bytes recorded, {} re-rendered, sha256 {} vs {})",
                     b.len(),
                     bytes.len(),
-                    crate::fsx::prefix(&crate::hash::sha256_hex(&b), 12),
-                    crate::fsx::prefix(&crate::hash::sha256_hex(bytes), 12)
+                    crate::hash::short(&crate::hash::sha256_hex(&b)),
+                    crate::hash::short(&crate::hash::sha256_hex(bytes))
                 ),
             )),
             Err(e) => checks.push(super::check(
