@@ -1144,7 +1144,7 @@ fn a_corrupt_journal_line_in_the_middle_is_moved_aside_not_everything_after_it()
     assert_eq!(s["inferred"], 1, "{s:#}");
     assert_eq!(s["resumed"].as_u64().unwrap() as usize, n - 2);
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("line 6"),
+        String::from_utf8_lossy(&o.stderr).contains("(line 6)"),
         "{}",
         all(&o)
     );
@@ -1152,4 +1152,97 @@ fn a_corrupt_journal_line_in_the_middle_is_moved_aside_not_everything_after_it()
     assert!(rejected.contains("\"line\":6"), "{rejected}");
     let (c, v) = verify_json(&f.bundle, &[], &f.root);
     assert_eq!(c, 0, "{v:#}");
+}
+
+/// The "done when": the committed demo (protocols/demo-cxr.yaml, the bundled CLIP and
+/// the locked golden-sets/demo-cxr), run exactly as the README runs it, signed, verifies
+/// IDENTICAL and anchored against the committed golden set, the committed protocol and the
+/// signer's trusted key. The run happens in a copy of the three folders so that its audit
+/// ledger lands in the copy, not in this checkout's runs/; the anchors are the committed
+/// originals.
+#[test]
+fn the_committed_demo_bundle_verifies_identical_and_anchored() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    for dir in [
+        "protocols/trace",
+        "golden-sets/demo-cxr",
+        "models/demo-cxr-clip",
+    ] {
+        copy_dir(&repo.join(dir), &root.join(dir));
+    }
+    std::fs::copy(
+        repo.join("protocols/demo-cxr.yaml"),
+        root.join("protocols/demo-cxr.yaml"),
+    )
+    .unwrap();
+    let bundle = root.join("bundle");
+    let o = medgate(
+        &[
+            "run",
+            "protocols/demo-cxr.yaml",
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+        &root,
+    );
+    assert_eq!(code(&o), 0, "the demo passes all its criteria: {}", all(&o));
+    let key = root.join("qa.key");
+    assert_eq!(
+        code(&medgate(&["keygen", "--out", key.to_str().unwrap()], &root)),
+        0
+    );
+    let o = medgate(
+        &[
+            "sign",
+            bundle.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--name",
+            "Q. Reviewer",
+            "--meaning",
+            "approved for release",
+        ],
+        &root,
+    );
+    assert_eq!(code(&o), 0, "{}", all(&o));
+    let committed_set = repo.join("golden-sets/demo-cxr");
+    let committed_protocol = repo.join("protocols/demo-cxr.yaml");
+    let ledger = root.join("runs/LEDGER.jsonl");
+    let public = root.join("qa.key.pub");
+    let args = [
+        "--golden-set",
+        committed_set.to_str().unwrap(),
+        "--protocol",
+        committed_protocol.to_str().unwrap(),
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--trusted-key",
+        public.to_str().unwrap(),
+        "--require-anchored",
+    ];
+    let (c, v) = verify_json(&bundle, &args, &root);
+    assert_eq!(c, 0, "{v:#}");
+    assert_eq!(v["internally_consistent"], true, "{v:#}");
+    assert_eq!(v["anchored"], true, "{v:#}");
+    for a in ["golden_set", "protocol", "signature", "ledger"] {
+        assert_eq!(anchor_state(&v, a), "anchored", "{a}: {v:#}");
+    }
+    assert!(failed_checks(&v).is_empty(), "{:?}", failed_checks(&v));
+    // The case explorer's thumbnails were redrawn from the committed set and compared too.
+    assert!(
+        v["checks"].to_string().contains("rendering.report.html"),
+        "report.html not compared"
+    );
+    // And the text verdict a QA reader sees.
+    let mut targs = vec!["verify", bundle.to_str().unwrap()];
+    targs.extend_from_slice(&args);
+    let o = medgate(&targs, &root);
+    assert_eq!(code(&o), 0, "{}", all(&o));
+    assert!(
+        stdout(&o).contains("result: IDENTICAL: internally consistent and anchored"),
+        "{}",
+        stdout(&o)
+    );
 }

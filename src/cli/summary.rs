@@ -77,8 +77,15 @@ pub fn run_summary(s: &RunSummary, color: bool) -> String {
         );
     }
     let _ = writeln!(o);
-    for w in &ev.warnings {
-        let _ = writeln!(o, "warning: {w}");
+    for (w, n) in distinct(&ev.warnings) {
+        match n {
+            1 => {
+                let _ = writeln!(o, "warning: {w}");
+            }
+            n => {
+                let _ = writeln!(o, "warning ({n}x): {w}");
+            }
+        }
     }
     let _ = writeln!(
         o,
@@ -94,4 +101,25 @@ pub fn run_summary(s: &RunSummary, color: bool) -> String {
     }
     let _ = writeln!(o, "verify with: medgate verify {}", s.out_dir.display());
     o
+}
+
+/// Identical lines once each, in the order first raised, with how often each was raised.
+fn distinct(lines: &[String]) -> Vec<(&str, usize)> {
+    let mut out: Vec<(&str, usize)> = Vec::new();
+    for l in lines {
+        match out.iter_mut().find(|(s, _)| *s == l.as_str()) {
+            Some((_, n)) => *n += 1,
+            None => out.push((l.as_str(), 1)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn identical_warnings_are_printed_once_with_a_count() {
+        let w: Vec<String> = ["b", "a", "b", "b"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(super::distinct(&w), vec![("b", 3), ("a", 1)]);
+    }
 }

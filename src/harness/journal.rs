@@ -161,11 +161,7 @@ impl Journal {
                             "{}: {} corrupt journal line(s) (line {}) moved to {}; {} valid entries kept",
                             path.display(),
                             rejected.len(),
-                            rejected
-                                .iter()
-                                .map(|(n, _)| n.to_string())
-                                .collect::<Vec<_>>()
-                                .join(", "),
+                            line_list(rejected.iter().map(|(n, _)| *n)),
                             aside.display(),
                             entries.len()
                         ));
@@ -254,3 +250,26 @@ fn write_header(path: &Path, header: &JournalHeader) -> Result<()> {
 }
 
 use crate::hash::short;
+
+/// At most the first ten line numbers, then "and N more": a journal with thousands of corrupt
+/// lines yields one readable warning, and every line number is in the `.rejected` file.
+fn line_list(lines: impl Iterator<Item = usize>) -> String {
+    let all: Vec<usize> = lines.collect();
+    let shown: Vec<String> = all.iter().take(10).map(|n| n.to_string()).collect();
+    match all.len().saturating_sub(10) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod line_list_tests {
+    #[test]
+    fn ten_line_numbers_then_a_count() {
+        assert_eq!(super::line_list([6].into_iter()), "6");
+        assert_eq!(
+            super::line_list(2..=1001),
+            "2, 3, 4, 5, 6, 7, 8, 9, 10, 11 and 990 more"
+        );
+    }
+}
