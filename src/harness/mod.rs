@@ -264,12 +264,12 @@ pub struct HarnessOptions {
 
 /// Group commit: the journal is synced to disk when this many answered cases are unsynced
 /// since the last sync...
-pub const GROUP_COMMIT_CASES: usize = 64;
+const GROUP_COMMIT_CASES: usize = 64;
 /// ...or when the oldest unsynced entry is this old, whichever comes first, and at the end.
 /// Every entry is *written* (one `write` of one complete line) the moment its result
 /// arrives, so killing the process loses only the cases in flight; the window bounds what
 /// a power loss can lose.
-pub const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(100);
+const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(100);
 
 /// The journal key of one case: (model hash, task hash, image hash, settings hash).
 pub fn case_key(header: &JournalHeader, image_sha256: &str) -> String {
@@ -301,7 +301,7 @@ pub fn journal_header(
 }
 
 /// The model hash recorded (journal, ledger) for a backend that reports none.
-pub const UNPINNED_MODEL: &str = "unpinned";
+const UNPINNED_MODEL: &str = "unpinned";
 
 /// The backend's view of a verified golden set's cases, in manifest order.
 pub fn case_inputs(set: &crate::golden::GoldenSet) -> Vec<CaseInput> {

@@ -41,7 +41,7 @@ impl LoadedProtocol {
 }
 
 /// How far apart two words are (Levenshtein distance), for "did you mean" hints.
-pub fn edit_distance(a: &str, b: &str) -> usize {
+fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -66,7 +66,7 @@ pub fn load(path: &Path) -> Result<LoadedProtocol> {
 
 /// A hint for a protocol path that does not exist: the closest YAML file in its directory
 /// (a typo), or the YAML files there, or that the directory itself is missing.
-pub fn missing_file_hint(path: &Path) -> String {
+fn missing_file_hint(path: &Path) -> String {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -268,7 +268,7 @@ impl RunScratch {
 
 /// One linear pass over the sorted cases with a weight per case (1 for the sample itself, the
 /// resample count in a bootstrap). `weight(pos)` is called once per sorted position, in order.
-pub fn count_pass(
+pub(crate) fn count_pass(
     prep: &Prepared,
     mut weight: impl FnMut(usize) -> u64,
     acc: &mut LevelCounts,
@@ -346,7 +346,7 @@ pub fn count_pass(
 /// Clarke-Pearson 1988, Biometrics 44:837; midrank form of Sun & Xu 2014, IEEE SPL 21:1389).
 /// All cases of a level in one run of tied scores share `V10` (or `V01`), so each run costs
 /// one update per level.
-pub fn delong_variances(prep: &Prepared, counts: &LevelCounts) -> Vec<Option<f64>> {
+pub(crate) fn delong_variances(prep: &Prepared, counts: &LevelCounts) -> Vec<Option<f64>> {
     let nl = prep.n_levels;
     let auc: Vec<f64> = (0..nl).map(|l| counts.auc(l).unwrap_or(0.0)).collect();
     let mut below_pos = vec![0u64; nl];
