@@ -7,7 +7,7 @@
 //!
 //! | stage | entry | produces |
 //! |---|---|---|
-//! | [`protocol`] | [`protocol::load`], [`protocol::check()`] | [`protocol::LoadedProtocol`] (the pre-specified analysis plan, with its source bytes and their hash) and every problem located as a [`diag::Diagnostic`] |
+//! | [`protocol`] | [`protocol::load()`], [`protocol::check()`] | [`protocol::LoadedProtocol`] (the pre-specified analysis plan, with its source bytes and their hash) and every problem located as a [`diag::Diagnostic`] |
 //! | [`golden`] | [`golden::GoldenSet::open`] / [`golden::GoldenSet::open_read`] (verifies every byte against `LOCK`; the manifest read once) | [`golden::GoldenSet`]: cases, labels, subgroup attributes |
 //! | [`model`] | [`model::build_backend`] -> the [`model::Backend`] trait (`candle-clip`, `candle-vlm`, `openai`, `replay`) | [`model::Delivery`] per case: a [`model::Prediction`] or a [`model::CaseError`] |
 //! | [`harness`] | [`harness::run_cases`] (streaming, journaled, resumable; [`harness::HarnessEvent`]s to sinks) | [`harness::HarnessOutput`]: a [`harness::CaseResult`] ([`harness::CaseOutcome`]) per case |

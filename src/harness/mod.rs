@@ -264,12 +264,12 @@ pub struct HarnessOptions {
 
 /// Group commit: the journal is synced to disk when this many answered cases are unsynced
 /// since the last sync...
-const GROUP_COMMIT_CASES: usize = 64;
+pub const GROUP_COMMIT_CASES: usize = 64;
 /// ...or when the oldest unsynced entry is this old, whichever comes first, and at the end.
 /// Every entry is *written* (one `write` of one complete line) the moment its result
 /// arrives, so killing the process loses only the cases in flight; the window bounds what
 /// a power loss can lose.
-const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(100);
+pub const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(100);
 
 /// The journal key of one case: (model hash, task hash, image hash, settings hash).
 pub fn case_key(header: &JournalHeader, image_sha256: &str) -> String {

@@ -459,7 +459,7 @@ pub struct ReasonView {
 }
 
 /// Case IDs listed per not-evaluated reason (all are in cases.parquet and the explorer).
-const REASON_EXAMPLES: usize = 5;
+pub const REASON_EXAMPLES: usize = 5;
 
 /// Groups not-evaluated cases by reason: most frequent first, then by reason text.
 fn group_reasons(list: &[crate::trace::NotEvaluated]) -> Vec<ReasonView> {

@@ -43,7 +43,7 @@ pub(crate) fn resample_rng(seed: u64, index: u64) -> ChaCha8Rng {
 
 /// A uniform integer in `[0, m)` (`m >= 1`) by Lemire's nearly divisionless method on 32-bit
 /// outputs (Lemire 2019, ACM TOMACS 29:3).
-pub(crate) fn uniform_below(rng: &mut impl RngCore, m: u32) -> u32 {
+pub fn uniform_below(rng: &mut impl RngCore, m: u32) -> u32 {
     let mut prod = u64::from(rng.next_u32()) * u64::from(m);
     let mut low = prod as u32;
     if low < m {

@@ -30,7 +30,7 @@ use super::compare::normal_two_sided;
 use super::interval::z_value;
 
 /// Bins of the expected calibration error.
-const ECE_BINS: usize = 10;
+pub const ECE_BINS: usize = 10;
 /// Clipping of scores before the logit.
 const LOGIT_EPS: f64 = 1e-7;
 

@@ -48,7 +48,7 @@ pub fn quantile_edges(sorted: &[f64], bins: usize) -> Vec<f64> {
 /// The bin of `x` for interior `edges` (ascending): the number of edges `<= x`, so bin `i`
 /// is `[e_{i-1}, e_i)`, the first bin is open below and the last open above
 /// (`np.searchsorted(edges, x, side="right")`).
-pub(crate) fn bin_of(edges: &[f64], x: f64) -> usize {
+pub fn bin_of(edges: &[f64], x: f64) -> usize {
     edges.partition_point(|e| *e <= x)
 }
 
@@ -63,7 +63,7 @@ pub fn bin_counts(edges: &[f64], values: &[f64]) -> Vec<u64> {
 
 /// The proportion floor of [`psi`]: an empty bin counts as this share, so the logarithm
 /// stays finite.
-const PSI_FLOOR: f64 = 1e-4;
+pub const PSI_FLOOR: f64 = 1e-4;
 
 /// Population stability index of the `current` bin counts against the `baseline` counts.
 ///
@@ -102,7 +102,7 @@ pub enum KsMethod {
 
 /// The largest sample size for which [`ks_2samp`] computes the exact p-value (scipy's
 /// `MAX_AUTO_N` of `method="auto"`).
-const KS_EXACT_MAX_N: usize = 10_000;
+pub const KS_EXACT_MAX_N: usize = 10_000;
 
 /// A two-sample Kolmogorov-Smirnov test result.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]

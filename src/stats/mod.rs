@@ -157,7 +157,7 @@ pub enum StatsError {
 /// The most resampled AUROC values (levels x resamples, 8 bytes each) a bootstrap keeps in
 /// memory: 100 million, 800 MB. A subgroup column with one level per case (an ID column passed
 /// by mistake) stops here with an error instead of exhausting memory.
-const MAX_BOOTSTRAP_VALUES: u64 = 100_000_000;
+pub const MAX_BOOTSTRAP_VALUES: u64 = 100_000_000;
 
 /// Fewest usable resamples a bootstrap interval may rest on for a criterion to be evaluable
 /// (defined with the protocol format: [`crate::protocol::MIN_USABLE_RESAMPLES`]).

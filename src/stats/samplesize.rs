@@ -33,9 +33,9 @@ use statrs::distribution::{ContinuousCDF, Normal};
 use statrs::function::beta::beta_reg;
 
 /// The safe size is searched up to `SCAN_LIMIT_FACTOR * exact + SCAN_LIMIT_EXTRA`.
-const SCAN_LIMIT_FACTOR: u64 = 3;
+pub const SCAN_LIMIT_FACTOR: u64 = 3;
 /// See [`SCAN_LIMIT_FACTOR`].
-const SCAN_LIMIT_EXTRA: u64 = 200;
+pub const SCAN_LIMIT_EXTRA: u64 = 200;
 /// Largest `n` searched for an exact size.
 const MAX_N: u64 = 1_000_000;
 

@@ -346,7 +346,7 @@ pub(crate) fn count_pass(
 /// Clarke-Pearson 1988, Biometrics 44:837; midrank form of Sun & Xu 2014, IEEE SPL 21:1389).
 /// All cases of a level in one run of tied scores share `V10` (or `V01`), so each run costs
 /// one update per level.
-pub(crate) fn delong_variances(prep: &Prepared, counts: &LevelCounts) -> Vec<Option<f64>> {
+pub fn delong_variances(prep: &Prepared, counts: &LevelCounts) -> Vec<Option<f64>> {
     let nl = prep.n_levels;
     let auc: Vec<f64> = (0..nl).map(|l| counts.auc(l).unwrap_or(0.0)).collect();
     let mut below_pos = vec![0u64; nl];

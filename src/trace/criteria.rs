@@ -43,7 +43,7 @@ use super::evidence::{CriterionResult, Observation, Verdict};
 
 /// Absolute difference between the set's prevalence and the intended-use prevalence above
 /// which a PPV/NPV criterion warns.
-const PREVALENCE_TOLERANCE: f64 = 0.01;
+pub const PREVALENCE_TOLERANCE: f64 = 0.01;
 
 fn metric_estimate(m: &Metrics, metric: Metric) -> Option<Estimate> {
     match metric {
@@ -198,7 +198,7 @@ pub fn evaluate(protocol: &Protocol, stats: &StatsReport) -> Vec<CriterionResult
 /// Adjusts the homogeneity p-values of the gap units the criteria test (the protocol-named
 /// family) with the protocol's multiplicity method, writing them into the observations and,
 /// for gaps tested as reported (no `exclude_levels`), into `stats.gaps`.
-pub(crate) fn adjust_gap_family(
+pub fn adjust_gap_family(
     protocol: &Protocol,
     stats: &mut StatsReport,
     criteria: &mut [CriterionResult],

@@ -43,7 +43,7 @@ use crate::world::World;
 const SIGNATURE_FORMAT: u32 = 1;
 
 /// Domain separation: the bytes signed are this tag, then the canonical statement JSON.
-const MESSAGE_TAG: &str = "medgate-bundle-signature-v1\n";
+pub const MESSAGE_TAG: &str = "medgate-bundle-signature-v1\n";
 
 /// What a signer attests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
