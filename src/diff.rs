@@ -16,8 +16,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::protocol::Metric;
 use crate::report::escape::html_escape;
-use crate::stats::{Estimate, Metrics};
+use crate::stats::Metrics;
 use crate::trace::Evidence;
 use crate::trace::analysis::CaseRow;
 use crate::trace::bundle::{CASES_FILE, EVIDENCE_FILE, PROTOCOL_FILE, read_cases};
@@ -41,8 +42,8 @@ pub struct FieldDiff {
 pub struct MetricDiff {
     /// `overall` or `attribute=value`.
     pub unit: String,
-    /// Metric name.
-    pub metric: String,
+    /// The metric.
+    pub metric: Metric,
     /// Estimate in A.
     pub a: Option<f64>,
     /// Estimate in B.
@@ -225,23 +226,20 @@ pub fn diff_bundles(a_dir: &Path, b_dir: &Path) -> Result<BundleDiff> {
 
     // Metrics side by side.
     let mut metrics = Vec::new();
-    let scope_of = |unit: &str| {
-        paired.as_ref().and_then(|p| {
-            if unit == "overall" {
-                Some(&p.statistics.overall)
-            } else {
-                p.statistics.subgroups.iter().find(|s| {
-                    format!(
-                        "{}={}",
-                        s.attribute.as_deref().unwrap_or(""),
-                        s.value.as_deref().unwrap_or("")
-                    ) == unit
-                })
-            }
+    // A unit is the whole set (`None`) or one subgroup level (`Some((attribute, value))`).
+    let scope_of = |unit: Option<(&str, &str)>| {
+        paired.as_ref().and_then(|p| match unit {
+            None => Some(&p.statistics.overall),
+            Some((a, v)) => p
+                .statistics
+                .subgroups
+                .iter()
+                .find(|s| s.attribute.as_deref() == Some(a) && s.value.as_deref() == Some(v)),
         })
     };
-    let mut units: Vec<(String, Option<&Metrics>, Option<&Metrics>)> = vec![(
-        "overall".into(),
+    type Unit<'a> = Option<(&'a str, &'a str)>;
+    let mut units: Vec<(Unit, Option<&Metrics>, Option<&Metrics>)> = vec![(
+        None,
         Some(&ea.statistics.overall),
         Some(&eb.statistics.overall),
     )];
@@ -252,7 +250,7 @@ pub fn diff_bundles(a_dir: &Path, b_dir: &Path) -> Result<BundleDiff> {
             .iter()
             .find(|t| t.attribute == s.attribute && t.value == s.value);
         units.push((
-            format!("{}={}", s.attribute, s.value),
+            Some((s.attribute.as_str(), s.value.as_str())),
             Some(&s.metrics),
             other.map(|o| &o.metrics),
         ));
@@ -265,36 +263,37 @@ pub fn diff_bundles(a_dir: &Path, b_dir: &Path) -> Result<BundleDiff> {
             .any(|t| t.attribute == s.attribute && t.value == s.value)
         {
             units.push((
-                format!("{}={}", s.attribute, s.value),
+                Some((s.attribute.as_str(), s.value.as_str())),
                 None,
                 Some(&s.metrics),
             ));
         }
     }
-    for (unit, ma, mb) in units {
-        let sc = scope_of(&unit);
+    for (key, ma, mb) in units {
+        let sc = scope_of(key);
+        let unit = key.map_or_else(|| "overall".to_string(), |(a, v)| format!("{a}={v}"));
         for name in [
-            "sensitivity",
-            "specificity",
-            "ppv",
-            "npv",
-            "accuracy",
-            "auroc",
+            Metric::Sensitivity,
+            Metric::Specificity,
+            Metric::Ppv,
+            Metric::Npv,
+            Metric::Accuracy,
+            Metric::Auroc,
         ] {
-            let get = |m: Option<&Metrics>| m.and_then(|m| metric(m, name)).map(|e| e.estimate);
+            let get = |m: Option<&Metrics>| m.and_then(|m| m.estimate(name)).map(|e| e.estimate);
             let (x, y) = (get(ma), get(mb));
             let (pl, pu, pp) = match (name, sc) {
-                ("sensitivity", Some(s)) => {
+                (Metric::Sensitivity, Some(s)) => {
                     s.sensitivity.as_ref().map_or((None, None, None), |d| {
                         (Some(d.lower), Some(d.upper), Some(d.mid_p))
                     })
                 }
-                ("specificity", Some(s)) => {
+                (Metric::Specificity, Some(s)) => {
                     s.specificity.as_ref().map_or((None, None, None), |d| {
                         (Some(d.lower), Some(d.upper), Some(d.mid_p))
                     })
                 }
-                ("auroc", Some(s)) => s
+                (Metric::Auroc, Some(s)) => s
                     .auroc
                     .as_ref()
                     .filter(|a| !a.degenerate)
@@ -305,7 +304,7 @@ pub fn diff_bundles(a_dir: &Path, b_dir: &Path) -> Result<BundleDiff> {
             };
             metrics.push(MetricDiff {
                 unit: unit.clone(),
-                metric: name.into(),
+                metric: name,
                 a: x,
                 b: y,
                 difference: x.zip(y).map(|(x, y)| y - x),
@@ -349,18 +348,6 @@ pub fn diff_bundles(a_dir: &Path, b_dir: &Path) -> Result<BundleDiff> {
         cases_mismatch: mismatch,
         paired,
     })
-}
-
-fn metric(m: &Metrics, name: &str) -> Option<Estimate> {
-    match name {
-        "sensitivity" => m.sensitivity.clone(),
-        "specificity" => m.specificity.clone(),
-        "ppv" => m.ppv.clone(),
-        "npv" => m.npv.clone(),
-        "accuracy" => m.accuracy.clone(),
-        "auroc" => m.auroc.clone(),
-        _ => None,
-    }
 }
 
 /// A line diff (longest common subsequence) keeping 2 lines of context around changes.
@@ -471,7 +458,7 @@ pub fn render_text(d: &BundleDiff) -> String {
             o,
             "{:<28} {:<12} {:>8} {:>8} {:>8}  {:<20} {:>8}",
             m.unit,
-            m.metric,
+            m.metric.as_str(),
             f4(m.a),
             f4(m.b),
             signed(m.difference),
@@ -562,7 +549,7 @@ pub fn render_html(d: &BundleDiff) -> String {
             o,
             "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             e(&m.unit),
-            e(&m.metric),
+            e(m.metric.as_str()),
             f4(m.a),
             f4(m.b),
             signed(m.difference),

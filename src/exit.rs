@@ -30,6 +30,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome of a run: infrastructure failure first (a gate must not read it as a
+    /// failed criterion), then the verdict.
+    pub fn of_run(infrastructure_failure: bool, passed: bool) -> Outcome {
+        if infrastructure_failure {
+            Outcome::Infrastructure
+        } else if passed {
+            Outcome::Pass
+        } else {
+            Outcome::Fail
+        }
+    }
+
     /// The process status for this outcome.
     pub fn code(self) -> u8 {
         match self {

@@ -1,13 +1,19 @@
 //! Composition of the stages for the commands that span several of them (`check`, `run`).
 //!
 //! Stages never call each other sideways; this module is the one place that wires them.
+//! [`run`] is the pipeline table of the crate docs, one stage entry per step; what a step
+//! does lives in its stage. Each input file is read once: [`check_protocol`] reads the
+//! protocol, the manifest (kept as bytes for [`crate::golden::GoldenSet::open_read`], which
+//! hashes and parses exactly those), the requirements and the risks; the golden set reads its
+//! LOCK once; the ledger is read once for the run's entry (and checked again, on purpose,
+//! just before the entry is appended, so that a concurrent append is refused).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::diag::Diagnostic;
 use crate::error::Error;
 use crate::protocol::{self, ExternalFacts, LoadedProtocol};
-use crate::trace::inputs;
+use crate::trace::inputs::{self, TraceInputs};
 
 /// The result of checking one protocol file.
 #[derive(Debug)]
@@ -18,6 +24,9 @@ pub struct CheckReport {
     pub diagnostics: Vec<Diagnostic>,
     /// The requirements and risks files, read and parsed once.
     pub trace: TraceInputs,
+    /// The golden-set manifest as read for its columns (path, bytes), so that `run` hashes
+    /// against the LOCK and parses exactly these bytes instead of reading the file again.
+    pub manifest: Option<(PathBuf, Vec<u8>)>,
 }
 
 impl CheckReport {
@@ -34,39 +43,6 @@ fn diags_of(e: Error, file: &str) -> Vec<Diagnostic> {
     }
 }
 
-/// The requirements and risks files as read once by [`check_protocol`]: parsed, with the
-/// identity (path, SHA-256 of exactly the bytes parsed, git blob) the evidence records.
-#[derive(Debug, Clone, Default)]
-pub struct TraceInputs {
-    /// The requirements file, when the protocol names one and it parsed.
-    pub requirements: Option<(inputs::RequirementsFile, crate::trace::FileIdentity)>,
-    /// The risks file, likewise.
-    pub risks: Option<(inputs::RisksFile, crate::trace::FileIdentity)>,
-}
-
-impl TraceInputs {
-    /// The identities, requirements first.
-    pub fn identities(&self) -> Vec<crate::trace::FileIdentity> {
-        let r = self.requirements.as_ref().map(|r| r.1.clone());
-        let k = self.risks.as_ref().map(|r| r.1.clone());
-        r.into_iter().chain(k).collect()
-    }
-}
-
-fn read_trace_file<T>(
-    path: &Path,
-    parse: impl Fn(&Path, &str) -> Result<T>,
-) -> Result<(T, crate::trace::FileIdentity)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let text = String::from_utf8(bytes.clone())
-        .map_err(|_| Error::input(format!("{}: not UTF-8 text", path.display())))?;
-    let value = parse(path, &text)?;
-    Ok((
-        value,
-        crate::trace::provenance::identity_of_bytes(path, &bytes),
-    ))
-}
-
 /// Loads a protocol and runs every check: structure, semantics, manifest columns, and the
 /// links to requirements and risk controls. Each file is read once; the parsed
 /// requirements and risks come back in [`CheckReport::trace`].
@@ -79,6 +55,7 @@ pub fn check_protocol(path: &Path) -> CheckReport {
                 protocol: None,
                 diagnostics: diags_of(e, &file),
                 trace: TraceInputs::default(),
+                manifest: None,
             };
         }
     };
@@ -87,9 +64,16 @@ pub fn check_protocol(path: &Path) -> CheckReport {
     let mut trace = TraceInputs::default();
     let g = &lp.protocol.golden_set;
     let manifest = lp.resolve(&g.path).join(&g.manifest);
+    let mut manifest_bytes = None;
     if manifest.is_file() {
-        match crate::table::read_table_as_strings(&manifest) {
-            Ok(df) => facts.manifest_columns = Some(crate::table::column_names(&df)),
+        let parsed = std::fs::read(&manifest)
+            .map_err(|e| Error::io(&manifest, e))
+            .and_then(|b| Ok((crate::table::parse_table_as_strings(&manifest, &b)?, b)));
+        match parsed {
+            Ok((df, bytes)) => {
+                facts.manifest_columns = Some(crate::table::column_names(&df));
+                manifest_bytes = Some((manifest.clone(), bytes));
+            }
             Err(e) => diagnostics.push(Diagnostic::error(
                 manifest.display().to_string(),
                 None,
@@ -100,7 +84,7 @@ pub fn check_protocol(path: &Path) -> CheckReport {
     if let Some(t) = &lp.protocol.traceability {
         let req = lp.resolve(&t.requirements);
         if req.is_file() {
-            match read_trace_file(&req, inputs::parse_requirements) {
+            match inputs::read_file(&req, inputs::parse_requirements) {
                 Ok(r) => {
                     facts.requirement_ids =
                         Some(r.0.requirements.iter().map(|r| r.id.clone()).collect());
@@ -112,7 +96,7 @@ pub fn check_protocol(path: &Path) -> CheckReport {
         if let Some(risks) = &t.risks {
             let rp = lp.resolve(risks);
             if rp.is_file() {
-                match read_trace_file(&rp, inputs::parse_risks) {
+                match inputs::read_file(&rp, inputs::parse_risks) {
                     Ok(r) => {
                         facts.risk_control_ids =
                             Some(r.0.risk_controls.iter().map(|r| r.id.clone()).collect());
@@ -128,14 +112,13 @@ pub fn check_protocol(path: &Path) -> CheckReport {
         protocol: Some(lp),
         diagnostics,
         trace,
+        manifest: manifest_bytes,
     }
 }
 
 // ---------------------------------------------------------------------------------------
 // `medgate run`
 // ---------------------------------------------------------------------------------------
-
-use std::path::PathBuf;
 
 use crate::error::Result;
 use crate::exit::Outcome;
@@ -191,7 +174,7 @@ pub struct RunSummary {
 /// is one stage's entry point (the table in the crate docs).
 pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result<RunSummary> {
     let started = world.now();
-    // protocol: load and check (the protocol, requirements and risks files read once).
+    // protocol: load and check (the protocol, manifest, requirements and risks read once).
     let check = check_protocol(protocol_path);
     if !check.is_valid() {
         return Err(Error::Invalid(check.diagnostics));
@@ -207,11 +190,22 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
         .protocol
         .ok_or_else(|| Error::Internal("valid check without a protocol".into()))?;
     let p = &lp.protocol;
-    // golden: every byte verified against the LOCK.
-    let set = GoldenSet::open(&p.golden_set, &lp.dir, &p.subgroups.attributes)?;
-    // trace: a release comparison's reference, verified and matched before anything is written.
+    let out_dir = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&p.protocol));
+    // golden: every byte verified against the LOCK (the manifest bytes the check read).
+    let set = GoldenSet::open_read(
+        &p.golden_set,
+        &lp.dir,
+        &p.subgroups.attributes,
+        check.manifest,
+    )?;
+    // verify: a release comparison's reference, verified and matched before anything is written.
     let reference = match &p.comparison {
-        Some(spec) => Some(load_verified_reference(&lp, spec, &set, world)?),
+        Some(spec) => Some(crate::verify::reference::load_verified(
+            &lp, spec, &set, &out_dir, world,
+        )?),
         None => None,
     };
     // trace: configuration identification and the release gate.
@@ -225,30 +219,10 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
     let ids: Vec<String> = set.cases.iter().map(|c| c.case_id.clone()).collect();
     let backend = crate::model::build_backend(p, &lp.dir, &ids, world)?;
     let info = backend.info();
-    // harness: every case, journaled as it completes.
-    let out_dir = opts
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(&p.protocol));
-    if let Some((ref_dir, _)) = &reference {
-        let same = match (ref_dir.canonicalize(), out_dir.canonicalize()) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => false,
-        };
-        if same {
-            return Err(Error::input_hint(
-                format!(
-                    "the output directory {} is the reference bundle: the run would overwrite it",
-                    out_dir.display()
-                ),
-                "pass another `--out DIR` for the comparison run",
-            ));
-        }
-    }
+    // harness: every case, journaled as it completes, into a bundle of this protocol only.
     if opts.resume {
         harness::check_resumable(&out_dir)?;
     }
-    // One run per bundle, and only into an empty directory or a bundle of this protocol.
     let (_bundle_lock, out_warnings) =
         trace::bundle::open_out_dir(&out_dir, &p.protocol, opts.force)?;
     warnings.extend(out_warnings);
@@ -262,16 +236,7 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
     let out = harness::run_cases(backend.as_ref(), &inputs, &header, &out_dir, world, &hopts)?;
     // stats and trace: analysis, criteria, traceability, warnings, evidence.
     let rows = analysis::case_rows(&set, &out.results);
-    let new_images: Vec<Option<String>> = set
-        .cases
-        .iter()
-        .map(|c| Some(c.image_sha256.clone()))
-        .collect();
-    let a = analysis::analyze_compared(
-        p,
-        &rows,
-        reference.as_ref().map(|(_, r)| (&new_images[..], r)),
-    )?;
+    let a = analysis::analyze_against(p, &rows, &set, reference.as_ref().map(|r| &r.1))?;
     let ledger_path = ledger::path_for(&p.ledger, &lp.dir, &set.dir);
     let prior = ledger::read(&ledger_path)?;
     let versions = ledger::model_versions(&prior, &set.lock.root_hash, Some(&header.model_sha256));
@@ -282,19 +247,12 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
         trace_inputs.risks.as_ref().map(|r| &r.0),
     );
     let finished = world.now();
-    // The ledger entry is built now and recorded in the evidence (its anchor), then appended
+    // trace: the ledger entry, built now and recorded in the evidence (its anchor), appended
     // once the bundle is written.
     let ledger_entry = ledger::prepare(
         &ledger_path,
-        ledger::NewEntry {
-            time: finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            user: world.user(),
-            protocol: format!("{} v{}", p.protocol, p.version),
-            model_sha256: header.model_sha256.clone(),
-            set_root: set.lock.root_hash.clone(),
-            run_id: trace::run_id(&p.protocol, started, &a.results_sha256),
-            verdict: a.verdict.label().into(),
-        },
+        &prior,
+        ledger::NewEntry::of_run(p, &header.model_sha256, &set, &a, started, finished, world),
     )?;
     let evidence = trace::assemble_evidence(trace::EvidenceParts {
         protocol: &lp,
@@ -316,146 +274,23 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
     // The bundle: the run's records, then the reports, the ledger entry, SHA256SUMS last.
     trace::bundle::write_records(&out_dir, &lp, &set, &out.results, &evidence)?;
     crate::report::junit::write(&evidence, &out_dir)?;
-    let ropts = crate::report::RenderOptions {
-        templates: p.report.templates.as_ref().map(|t| lp.resolve(t)),
-        typst_bin: opts.typst_bin.clone(),
-        thumbnails: if p
-            .report
-            .formats
-            .contains(&crate::protocol::ReportFormat::Html)
-        {
-            crate::report::cases::thumbnails(&set, p.report.thumbnails)
-        } else {
-            Default::default()
-        },
-        ..Default::default()
-    };
+    let ropts = crate::report::RenderOptions::for_run(&lp, &set, opts.typst_bin.clone());
     crate::report::render_bundle(&evidence, &p.report.formats, &ropts, &out_dir)?;
     if let (Some((ref_dir, _)), Some(cmp)) = (&reference, &evidence.comparison) {
-        write_comparison_files(&out_dir, ref_dir, cmp, &set, p)?;
+        comparison::write_bundle_files(&out_dir, ref_dir, cmp, &set, p)?;
     }
     ledger::commit(&ledger_path, &ledger_entry)?;
     let files = trace::bundle::write_sha256sums(&out_dir)?;
-    let outcome = if a.infrastructure_failure.is_some() {
-        Outcome::Infrastructure
-    } else if evidence.verdict == trace::Verdict::Pass {
-        Outcome::Pass
-    } else {
-        Outcome::Fail
-    };
     Ok(RunSummary {
+        outcome: Outcome::of_run(
+            a.infrastructure_failure.is_some(),
+            evidence.verdict == trace::Verdict::Pass,
+        ),
         evidence,
         out_dir,
         files,
         inferred: out.inferred,
         resumed: out.resumed,
-        outcome,
         infrastructure_failure: a.infrastructure_failure,
     })
-}
-
-/// Verifies the reference bundle with the verify stage, loads it, and refuses it unless it is
-/// the pinned run of the same protocol on the same locked set with the same cases.
-fn load_verified_reference(
-    lp: &LoadedProtocol,
-    spec: &crate::protocol::ComparisonSpec,
-    set: &GoldenSet,
-    world: &dyn World,
-) -> Result<(PathBuf, comparison::ReferenceCases)> {
-    let dir = lp.resolve(&spec.reference.bundle);
-    let refused = |why: String| {
-        Error::input_hint(
-            format!("reference bundle {} refused: {why}", dir.display()),
-            "name the earlier bundle under `comparison.reference.bundle` and pin its results_sha256; nothing was written",
-        )
-    };
-    if !dir.is_dir() {
-        return Err(refused("not a directory".into()));
-    }
-    let report =
-        crate::verify::verify_bundle(&dir, &crate::verify::VerifyOptions::default(), world)
-            .map_err(|e| refused(format!("it cannot be verified: {e}")))?;
-    if !report.identical() {
-        let mut what: Vec<String> = Vec::new();
-        what.extend(
-            report
-                .files
-                .iter()
-                .map(|f| format!("{} {}", f.path, f.problem)),
-        );
-        what.extend(report.discrepancies.iter().map(|d| d.path.clone()));
-        what.extend(
-            report
-                .checks
-                .iter()
-                .filter(|c| !c.ok)
-                .map(|c| format!("{}: {}", c.name, c.detail)),
-        );
-        what.extend(
-            report
-                .cases
-                .iter()
-                .map(|c| format!("{}: {}", c.case_id, c.problem)),
-        );
-        what.truncate(5);
-        return Err(refused(format!(
-            "it fails verification ({} problem(s): {})",
-            report.problem_count(),
-            what.join("; ")
-        )));
-    }
-    let (ev, refc) = comparison::load_reference(&dir, spec.reference.name.clone())?;
-    let new_cases: Vec<comparison::PairedCase> = set
-        .cases
-        .iter()
-        .map(|c| comparison::PairedCase {
-            case_id: c.case_id.clone(),
-            image_sha256: Some(c.image_sha256.clone()),
-            label: c.label,
-            status: crate::harness::CaseStatus::Evaluated,
-            score: None,
-        })
-        .collect();
-    comparison::check_reference(
-        &lp.protocol,
-        &set.lock.root_hash,
-        &new_cases,
-        &ev,
-        &refc.cases,
-    )?;
-    Ok((dir, refc))
-}
-
-/// Copies the reference bundle's evidence, cases and protocol into `reference/` (so the new
-/// bundle verifies on its own) and writes `flips.csv`.
-fn write_comparison_files(
-    out_dir: &Path,
-    reference_dir: &Path,
-    cmp: &comparison::ComparisonEvidence,
-    set: &GoldenSet,
-    p: &crate::protocol::Protocol,
-) -> Result<()> {
-    use crate::trace::bundle::{CASES_FILE, EVIDENCE_FILE, PROTOCOL_FILE};
-    let copy_dir = out_dir.join(comparison::REFERENCE_DIR);
-    std::fs::create_dir_all(&copy_dir).map_err(|e| Error::io(&copy_dir, e))?;
-    for f in [EVIDENCE_FILE, CASES_FILE, PROTOCOL_FILE] {
-        let (from, to) = (reference_dir.join(f), copy_dir.join(f));
-        std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
-    }
-    let images: std::collections::HashMap<String, String> = set
-        .cases
-        .iter()
-        .map(|c| {
-            (
-                c.case_id.clone(),
-                c.image.to_string_lossy().replace('\\', "/"),
-            )
-        })
-        .collect();
-    comparison::write_flips(
-        &out_dir.join(comparison::FLIPS_FILE),
-        cmp,
-        &images,
-        &p.subgroups.attributes,
-    )
 }

@@ -87,6 +87,31 @@ pub fn read_table_as_strings(path: &Path) -> Result<DataFrame> {
     }
 }
 
+/// Parses `bytes`, the content of the table file `path` (format by its extension, named in
+/// errors), with every column as a string, like [`read_table_as_strings`]. For callers that
+/// hash the bytes they parse, so a file is read once.
+pub fn parse_table_as_strings(path: &Path, bytes: &[u8]) -> Result<DataFrame> {
+    let cursor = std::io::Cursor::new(bytes);
+    let df = match TableFormat::from_path(path)? {
+        TableFormat::Csv => CsvReadOptions::default()
+            .with_has_header(true)
+            .with_infer_schema_length(Some(0))
+            .into_reader_with_file_handle(cursor)
+            .finish()
+            .map_err(|e| polars_err(path, e))?,
+        TableFormat::Parquet => ParquetReader::new(cursor)
+            .finish()
+            .map_err(|e| polars_err(path, e))?,
+    };
+    let cols = df
+        .columns()
+        .iter()
+        .map(|c| c.cast(&DataType::String))
+        .collect::<PolarsResult<Vec<_>>>()
+        .map_err(|e| polars_err(path, e))?;
+    DataFrame::new(df.height(), cols).map_err(|e| polars_err(path, e))
+}
+
 /// Writes a table as CSV or Parquet (by extension). Parquet is written uncompressed-free of
 /// timestamps so the same frame always gives the same bytes.
 pub fn write_table(path: &Path, df: &mut DataFrame) -> Result<()> {

@@ -114,7 +114,7 @@ fn gap_bound_covers_every_pair() {
         .statistics
         .gaps
         .iter()
-        .find(|g| g.metric == "sensitivity")
+        .find(|g| g.metric == medgate::protocol::Metric::Sensitivity)
         .unwrap();
     assert_eq!(g.p_adjusted, o.p_value);
     // The specificity gap is not named by any criterion: informational.
@@ -122,7 +122,7 @@ fn gap_bound_covers_every_pair() {
         .statistics
         .gaps
         .iter()
-        .find(|g| g.metric == "specificity")
+        .find(|g| g.metric == medgate::protocol::Metric::Specificity)
         .unwrap();
     assert_eq!(spec.p_adjusted, None);
 }

@@ -5,9 +5,12 @@
 //! smallest `n` and Chu & Cole 2007's saw-tooth-safe `n`, with the exact power achieved at
 //! each) or the Obuchowski / Hanley-McNeil AUROC plan, always naming the method used.
 
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
+
 use super::{GlobalArgs, OutputFormat};
 use crate::error::{Error, Result};
 use crate::exit::Outcome;
+use crate::protocol::Metric;
 use crate::stats::samplesize::{auroc_plan, exact_plan, normal_approx_positives};
 
 /// Arguments of `medgate plan`.
@@ -24,8 +27,13 @@ The exact plan uses the one-sided exact (Clopper-Pearson) lower bound; a two-sid
 --confidence C corresponds to one-sided alpha (1 - C) / 2.")]
 pub struct PlanArgs {
     /// What the goal is on: `sensitivity` (also specificity) or `auroc`.
-    #[arg(long, default_value = "sensitivity", value_parser = ["sensitivity", "specificity", "auroc"])]
-    pub metric: String,
+    #[arg(
+        long,
+        default_value = "sensitivity",
+        value_parser = PossibleValuesParser::new(["sensitivity", "specificity", "auroc"])
+            .map(|s| Metric::parse(&s).unwrap_or(Metric::Sensitivity))
+    )]
+    pub metric: Metric,
     /// Expected value of the metric for the device.
     #[arg(long)]
     pub expected: f64,
@@ -77,7 +85,7 @@ pub fn run(args: PlanArgs, _global: &GlobalArgs) -> Result<Outcome> {
             None => Ok(None),
         }
     };
-    if args.metric == "auroc" {
+    if args.metric == Metric::Auroc {
         let plan = auroc_plan(args.expected, args.goal, alpha, args.power, args.ratio)
             .ok_or_else(|| invalid(&args, alpha))?;
         let method =
@@ -142,7 +150,7 @@ pub fn run(args: PlanArgs, _global: &GlobalArgs) -> Result<Outcome> {
             println!("{v}");
         }
         OutputFormat::Text => {
-            let unit = if args.metric == "specificity" {
+            let unit = if args.metric == Metric::Specificity {
                 "negative"
             } else {
                 "positive"

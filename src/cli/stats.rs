@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use rayon::prelude::*;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
+
 use super::{GlobalArgs, OutputFormat};
 use crate::error::{Error, Result};
 use crate::exit::Outcome;
@@ -59,8 +61,13 @@ pub struct StatsArgs {
     pub confidence: f64,
     /// Interval method (bootstrap: percentile bootstrap for AUROC, Clopper-Pearson for
     /// proportions).
-    #[arg(long, default_value = "wilson", value_parser = ["wilson", "clopper-pearson", "jeffreys", "bootstrap"])]
-    pub interval: String,
+    #[arg(
+        long,
+        default_value = "wilson",
+        value_parser = PossibleValuesParser::new(["wilson", "clopper-pearson", "jeffreys", "bootstrap"])
+            .map(|s| IntervalMethod::parse(&s).unwrap_or_default())
+    )]
+    pub interval: IntervalMethod,
     /// Bootstrap resamples.
     #[arg(long, value_name = "N", default_value_t = 2000)]
     pub bootstrap: u32,
@@ -72,8 +79,16 @@ pub struct StatsArgs {
     #[arg(long, value_name = "N", default_value_t = 30)]
     pub min_subgroup_size: usize,
     /// Adjustment of the gaps' homogeneity p-values, over every gap printed.
-    #[arg(long, default_value = "holm", value_parser = ["holm", "bonferroni", "none"])]
-    pub multiplicity: String,
+    #[arg(
+        long,
+        default_value = "holm",
+        value_parser = PossibleValuesParser::new(["holm", "bonferroni", "none"]).map(|s| match s.as_str() {
+            "bonferroni" => Multiplicity::Bonferroni,
+            "none" => Multiplicity::None,
+            _ => Multiplicity::Holm,
+        })
+    )]
+    pub multiplicity: Multiplicity,
     /// Also compute calibration (ECE, intercept, slope, Spiegelhalter's z); scores must be
     /// probabilities.
     #[arg(long)]
@@ -88,17 +103,8 @@ pub struct StatsArgs {
 
 /// Runs `medgate stats`.
 pub fn run(args: StatsArgs, global: &GlobalArgs) -> Result<Outcome> {
-    let interval = match args.interval.as_str() {
-        "clopper-pearson" => IntervalMethod::ClopperPearson,
-        "jeffreys" => IntervalMethod::Jeffreys,
-        "bootstrap" => IntervalMethod::Bootstrap,
-        _ => IntervalMethod::Wilson,
-    };
-    let multiplicity = match args.multiplicity.as_str() {
-        "bonferroni" => Multiplicity::Bonferroni,
-        "none" => Multiplicity::None,
-        _ => Multiplicity::Holm,
-    };
+    let interval = args.interval;
+    let multiplicity = args.multiplicity;
     let cfg = AnalysisConfig {
         threshold: args.threshold,
         confidence: args.confidence,
@@ -388,8 +394,8 @@ fn metrics_block(out: &mut String, m: &Metrics) {
     let method = m
         .auroc
         .as_ref()
-        .and_then(|a| a.method.as_deref())
-        .unwrap_or("");
+        .and_then(|a| a.method)
+        .map_or("", |m| m.as_str());
     let _ = writeln!(out, "  {:<12} {} {method}", "auroc", est(&m.auroc));
     let _ = writeln!(
         out,
@@ -468,7 +474,7 @@ pub fn render_text(path: &Path, r: &StatsReport, multiplicity: Multiplicity) -> 
                 out,
                 "  {:<12} {:<12} {:.3} ({:.3} to {:.3})  {} vs {}  upper from {} vs {}  {} over {} pairs  {} p {}  p_adj {}{}",
                 g.attribute,
-                g.metric,
+                g.metric.as_str(),
                 g.difference,
                 g.lower,
                 g.upper,

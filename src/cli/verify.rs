@@ -215,7 +215,7 @@ pub fn render_text(r: &VerifyReport, color: bool) -> String {
             d.path,
             short_json(&d.expected),
             short_json(&d.found),
-            if d.kind == "value" {
+            if d.kind == crate::verify::jsondiff::DiffKind::Value {
                 String::new()
             } else {
                 format!(" ({})", d.kind)

@@ -30,7 +30,7 @@ pub use super::deid_table::BASIC_PROFILE;
 
 /// PS3.16 CID 7050 "De-identification Method": the PS3.15 profile and options a file claims
 /// in De-identification Method Code Sequence (0012,0064).
-pub const CID_7050: [(&str, &str); 13] = [
+const CID_7050: [(&str, &str); 13] = [
     ("113100", "Basic Application Confidentiality Profile"),
     ("113101", "Clean Pixel Data Option"),
     ("113102", "Clean Recognizable Visual Features Option"),
@@ -198,7 +198,7 @@ pub fn identifying_attributes(obj: &InMemDicomObject) -> (Vec<(String, &'static 
 }
 
 /// True for `.dcm`/`.dicom` files, or files carrying the `DICM` magic at offset 128.
-pub fn is_dicom(path: &Path) -> bool {
+pub(crate) fn is_dicom(path: &Path) -> bool {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())

@@ -201,7 +201,7 @@ pub fn decode_dicom(
 }
 
 /// Renders an opened DICOM object (see [`decode_dicom`]).
-pub fn render_dicom(
+fn render_dicom(
     obj: &dicom_object::DefaultDicomObject,
     file: &pixels::FileInfo,
     opts: &DecodeOptions,

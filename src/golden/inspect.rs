@@ -15,7 +15,7 @@ use super::manifest::{self, Manifest};
 use crate::error::Result;
 
 /// Columns with more distinct values than this are not treated as subgroups.
-pub const MAX_LEVELS: usize = 50;
+const MAX_LEVELS: usize = 50;
 
 /// Counts of one subgroup level.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

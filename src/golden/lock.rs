@@ -359,7 +359,7 @@ fn excluded(rel: &str, lock_rel: Option<&str>) -> bool {
 
 /// Lists every file of the set that is hashed, sorted by relative path, with its absolute path.
 /// `lock_file` is excluded when it lies inside `dir`.
-pub fn list_files(dir: &Path, lock_file: &Path) -> Result<Vec<(String, PathBuf)>> {
+pub(crate) fn list_files(dir: &Path, lock_file: &Path) -> Result<Vec<(String, PathBuf)>> {
     let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
     if !root.is_dir() {
         return Err(Error::input(format!("{}: not a directory", dir.display())));
@@ -449,10 +449,19 @@ fn rel_string(p: &Path) -> Result<String> {
 
 /// Hashes every file of the set (in parallel, streaming), sorted by path.
 pub fn hash_files(dir: &Path, lock_file: &Path) -> Result<Vec<LockedFile>> {
+    hash_files_known(dir, lock_file, &[])
+}
+
+/// Like [`hash_files`], except that a file listed in `known` (by its path relative to the
+/// set) is not read again: the caller read it, hashed exactly those bytes, and uses them.
+fn hash_files_known(dir: &Path, lock_file: &Path, known: &[LockedFile]) -> Result<Vec<LockedFile>> {
     let files = list_files(dir, lock_file)?;
     files
         .par_iter()
         .map(|(rel, abs)| {
+            if let Some(k) = known.iter().find(|k| &k.path == rel) {
+                return Ok(k.clone());
+            }
             let (sha256, size) = crate::hash::sha256_file(abs)?;
             Ok(LockedFile {
                 path: rel.clone(),
@@ -555,14 +564,22 @@ pub fn verify_with(dir: &Path, lock_file: &Path, full: bool) -> Result<VerifyRep
 
 /// Like [`verify_with`], against a LOCK already read and parsed (so that the caller hashes
 /// and uses exactly the LOCK bytes it verified against).
-pub fn verify_against(
+fn verify_against(dir: &Path, lock_file: &Path, lock: &Lock, full: bool) -> Result<VerifyReport> {
+    verify_against_known(dir, lock_file, lock, full, &[])
+}
+
+/// Like [`verify_against`] (full), where the files in `known` were already read by the
+/// caller, who hashed the bytes it uses (the manifest, read once by
+/// [`crate::golden::GoldenSet::open`]): they are compared by that hash, not read again.
+pub(crate) fn verify_against_known(
     dir: &Path,
     lock_file: &Path,
     lock: &Lock,
     full: bool,
+    known: &[LockedFile],
 ) -> Result<VerifyReport> {
     let current: Vec<LockedFile> = if full {
-        hash_files(dir, lock_file)?
+        hash_files_known(dir, lock_file, known)?
     } else {
         list_files(dir, lock_file)?
             .into_iter()

@@ -14,7 +14,7 @@ use crate::diag::Diagnostic;
 use crate::error::{Error, Result};
 
 /// Manifest file names tried, in order, when none is given.
-pub const MANIFEST_NAMES: [&str; 2] = ["manifest.csv", "manifest.parquet"];
+const MANIFEST_NAMES: [&str; 2] = ["manifest.csv", "manifest.parquet"];
 
 /// A manifest read entirely as strings (nulls become empty strings).
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +32,17 @@ impl Manifest {
     pub fn read(dir: &Path, rel: &Path) -> Result<Manifest> {
         let path = dir.join(rel);
         let df = crate::table::read_table_as_strings(&path)?;
+        Manifest::from_frame(rel, &path, df)
+    }
+
+    /// Parses `bytes`, the content of `dir/rel` as already read (and hashed) by the caller.
+    pub fn parse(dir: &Path, rel: &Path, bytes: &[u8]) -> Result<Manifest> {
+        let path = dir.join(rel);
+        let df = crate::table::parse_table_as_strings(&path, bytes)?;
+        Manifest::from_frame(rel, &path, df)
+    }
+
+    fn from_frame(rel: &Path, path: &Path, df: polars::prelude::DataFrame) -> Result<Manifest> {
         let columns = crate::table::column_names(&df);
         let mut rows = vec![Vec::with_capacity(columns.len()); df.height()];
         for name in &columns {
@@ -129,7 +140,7 @@ pub fn parse_label(v: &str) -> Option<bool> {
 
 /// Normalises a manifest path to a `/`-separated path relative to the set, refusing absolute
 /// paths, `..` components, backslashes and empty values. The error is a sentence.
-pub fn normalize_rel(value: &str) -> std::result::Result<String, String> {
+pub(crate) fn normalize_rel(value: &str) -> std::result::Result<String, String> {
     let v = value.trim();
     if v.is_empty() {
         return Err("empty image path".into());
@@ -160,7 +171,7 @@ pub fn normalize_rel(value: &str) -> std::result::Result<String, String> {
 /// Checks the manifest's structure against the set's files: safe relative paths that exist,
 /// do not leave the set through a symlink, unique case IDs, and no image (by content hash)
 /// used twice. `hashes` maps each file of the set to its SHA-256.
-pub fn check_manifest(
+pub(crate) fn check_manifest(
     dir: &Path,
     m: &Manifest,
     case_id_column: &str,
@@ -341,7 +352,7 @@ fn looks_like_person_name(v: &str) -> bool {
 /// Screens manifest columns for direct identifiers: identifying column names, and values that
 /// look like e-mail addresses, phone numbers, full dates or DICOM person names. One
 /// diagnostic per column (at its first offending row); values are never echoed.
-pub fn screen_manifest(m: &Manifest) -> Vec<Diagnostic> {
+pub(crate) fn screen_manifest(m: &Manifest) -> Vec<Diagnostic> {
     let mut d = Vec::new();
     let file = m.rel_path.clone();
     let hint = "remove or coarsen the column (e.g. age band instead of birth date), or lock with --waiver REASON";

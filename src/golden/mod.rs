@@ -85,6 +85,19 @@ impl GoldenSet {
         protocol_dir: &Path,
         attributes: &[String],
     ) -> Result<GoldenSet> {
+        GoldenSet::open_read(spec, protocol_dir, attributes, None)
+    }
+
+    /// Like [`GoldenSet::open`], with the manifest's bytes as the caller already read them
+    /// (`(path, bytes)`, from `medgate check`'s column check): those bytes are hashed against
+    /// the LOCK and parsed, so the manifest is read once per run. When the path is not the
+    /// manifest's, or no bytes are given, the manifest is read here, once.
+    pub fn open_read(
+        spec: &GoldenSetSpec,
+        protocol_dir: &Path,
+        attributes: &[String],
+        manifest_bytes: Option<(PathBuf, Vec<u8>)>,
+    ) -> Result<GoldenSet> {
         let dir = protocol_dir.join(&spec.path);
         if !dir.is_dir() {
             return Err(Error::input_hint(
@@ -109,11 +122,22 @@ impl GoldenSet {
             .map_err(|_| Error::input(format!("{}: not UTF-8 text", lock_file.display())))?;
         let lock = Lock::parse(&lock_text, &lock_file)?;
         let lock_sha256 = crate::hash::sha256_hex(&lock_bytes);
-        let verification = lock::verify_against(&dir, &lock_file, &lock, true)?;
+        // The manifest is read once: the same bytes are verified against the LOCK and parsed.
+        let manifest_path = dir.join(&spec.manifest);
+        let manifest_bytes = match manifest_bytes {
+            Some((p, b)) if p == manifest_path => b,
+            _ => std::fs::read(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?,
+        };
+        let known = [lock::LockedFile {
+            path: spec.manifest.to_string_lossy().replace('\\', "/"),
+            size: manifest_bytes.len() as u64,
+            sha256: crate::hash::sha256_hex(&manifest_bytes),
+        }];
+        let verification = lock::verify_against_known(&dir, &lock_file, &lock, true, &known)?;
         if !verification.is_intact() {
             return Err(verification.to_error());
         }
-        let m = Manifest::read(&dir, &spec.manifest)?;
+        let m = Manifest::parse(&dir, &spec.manifest, &manifest_bytes)?;
         let id_col = m.column(&spec.case_id_column)?;
         let label_col = m.column(&spec.label_column)?;
         let image_col = m.column(&spec.image_column)?;

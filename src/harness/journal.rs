@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 
 /// Journal format version.
-pub const JOURNAL_FORMAT: u32 = 1;
+pub(crate) const JOURNAL_FORMAT: u32 = 1;
 
 /// The first line of a journal: what every entry was computed with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,7 +50,7 @@ pub struct JournalEntry {
 
 /// Where corrupt journal lines are moved, beside the journal (`<journal>.rejected.jsonl`):
 /// one JSON object per line, `{"line": N, "text": "..."}`, never deleted.
-pub const REJECTED_SUFFIX: &str = ".rejected.jsonl";
+const REJECTED_SUFFIX: &str = ".rejected.jsonl";
 
 /// An open journal.
 #[derive(Debug)]
@@ -237,7 +237,7 @@ impl Journal {
 }
 
 /// `journal.jsonl` -> `journal.jsonl.rejected.jsonl`.
-pub fn rejected_path(path: &Path) -> PathBuf {
+fn rejected_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
     s.push(REJECTED_SUFFIX);
     PathBuf::from(s)

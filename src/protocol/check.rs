@@ -185,10 +185,10 @@ fn hint(d: &mut Diagnostic, h: impl Into<String>) {
 /// The documented pattern of a protocol ID. The ID names the default bundle directory
 /// (`runs/<ID>`), so it must be one safe path component: it starts with a letter or digit (so
 /// never `.` or `..`), holds only `A-Z a-z 0-9 - _ .`, and is at most 64 characters.
-pub const PROTOCOL_ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
+const PROTOCOL_ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
 
 /// Whether `id` matches [`PROTOCOL_ID_PATTERN`].
-pub fn safe_protocol_id(id: &str) -> bool {
+fn safe_protocol_id(id: &str) -> bool {
     let mut chars = id.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && id.len() <= 64

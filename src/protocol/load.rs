@@ -4,7 +4,7 @@
 //! serde-saphyr with line and column. Serde stops at the first error, so to report *all*
 //! unknown fields at once we blank the offending key (and the block under it) and parse
 //! again, up to a bound; any other structural error ends the loop. Semantic problems
-//! (duplicate IDs, out-of-range bounds, missing files...) are found by [`super::check`] on a
+//! (duplicate IDs, out-of-range bounds, missing files...) are found by [`super::check()`] on a
 //! parsed protocol, using a span-carrying shadow parse to point at the right line.
 
 use std::path::{Path, PathBuf};
@@ -41,7 +41,7 @@ impl LoadedProtocol {
 }
 
 /// How far apart two words are (Levenshtein distance), for "did you mean" hints.
-pub fn edit_distance(a: &str, b: &str) -> usize {
+fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

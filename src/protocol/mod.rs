@@ -2,8 +2,8 @@
 //! model, the prompt, the operating point, the golden set, the subgroups, the statistics and
 //! the acceptance criteria (FDA's "pre-specified statistical analysis plan").
 //!
-//! This stage owns the protocol types ([`types`]), their loading ([`load`]) and their
-//! semantic checks ([`check`]). Later stages receive a parsed, checked [`Protocol`] and
+//! This stage owns the protocol types ([`types`]), their loading ([`load`](mod@load)) and their
+//! semantic checks ([`check`](mod@check)). Later stages receive a parsed, checked [`Protocol`] and
 //! never re-read the YAML. The JSON Schema ([`json_schema`]) is derived from the same types.
 
 pub mod check;
@@ -66,7 +66,7 @@ pub fn load(path: &Path) -> Result<LoadedProtocol> {
 
 /// A hint for a protocol path that does not exist: the closest YAML file in its directory
 /// (a typo), or the YAML files there, or that the directory itself is missing.
-pub fn missing_file_hint(path: &Path) -> String {
+fn missing_file_hint(path: &Path) -> String {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -527,6 +527,19 @@ pub enum IntervalMethod {
 }
 
 impl IntervalMethod {
+    /// Every method.
+    pub const ALL: [IntervalMethod; 4] = [
+        IntervalMethod::Wilson,
+        IntervalMethod::ClopperPearson,
+        IntervalMethod::Jeffreys,
+        IntervalMethod::Bootstrap,
+    ];
+
+    /// Parses the protocol/JSON spelling (`wilson`, `clopper-pearson`, ...).
+    pub fn parse(s: &str) -> Option<IntervalMethod> {
+        IntervalMethod::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
     /// The name as written in protocols and JSON.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -835,7 +848,7 @@ pub enum Scope {
 }
 
 /// The separator of intersection names (`sex x age_band`), shared with the statistics.
-pub const INTERSECTION_SEPARATOR: &str = " x ";
+const INTERSECTION_SEPARATOR: &str = " x ";
 
 impl Scope {
     /// Parses the protocol/JSON spelling; every string is a scope (whether an attribute

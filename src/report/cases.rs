@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::golden::GoldenSet;
+use crate::harness::CaseStatus;
 
 /// One case as the explorer shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -57,13 +58,13 @@ pub struct CaseTable {
 }
 
 /// The outcome classes, in the order the explorer lists them.
-pub const OUTCOMES: [&str; 6] = ["TP", "FN", "FP", "TN", "equivocal", "not evaluated"];
+const OUTCOMES: [&str; 6] = ["TP", "FN", "FP", "TN", "equivocal", "not evaluated"];
 
-/// The outcome class of a case.
-pub fn outcome(status: &str, label: bool, prediction: Option<bool>) -> &'static str {
+/// The outcome class of a case (`status` as read; `None` when unreadable).
+pub fn outcome(status: Option<CaseStatus>, label: bool, prediction: Option<bool>) -> &'static str {
     match (status, prediction) {
-        ("equivocal", _) => "equivocal",
-        ("evaluated", Some(p)) => match (label, p) {
+        (Some(CaseStatus::Equivocal), _) => "equivocal",
+        (Some(CaseStatus::Evaluated), Some(p)) => match (label, p) {
             (true, true) => "TP",
             (true, false) => "FN",
             (false, true) => "FP",
@@ -131,7 +132,7 @@ pub fn read_cases(path: &Path, threshold: f64) -> Result<CaseTable> {
                 score: scores[i].filter(|s| s.is_finite()),
                 answer: answers[i].clone(),
                 status: status[i].clone(),
-                outcome: outcome(&status[i], label, pred).into(),
+                outcome: outcome(CaseStatus::parse(&status[i]), label, pred).into(),
                 attributes: attr_vals.iter().map(|v| v[i].clone()).collect(),
                 raw: raw[i].clone(),
                 error: errors[i].clone(),
@@ -188,7 +189,7 @@ pub fn thumbnail_uri(img: &crate::golden::image::LoadedImage, px: u32) -> Option
 /// The explorer's JSON, safe to place inside `<script type="application/json">`: column-wise
 /// row arrays (`[id, label, score, answer, status, outcome, [attributes], raw, error, thumb]`)
 /// to keep a 100,000-case file small, with every `<`, `>`, `&` and line separator escaped.
-pub fn explorer_json(table: &CaseTable, thumbs: &BTreeMap<String, String>) -> String {
+pub(crate) fn explorer_json(table: &CaseTable, thumbs: &BTreeMap<String, String>) -> String {
     let rows: Vec<serde_json::Value> = table
         .rows
         .iter()
@@ -216,7 +217,7 @@ pub fn explorer_json(table: &CaseTable, thumbs: &BTreeMap<String, String>) -> St
 }
 
 /// Escapes JSON text for an HTML `<script>` element (the JSON value is unchanged).
-pub fn script_safe(json: &str) -> String {
+fn script_safe(json: &str) -> String {
     let mut out = String::with_capacity(json.len());
     for c in json.chars() {
         match c {
@@ -239,29 +240,30 @@ pub fn synthetic(n: usize) -> CaseTable {
         let label = i % 3 == 0;
         let score = ((i * 7919) % 1000) as f64 / 1000.0;
         let (status, answer) = match i % 50 {
-            7 => ("equivocal", "equivocal"),
-            13 => ("not_evaluated", ""),
-            _ if score >= 0.5 => ("evaluated", "positive"),
-            _ => ("evaluated", "negative"),
+            7 => (CaseStatus::Equivocal, "equivocal"),
+            13 => (CaseStatus::NotEvaluated, ""),
+            _ if score >= 0.5 => (CaseStatus::Evaluated, "positive"),
+            _ => (CaseStatus::Evaluated, "negative"),
         };
-        let pred = (status == "evaluated").then_some(score >= 0.5);
+        let answered = status != CaseStatus::NotEvaluated;
+        let pred = (status == CaseStatus::Evaluated).then_some(score >= 0.5);
         rows.push(CaseView {
             id: format!("CASE-{i:06}"),
             label,
-            score: (status != "not_evaluated").then_some(score),
+            score: answered.then_some(score),
             answer: answer.into(),
-            status: status.into(),
-            outcome: outcome(status, label, pred).into(),
+            status: status.as_str().into(),
+            outcome: outcome(Some(status), label, pred).into(),
             attributes: vec![
                 ["F", "M"][i % 2].to_string(),
                 ["A", "B", "C"][i % 3].to_string(),
             ],
-            raw: if status == "not_evaluated" {
+            raw: if !answered {
                 String::new()
             } else {
                 format!("{answer} <b>{i}</b>")
             },
-            error: if status == "not_evaluated" {
+            error: if !answered {
                 "HTTP 503 from the server".into()
             } else {
                 String::new()
@@ -280,12 +282,18 @@ mod tests {
 
     #[test]
     fn outcome_classes_follow_label_and_prediction() {
-        assert_eq!(outcome("evaluated", true, Some(true)), "TP");
-        assert_eq!(outcome("evaluated", true, Some(false)), "FN");
-        assert_eq!(outcome("evaluated", false, Some(true)), "FP");
-        assert_eq!(outcome("evaluated", false, Some(false)), "TN");
-        assert_eq!(outcome("equivocal", true, None), "equivocal");
-        assert_eq!(outcome("not_evaluated", true, None), "not evaluated");
+        let (ev, eq, ne) = (
+            Some(CaseStatus::Evaluated),
+            Some(CaseStatus::Equivocal),
+            Some(CaseStatus::NotEvaluated),
+        );
+        assert_eq!(outcome(ev, true, Some(true)), "TP");
+        assert_eq!(outcome(ev, true, Some(false)), "FN");
+        assert_eq!(outcome(ev, false, Some(true)), "FP");
+        assert_eq!(outcome(ev, false, Some(false)), "TN");
+        assert_eq!(outcome(eq, true, None), "equivocal");
+        assert_eq!(outcome(ne, true, None), "not evaluated");
+        assert_eq!(outcome(None, true, Some(true)), "not evaluated");
     }
 
     #[test]

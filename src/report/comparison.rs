@@ -307,7 +307,7 @@ fn plot_rows(ev: &Evidence) -> Vec<PlotRow> {
 /// comparison. Hand-written SVG (no plotting library): one row per difference criterion
 /// observation, the interval as a bar, the point as a dot, the margin as a dashed red tick,
 /// zero as a grey line.
-pub fn forest_svg(ev: &Evidence) -> String {
+pub(crate) fn forest_svg(ev: &Evidence) -> String {
     use std::fmt::Write;
     if ev.comparison.is_none() {
         return String::new();

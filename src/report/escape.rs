@@ -31,7 +31,7 @@ pub fn typst_escape(s: &str) -> String {
 }
 
 /// Escapes text for the inside of a Typst string literal (`"..."`), without the quotes.
-pub fn typst_str_escape(s: &str) -> String {
+pub(crate) fn typst_str_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     for c in s.chars() {
         match c {
@@ -106,7 +106,7 @@ pub fn html_escape(s: &str) -> String {
 /// Splits text into plain and code segments at backtick pairs (`` `medgate lock` ``), as the
 /// diagnostics write commands and names. An unpaired backtick stays plain text; an empty
 /// pair (` `` `) is plain text too.
-pub fn code_spans(s: &str) -> Vec<(bool, &str)> {
+fn code_spans(s: &str) -> Vec<(bool, &str)> {
     let mut out = Vec::new();
     let mut rest = s;
     while let Some(open) = rest.find('`') {
@@ -129,7 +129,7 @@ pub fn code_spans(s: &str) -> Vec<(bool, &str)> {
 }
 
 /// HTML with each backtick span as `<code>`, everything escaped.
-pub fn html_code_spans(s: &str) -> String {
+pub(crate) fn html_code_spans(s: &str) -> String {
     code_spans(s)
         .into_iter()
         .map(|(code, t)| {
@@ -143,7 +143,7 @@ pub fn html_code_spans(s: &str) -> String {
 }
 
 /// Typst markup with each backtick span as `#raw("...")`, everything escaped.
-pub fn typst_code_spans(s: &str) -> String {
+pub(crate) fn typst_code_spans(s: &str) -> String {
     code_spans(s)
         .into_iter()
         .map(|(code, t)| {
@@ -158,7 +158,7 @@ pub fn typst_code_spans(s: &str) -> String {
 
 /// Markdown with each backtick span kept as a code span (its content is literal in
 /// CommonMark, so only line breaks are replaced); the rest escaped by [`md_escape`].
-pub fn md_code_spans(s: &str) -> String {
+pub(crate) fn md_code_spans(s: &str) -> String {
     code_spans(s)
         .into_iter()
         .map(|(code, t)| {

@@ -42,7 +42,7 @@ pub const TEMPLATES: [(&str, &str); 3] = [
 
 /// The case explorer's script, inlined into `report.html` (kept in `templates/` so it is
 /// reviewed as source, not generated).
-pub const CASES_JS: &str = include_str!("../../templates/cases.js");
+const CASES_JS: &str = include_str!("../../templates/cases.js");
 
 /// How to render.
 #[derive(Debug, Clone, Default)]
@@ -62,6 +62,28 @@ pub struct RenderOptions {
     /// The bundle's signatures, for a signed rendering: the SHA-256 of the SHA256SUMS they
     /// cover, and each signature as checked.
     pub signatures: Option<(String, Vec<view::SignatureView>)>,
+}
+
+impl RenderOptions {
+    /// The options of `medgate run`: the protocol's site templates (relative to it) and, when
+    /// it asks for HTML, the set's case thumbnails at the protocol's size.
+    pub fn for_run(
+        lp: &crate::protocol::LoadedProtocol,
+        set: &crate::golden::GoldenSet,
+        typst_bin: Option<PathBuf>,
+    ) -> RenderOptions {
+        let r = &lp.protocol.report;
+        RenderOptions {
+            templates: r.templates.as_ref().map(|t| lp.resolve(t)),
+            typst_bin,
+            thumbnails: if r.formats.contains(&ReportFormat::Html) {
+                cases::thumbnails(set, r.thumbnails)
+            } else {
+                Default::default()
+            },
+            ..Default::default()
+        }
+    }
 }
 
 /// Which escaping a template gets, by its file name.
@@ -331,7 +353,7 @@ pub fn render_pdf(ev: &Evidence) -> crate::Result<Vec<u8>> {
 
 /// Renders one named template (`report.typ`, `report.html`, `report.md`), with optional site
 /// overrides.
-pub fn render_with(ev: &Evidence, name: &str, overrides: Option<&Path>) -> crate::Result<String> {
+fn render_with(ev: &Evidence, name: &str, overrides: Option<&Path>) -> crate::Result<String> {
     let plots = plots::render(ev)?;
     let env = environment(overrides)?;
     render_template(&env, name, ev, &plots, overrides)

@@ -183,7 +183,7 @@ pub fn compile_pdf(
 /// Renders with an external `typst` binary: `typst compile report.typ report.pdf` in `dir`
 /// (which must already hold `report.typ` and `plots/`), with `SOURCE_DATE_EPOCH` set from the
 /// run date so the external tool is reproducible too.
-pub fn compile_external(bin: &Path, dir: &Path, date: &str) -> crate::Result<()> {
+pub(crate) fn compile_external(bin: &Path, dir: &Path, date: &str) -> crate::Result<()> {
     let epoch = chrono::DateTime::parse_from_rfc3339(date)
         .map(|d| d.timestamp())
         .unwrap_or(0);

@@ -14,11 +14,12 @@ use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
+use crate::protocol::Metric;
 use crate::stats::{Estimate, SubgroupResult};
 use crate::trace::Evidence;
 
 /// Font family the plots use (registered from the Typst bundled fonts).
-pub const PLOT_FONT: &str = "Libertinus Serif";
+pub(crate) const PLOT_FONT: &str = "Libertinus Serif";
 
 /// The rendered plots, SVG source each.
 #[derive(Debug, Clone)]
@@ -268,13 +269,11 @@ fn row_of(s: &SubgroupResult) -> Row {
 }
 
 /// The distinct goals of the criteria on `metric` (sorted), drawn as acceptance thresholds.
-fn threshold_goals(ev: &Evidence, metric: &str) -> Vec<f64> {
+fn threshold_goals(ev: &Evidence, metric: Metric) -> Vec<f64> {
     let mut goals: Vec<f64> = ev
         .criteria
         .iter()
-        .filter(|c| {
-            c.metric.as_str() == metric && c.goal.is_finite() && (0.0..=1.0).contains(&c.goal)
-        })
+        .filter(|c| c.metric == metric && c.goal.is_finite() && (0.0..=1.0).contains(&c.goal))
         .map(|c| c.goal)
         .collect();
     goals.sort_by(f64::total_cmp);
@@ -355,9 +354,9 @@ fn forest(ev: &Evidence) -> crate::Result<String> {
             }
             // The acceptance thresholds on this metric (one dashed line per distinct goal).
             let metric = if is_sens {
-                "sensitivity"
+                Metric::Sensitivity
             } else {
-                "specificity"
+                Metric::Specificity
             };
             for goal in threshold_goals(ev, metric) {
                 chart
@@ -419,8 +418,8 @@ mod tests {
         assert!(a.forest.contains("age_band=18-39 (n=24) small"));
         assert!(a.forest.contains("Overall (n=400)"));
         // The acceptance threshold of the sensitivity criterion is drawn: a dashed red line.
-        assert_eq!(threshold_goals(&ev, "sensitivity"), vec![0.80]);
-        assert_eq!(threshold_goals(&ev, "specificity"), vec![0.90]);
+        assert_eq!(threshold_goals(&ev, Metric::Sensitivity), vec![0.80]);
+        assert_eq!(threshold_goals(&ev, Metric::Specificity), vec![0.90]);
         assert!(a.forest.contains("#FF0000"), "no red threshold line");
         assert!(a.roc.contains("operating point (threshold 0.500)"));
         assert!(a.roc.contains("AUROC 0.941"));

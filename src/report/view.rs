@@ -8,7 +8,6 @@
 
 use serde::Serialize;
 
-use crate::protocol::Metric;
 use crate::stats::{Estimate, Metrics, StatsReport};
 use crate::trace::{CriterionResult, Evidence, Observation, TracedItem, Verdict};
 
@@ -17,7 +16,7 @@ pub const NA: &str = "n/a";
 
 /// A number with `decimals` decimals, or `n/a` when absent or not finite: the one number
 /// formatter of every rendering (reports, JUnit, console summary).
-pub fn fmt_fixed(v: Option<f64>, decimals: usize) -> String {
+pub(crate) fn fmt_fixed(v: Option<f64>, decimals: usize) -> String {
     match v {
         Some(x) if x.is_finite() => format!("{x:.decimals$}"),
         _ => NA.into(),
@@ -30,7 +29,7 @@ pub fn fmt3(v: Option<f64>) -> String {
 }
 
 /// An estimate with its interval, `0.911 (0.881-0.934)`, or `n/a`.
-pub fn fmt_est(e: Option<&Estimate>) -> String {
+fn fmt_est(e: Option<&Estimate>) -> String {
     match e {
         Some(e) if e.estimate.is_finite() => format!(
             "{} ({}-{})",
@@ -53,7 +52,7 @@ fn fmt_interval(lower: Option<f64>, upper: Option<f64>) -> String {
 }
 
 /// A p-value: three decimals, `<0.001` below that.
-pub fn fmt_p(p: f64) -> String {
+pub(crate) fn fmt_p(p: f64) -> String {
     if !p.is_finite() {
         NA.into()
     } else if p < 0.001 {
@@ -71,23 +70,11 @@ pub fn fmt_pct(v: Option<f64>) -> String {
     }
 }
 
-/// The human name of an interval method as written in protocols and evidence.
-pub fn interval_name(method: &str) -> String {
-    match method {
-        "wilson" => "Wilson score".into(),
-        "clopper-pearson" => "Clopper-Pearson (exact)".into(),
-        "jeffreys" => "Jeffreys (equal-tailed)".into(),
-        "bootstrap" => "stratified percentile bootstrap".into(),
-        "delong" => "DeLong".into(),
-        other => other.into(),
-    }
-}
-
-/// The human name of a metric given by its JSON spelling (unknown names pass through).
-pub fn metric_name(metric: &str) -> String {
-    Metric::parse(metric)
-        .map(|m| m.display_name().to_string())
-        .unwrap_or_else(|| metric.to_string())
+/// The human name of a criterion's method text: a method's display name when the text is
+/// one method's JSON spelling, else the text as recorded.
+fn interval_name(method: &str) -> String {
+    crate::stats::Method::parse(method)
+        .map_or_else(|| method.to_string(), |m| m.display_name().to_string())
 }
 
 /// CSS / colour class of a verdict: `pass`, `fail` or `ne`.
@@ -808,14 +795,15 @@ fn ratio(k: u64, n: u64) -> String {
     format!("{k}/{n}")
 }
 
-fn metric_rows(m: &Metrics, interval: &str) -> Vec<MetricRow> {
-    let iv = interval_name(interval);
+fn metric_rows(m: &Metrics, interval: crate::protocol::IntervalMethod) -> Vec<MetricRow> {
+    let iv = crate::stats::Method::from(interval)
+        .display_name()
+        .to_string();
     let auroc_method = m
         .auroc
         .as_ref()
-        .and_then(|a| a.method.as_deref())
-        .map(interval_name)
-        .unwrap_or_else(|| NA.into());
+        .and_then(|a| a.method)
+        .map_or_else(|| NA.into(), |m| m.display_name().to_string());
     vec![
         MetricRow {
             name: "Sensitivity".into(),
@@ -1041,13 +1029,14 @@ pub fn build(ev: &Evidence) -> ReportView {
     let results = ResultsView {
         threshold: fmt3(Some(st.threshold)),
         confidence: format!("{}%", fmt_num(st.confidence * 100.0)),
-        interval: interval_name(&st.interval),
+        interval: crate::stats::Method::from(st.interval)
+            .display_name()
+            .to_string(),
         auroc_interval: m
             .auroc
             .as_ref()
-            .and_then(|a| a.method.as_deref())
-            .map(interval_name)
-            .unwrap_or_else(|| NA.into()),
+            .and_then(|a| a.method)
+            .map_or_else(|| NA.into(), |m| m.display_name().to_string()),
         multiplicity: match p.statistics.multiplicity {
             crate::protocol::Multiplicity::None => "none".into(),
             crate::protocol::Multiplicity::Bonferroni => "Bonferroni".into(),
@@ -1068,7 +1057,7 @@ pub fn build(ev: &Evidence) -> ReportView {
             ref_neg: m.fp + m.tn,
             n: m.tp + m.fp + m.tn + m.fn_,
         },
-        metrics: metric_rows(m, &st.interval),
+        metrics: metric_rows(m, st.interval),
         f1: fmt3(m.f1),
         kappa: fmt3(m.kappa),
         subgroups: st
@@ -1097,7 +1086,7 @@ pub fn build(ev: &Evidence) -> ReportView {
             .iter()
             .map(|g| GapView {
                 attribute: g.attribute.clone(),
-                metric: metric_name(&g.metric),
+                metric: g.metric.display_name().to_string(),
                 difference: format!(
                     "{} ({}-{})",
                     fmt3(Some(g.difference)),
@@ -1120,10 +1109,12 @@ pub fn build(ev: &Evidence) -> ReportView {
             .chain(&ev.not_evaluated_analyses)
             .map(|a| equivocal_view(a.equivocal_as.as_str(), &a.statistics))
             .collect(),
-        multi_unit_criteria: criteria
+        multi_unit_criteria: ev
+            .criteria
             .iter()
-            .filter(|c| c.observations.len() > 1 || c.scope != "overall")
-            .cloned()
+            .zip(&criteria)
+            .filter(|(c, _)| c.observations.len() > 1 || c.scope != crate::protocol::Scope::Overall)
+            .map(|(_, v)| v.clone())
             .collect(),
     };
 

@@ -265,14 +265,11 @@ pub fn cases(fx: &Fixtures) -> Result<Vec<SelftestCase>> {
     // Proportion intervals vs statsmodels proportion_confint.
     let f = "proportion_ci.csv";
     for (line, row) in fx.rows(f) {
-        let method = match field(&row, 0, f, line)? {
-            "wilson" => IntervalMethod::Wilson,
-            "clopper-pearson" => IntervalMethod::ClopperPearson,
-            "jeffreys" => IntervalMethod::Jeffreys,
-            other => {
-                return Err(Error::input(format!(
-                    "{f}:{line}: unknown method `{other}`"
-                )));
+        let name = field(&row, 0, f, line)?;
+        let method = match IntervalMethod::parse(name) {
+            Some(m) if m != IntervalMethod::Bootstrap => m,
+            _ => {
+                return Err(Error::input(format!("{f}:{line}: unknown method `{name}`")));
             }
         };
         let k = int(field(&row, 1, f, line)?, f, line)?;
@@ -597,7 +594,10 @@ fn step2_cases(fx: &Fixtures, r: &str, out: &mut Vec<SelftestCase>) -> Result<()
             .iter()
             .map(|s| s.metrics.auroc.as_ref().and_then(|a| a.se).map(|v| v * v))
             .collect();
-        let g = rep.gaps.iter().find(|g| g.metric == "auroc");
+        let g = rep
+            .gaps
+            .iter()
+            .find(|g| g.metric == crate::protocol::Metric::Auroc);
         got.push(g.and_then(|g| g.statistic));
         got.push(g.and_then(|g| g.p_value));
         out.push(case(

@@ -35,7 +35,7 @@ use rayon::prelude::*;
 use super::subgroup::Prepared;
 
 /// The generator of resample `index` for `seed` (see the module docs).
-pub fn resample_rng(seed: u64, index: u64) -> ChaCha8Rng {
+pub(crate) fn resample_rng(seed: u64, index: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(index);
     rng
@@ -69,7 +69,7 @@ pub struct LevelOrder {
 }
 
 /// Every level's cases in sorted order, from one pass over `prep`.
-pub fn level_orders(prep: &Prepared) -> Vec<LevelOrder> {
+pub(crate) fn level_orders(prep: &Prepared) -> Vec<LevelOrder> {
     let mut out = vec![LevelOrder::default(); prep.n_levels];
     let mut last_run = vec![usize::MAX; prep.n_levels];
     for r in 0..prep.runs.len() - 1 {
@@ -93,7 +93,7 @@ pub fn level_orders(prep: &Prepared) -> Vec<LevelOrder> {
 
 /// The AUROC of `level` in each of `resamples` stratified resamples (NaN where a class is
 /// absent, which stratification rules out when the level has both classes).
-pub fn auc_resamples(level: &LevelOrder, l: usize, resamples: u32, seed: u64) -> Vec<f64> {
+pub(crate) fn auc_resamples(level: &LevelOrder, l: usize, resamples: u32, seed: u64) -> Vec<f64> {
     let n_pos = level.n_pos as usize;
     let n_neg = level.positive.len() - n_pos;
     if n_pos == 0 || n_neg == 0 {
@@ -196,7 +196,7 @@ pub fn quantile(values: &mut [f64], q: f64) -> Option<f64> {
 }
 
 /// The two-sided percentile interval of `values` at `confidence`.
-pub fn percentile_interval(values: &mut [f64], confidence: f64) -> Option<(f64, f64)> {
+pub(crate) fn percentile_interval(values: &mut [f64], confidence: f64) -> Option<(f64, f64)> {
     let a = 1.0 - confidence;
     Some((quantile(values, a / 2.0)?, quantile(values, 1.0 - a / 2.0)?))
 }

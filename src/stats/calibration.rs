@@ -32,7 +32,7 @@ use super::interval::z_value;
 /// Bins of the expected calibration error.
 pub const ECE_BINS: usize = 10;
 /// Clipping of scores before the logit.
-pub const LOGIT_EPS: f64 = 1e-7;
+const LOGIT_EPS: f64 = 1e-7;
 
 /// Calibration metrics of one set of cases.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -110,7 +110,7 @@ fn sigmoid(x: f64) -> f64 {
 
 /// Logistic fit of `y` on `x`: `(a, b, se_a, se_b)` for `a + b x`, or with `slope_fixed` the
 /// intercept of `a + x` (then `b = 1`, `se_b = 0`). `None` without convergence.
-pub fn logistic_fit(y: &[bool], x: &[f64], slope_fixed: bool) -> Option<(f64, f64, f64, f64)> {
+fn logistic_fit(y: &[bool], x: &[f64], slope_fixed: bool) -> Option<(f64, f64, f64, f64)> {
     let (mut a, mut b) = (0.0f64, if slope_fixed { 1.0 } else { 0.0 });
     for _ in 0..100 {
         let (mut g0, mut g1, mut h00, mut h01, mut h11) = (0.0, 0.0, 0.0, 0.0, 0.0);
@@ -181,7 +181,7 @@ fn wald(est: f64, se: f64, z: f64, n: u64) -> Estimate {
         estimate: est,
         lower: est - z * se,
         upper: est + z * se,
-        method: Some("wald".into()),
+        method: Some(super::Method::Wald),
         denominator: n,
         se: Some(se),
         ..Estimate::default()
@@ -230,7 +230,7 @@ pub fn calibration(
         estimate: point,
         lower,
         upper,
-        method: Some("bootstrap".into()),
+        method: Some(super::Method::Bootstrap),
         denominator: n,
         resamples: Some(resamples),
         usable_resamples: Some(usable),
@@ -245,7 +245,7 @@ pub fn calibration(
             estimate: zs,
             lower: zs - z,
             upper: zs + z,
-            method: Some("unit-variance".into()),
+            method: Some(super::Method::UnitVariance),
             denominator: n,
             ..Estimate::default()
         }),

@@ -169,7 +169,7 @@ pub struct PairedProportion {
     /// Mid-p McNemar p-value.
     pub mid_p: f64,
     /// Interval method: `newcombe_paired` (Newcombe 1998 method 10).
-    pub method: String,
+    pub method: super::Method,
 }
 
 impl PairedProportion {
@@ -191,7 +191,7 @@ impl PairedProportion {
             upper,
             exact_p: mcnemar_exact(b, c),
             mid_p: mcnemar_mid_p(b, c),
-            method: "newcombe_paired".to_string(),
+            method: super::Method::NewcombePaired,
         })
     }
 
@@ -235,7 +235,7 @@ pub struct PairedAuroc {
     /// `Var(D)` is zero or undefined: the interval has no width and decides nothing.
     pub degenerate: bool,
     /// Interval method: `delong_paired`.
-    pub method: String,
+    pub method: super::Method,
 }
 
 /// DeLong structural components of one model: `(V10 per positive, V01 per negative, AUC)`.
@@ -363,7 +363,7 @@ pub fn paired_delong(
         lower,
         upper,
         degenerate,
-        method: "delong_paired".to_string(),
+        method: super::Method::DelongPaired,
     }))
 }
 
@@ -594,7 +594,7 @@ pub fn two_proportion_z_test(k1: u64, n1: u64, k2: u64, n2: u64) -> Option<f64> 
 }
 
 /// `2 (1 - Phi(|z|))`, computed from the upper tail to keep precision for large `|z|`.
-pub fn normal_two_sided(z: f64) -> f64 {
+pub(crate) fn normal_two_sided(z: f64) -> f64 {
     let std = Normal::standard();
     (2.0 * std.sf(z.abs())).min(1.0)
 }

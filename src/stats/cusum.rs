@@ -48,7 +48,7 @@ fn cdf(x: f64, mu: f64) -> f64 {
 /// The nodes are the roots of the Legendre polynomial `P_n`, found by Newton's method from
 /// `cos(pi (i + 3/4) / (n + 1/2))`; weights `w_i = 2 / ((1 - x_i^2) P_n'(x_i)^2)`, both mapped
 /// linearly to `[a, b]` (Abramowitz & Stegun 25.4.29).
-pub fn gauss_legendre(n: usize, a: f64, b: f64) -> (Vec<f64>, Vec<f64>) {
+fn gauss_legendre(n: usize, a: f64, b: f64) -> (Vec<f64>, Vec<f64>) {
     let mut x = vec![0.0; n];
     let mut w = vec![0.0; n];
     let (mid, half) = ((a + b) / 2.0, (b - a) / 2.0);

@@ -269,7 +269,7 @@ fn prob_outside_band(m: u64, n: u64, g: u64, h: u64) -> f64 {
 /// `Q_KS(z) = 2 sum_{j >= 1} (-1)^{j-1} exp(-2 j^2 z^2)` for `z >= 1`; for small `z` the
 /// equivalent `1 - sqrt(2 pi) / z sum_{j >= 1} exp(-(2j - 1)^2 pi^2 / (8 z^2))`, which converges
 /// fast there (Feller 1948).
-pub fn kolmogorov_sf(z: f64) -> f64 {
+fn kolmogorov_sf(z: f64) -> f64 {
     if z <= 0.0 {
         return 1.0;
     }

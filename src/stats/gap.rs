@@ -88,13 +88,13 @@ pub struct RangeBound {
     /// Confidence of each pairwise interval.
     pub pair_confidence: f64,
     /// `bonferroni-newcombe` or `bonferroni-delong`.
-    pub method: &'static str,
+    pub method: super::Method,
     /// Set when an AUROC variance is zero (the bound is then not informative).
     pub degenerate: Option<String>,
 }
 
 /// The interval of `v_i - v_j` at `confidence`.
-pub fn pair_interval(a: LevelValue, b: LevelValue, confidence: f64) -> Option<(f64, f64)> {
+fn pair_interval(a: LevelValue, b: LevelValue, confidence: f64) -> Option<(f64, f64)> {
     match (a, b) {
         (LevelValue::Proportion { k: k1, n: n1 }, LevelValue::Proportion { k: k2, n: n2 }) => {
             newcombe_independent(k1, n1, k2, n2, confidence)
@@ -176,9 +176,9 @@ pub fn simultaneous_range(levels: &[LevelValue], confidence: f64) -> Option<Rang
         pairs,
         pair_confidence,
         method: if auc {
-            "bonferroni-delong"
+            super::Method::BonferroniDelong
         } else {
-            "bonferroni-newcombe"
+            super::Method::BonferroniNewcombe
         },
         degenerate,
     })
@@ -241,7 +241,7 @@ pub fn chi_square_homogeneity(levels: &[(u64, u64)]) -> Option<Homogeneity> {
 ///
 /// # Formula
 /// `w_i = 1 / V_i`, `A_w = sum w_i A_i / sum w_i`, `Q = sum w_i (A_i - A_w)^2`, `df = k - 1`.
-pub fn auc_homogeneity(levels: &[(f64, f64)]) -> Option<Homogeneity> {
+pub(crate) fn auc_homogeneity(levels: &[(f64, f64)]) -> Option<Homogeneity> {
     if levels.len() < 2 || levels.iter().any(|&(_, v)| v.is_nan() || v <= 0.0) {
         return None;
     }

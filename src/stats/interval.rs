@@ -26,7 +26,7 @@ use crate::protocol::IntervalMethod;
 ///
 /// # Formula
 /// `z = Phi^-1((1 + confidence) / 2)`; 1.959963984540054 for 0.95.
-pub fn z_value(confidence: f64) -> f64 {
+pub(crate) fn z_value(confidence: f64) -> f64 {
     // Normal::new(0, 1) cannot fail.
     let std = Normal::standard();
     std.inverse_cdf(0.5 + confidence / 2.0)
@@ -38,7 +38,7 @@ pub fn z_value(confidence: f64) -> f64 {
 /// Bisection runs on the bit pattern of non-negative doubles (which orders them), so it ends
 /// in at most 64 steps whatever the magnitude of the answer, including tiny quantiles such as
 /// Clopper-Pearson lower bounds at small `k` with a very small `a`.
-pub fn beta_quantile(q: f64, a: f64, b: f64) -> f64 {
+fn beta_quantile(q: f64, a: f64, b: f64) -> f64 {
     if q <= 0.0 {
         return 0.0;
     }

@@ -95,7 +95,7 @@ pub use samplesize::sample_size_positives;
 pub use subgroup::Factor;
 pub use types::*;
 
-use crate::protocol::IntervalMethod;
+use crate::protocol::{IntervalMethod, Metric};
 use subgroup::{LevelCounts, Prepared, RunScratch, count_pass, delong_variances};
 
 /// Why an analysis could not run. Indices are 0-based positions in the input slices; callers
@@ -305,7 +305,7 @@ pub fn analyze_factors(
                 metrics: ctx.metrics(l),
             });
         }
-        for metric in ["sensitivity", "specificity", "auroc"] {
+        for metric in [Metric::Sensitivity, Metric::Specificity, Metric::Auroc] {
             if let Some(g) = gap_of(&f.name, &levels, metric, cfg) {
                 gaps.push(g);
             }
@@ -318,7 +318,7 @@ pub fn analyze_factors(
         negatives: counts.neg[0],
         threshold: cfg.threshold,
         confidence: cfg.confidence,
-        interval: cfg.interval.as_str().to_string(),
+        interval: cfg.interval,
         overall: ctx.metrics(0),
         subgroups,
         gaps,
@@ -341,17 +341,17 @@ pub fn analyze_factors(
 }
 
 /// The data a gap needs from one level's metrics: `None` when the metric is undefined there.
-pub fn level_value(m: &Metrics, metric: &str) -> Option<gap::LevelValue> {
+fn level_value(m: &Metrics, metric: Metric) -> Option<gap::LevelValue> {
     match metric {
-        "sensitivity" => m.sensitivity.as_ref().map(|_| gap::LevelValue::Proportion {
+        Metric::Sensitivity => m.sensitivity.as_ref().map(|_| gap::LevelValue::Proportion {
             k: m.tp,
             n: m.tp + m.fn_,
         }),
-        "specificity" => m.specificity.as_ref().map(|_| gap::LevelValue::Proportion {
+        Metric::Specificity => m.specificity.as_ref().map(|_| gap::LevelValue::Proportion {
             k: m.tn,
             n: m.tn + m.fp,
         }),
-        "auroc" => m.auroc.as_ref().and_then(|e| {
+        Metric::Auroc => m.auroc.as_ref().and_then(|e| {
             e.se.map(|se| gap::LevelValue::Auc {
                 auc: e.estimate,
                 variance: se * se,
@@ -362,15 +362,15 @@ pub fn level_value(m: &Metrics, metric: &str) -> Option<gap::LevelValue> {
 }
 
 /// The denominator of `metric` at one level (see "Subgroups and gaps"), 0 when undefined.
-pub fn metric_denominator(m: &Metrics, metric: &str) -> u64 {
+fn metric_denominator(m: &Metrics, metric: Metric) -> u64 {
     let get = |e: &Option<Estimate>| e.as_ref().map_or(0, |e| e.denominator);
     match metric {
-        "sensitivity" => get(&m.sensitivity),
-        "specificity" => get(&m.specificity),
-        "ppv" => get(&m.ppv),
-        "npv" => get(&m.npv),
-        "accuracy" => get(&m.accuracy),
-        "auroc" => get(&m.auroc),
+        Metric::Sensitivity => get(&m.sensitivity),
+        Metric::Specificity => get(&m.specificity),
+        Metric::Ppv => get(&m.ppv),
+        Metric::Npv => get(&m.npv),
+        Metric::Accuracy => get(&m.accuracy),
+        Metric::Auroc => get(&m.auroc),
         _ => 0,
     }
 }
@@ -382,7 +382,7 @@ pub fn metric_denominator(m: &Metrics, metric: &str) -> u64 {
 pub fn gap_over(
     attribute: &str,
     levels: &[SubgroupResult],
-    metric: &str,
+    metric: Metric,
     confidence: f64,
     min_denominator: u64,
     exclude: &[String],
@@ -401,7 +401,7 @@ pub fn gap_over(
     let name = |i: usize| used[i].0.value.clone();
     let range = gap::simultaneous_range(&values, confidence);
     let test = match metric {
-        "auroc" => gap::auc_homogeneity(
+        Metric::Auroc => gap::auc_homogeneity(
             &values
                 .iter()
                 .filter_map(|v| match *v {
@@ -437,7 +437,7 @@ pub fn gap_over(
     });
     Some(Gap {
         attribute: attribute.to_string(),
-        metric: metric.to_string(),
+        metric,
         difference: r.difference,
         lower: r.lower,
         upper: r.upper,
@@ -452,7 +452,7 @@ pub fn gap_over(
         df: test.map_or(0, |t| t.df),
         p_value: test.map(|t| t.p_value),
         p_adjusted: None,
-        method: r.method.to_string(),
+        method: r.method,
         test: test.map_or(String::new(), |t| t.test.to_string()),
         degenerate,
     })
@@ -462,7 +462,7 @@ pub fn gap_over(
 /// `min_denominator`), ignoring those in `exclude`.
 pub fn gap_excluded(
     levels: &[SubgroupResult],
-    metric: &str,
+    metric: Metric,
     min_denominator: u64,
     exclude: &[String],
 ) -> Vec<String> {
@@ -480,7 +480,7 @@ pub fn gap_excluded(
 fn gap_of(
     attribute: &str,
     levels: &[SubgroupResult],
-    metric: &str,
+    metric: Metric,
     cfg: &AnalysisConfig,
 ) -> Option<Gap> {
     gap_over(
@@ -527,7 +527,7 @@ impl Ctx<'_> {
             estimate: num as f64 / den as f64,
             lower,
             upper,
-            method: Some(method.as_str().to_string()),
+            method: Some(method.into()),
             denominator: den,
             ..Estimate::default()
         })
@@ -553,7 +553,7 @@ impl Ctx<'_> {
                     .unwrap_or((f64::NAN, f64::NAN));
                 e.lower = lower;
                 e.upper = upper;
-                e.method = Some("bootstrap".into());
+                e.method = Some(Method::Bootstrap);
                 e.resamples = Some(self.cfg.bootstrap_resamples);
                 e.usable_resamples = Some(usable);
                 if usable > 0 && spread == 0.0 {
@@ -571,7 +571,7 @@ impl Ctx<'_> {
                     positives: pos,
                     negatives: neg,
                 };
-                e.method = Some("delong".into());
+                e.method = Some(Method::Delong);
                 match d.interval(self.cfg.confidence) {
                     Some((lower, upper)) => {
                         e.lower = lower;
@@ -590,7 +590,7 @@ impl Ctx<'_> {
         }
         if e.degenerate.is_none()
             && self.variances[l] == Some(0.0)
-            && e.method.as_deref() == Some("delong")
+            && e.method == Some(Method::Delong)
         {
             e.degenerate = Some(if auc == 1.0 || auc == 0.0 {
                 "zero DeLong variance: perfect separation".into()

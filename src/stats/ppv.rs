@@ -57,7 +57,7 @@ pub fn adjusted_ppv_npv(
             estimate: pi * se / ppv_den,
             lower: expit(l - h).min(pi * se / ppv_den),
             upper: expit(l + h).max(pi * se / ppv_den),
-            method: Some("mercaldo-adjusted-logit".into()),
+            method: Some(super::Method::MercaldoAdjustedLogit),
             denominator: tp + fp,
             ..Estimate::default()
         }
@@ -69,7 +69,7 @@ pub fn adjusted_ppv_npv(
             estimate: (1.0 - pi) * sp / npv_den,
             lower: expit(l - h).min((1.0 - pi) * sp / npv_den),
             upper: expit(l + h).max((1.0 - pi) * sp / npv_den),
-            method: Some("mercaldo-adjusted-logit".into()),
+            method: Some(super::Method::MercaldoAdjustedLogit),
             denominator: tn + fn_,
             ..Estimate::default()
         }

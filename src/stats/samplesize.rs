@@ -37,10 +37,10 @@ pub const SCAN_LIMIT_FACTOR: u64 = 3;
 /// See [`SCAN_LIMIT_FACTOR`].
 pub const SCAN_LIMIT_EXTRA: u64 = 200;
 /// Largest `n` searched for an exact size.
-pub const MAX_N: u64 = 1_000_000;
+const MAX_N: u64 = 1_000_000;
 
 /// `P(X >= k)` for `X ~ Bin(n, p)`.
-pub fn binom_sf_ge(k: u64, n: u64, p: f64) -> f64 {
+fn binom_sf_ge(k: u64, n: u64, p: f64) -> f64 {
     if k == 0 {
         1.0
     } else if k > n || p <= 0.0 {
@@ -54,7 +54,7 @@ pub fn binom_sf_ge(k: u64, n: u64, p: f64) -> f64 {
 
 /// The smallest `k` with `P(X >= k | n, p0) <= alpha` (`n + 1` when none: no outcome
 /// rejects).
-pub fn critical_value(n: u64, p0: f64, alpha: f64) -> u64 {
+fn critical_value(n: u64, p0: f64, alpha: f64) -> u64 {
     // P(X >= k) decreases in k: bisect on [0, n + 1].
     let (mut lo, mut hi) = (0u64, n + 1);
     while lo < hi {
@@ -145,7 +145,7 @@ pub fn sample_size_positives(expected: f64, goal: f64, confidence: f64, power: f
 }
 
 /// Hanley & McNeil (1982) variance of an AUROC `a` from `np` positives and `nn` negatives.
-pub fn hanley_mcneil_variance(a: f64, np: f64, nn: f64) -> f64 {
+fn hanley_mcneil_variance(a: f64, np: f64, nn: f64) -> f64 {
     let q1 = a / (2.0 - a);
     let q2 = 2.0 * a * a / (1.0 + a);
     (a * (1.0 - a) + (np - 1.0) * (q1 - a * a) + (nn - 1.0) * (q2 - a * a)) / (np * nn)

@@ -268,7 +268,7 @@ impl RunScratch {
 
 /// One linear pass over the sorted cases with a weight per case (1 for the sample itself, the
 /// resample count in a bootstrap). `weight(pos)` is called once per sorted position, in order.
-pub fn count_pass(
+pub(crate) fn count_pass(
     prep: &Prepared,
     mut weight: impl FnMut(usize) -> u64,
     acc: &mut LevelCounts,

@@ -81,7 +81,7 @@ fn asah_overall_and_subgroup_match_proc() {
     let rep = analyze(&input, &cfg).unwrap();
     assert_eq!((rep.n, rep.positives, rep.negatives), (113, 41, 72));
     let a = rep.overall.auroc.as_ref().unwrap();
-    assert_eq!(a.method.as_deref(), Some("delong"));
+    assert_eq!(a.method, Some(Method::Delong));
     assert!((a.estimate - 0.611957994579946).abs() < 1e-9);
     assert!((a.lower - 0.501244999271703).abs() < 1e-6);
     assert!((a.upper - 0.722670989888189).abs() < 1e-6);
@@ -176,13 +176,17 @@ fn traps_empty_tied_and_no_positive_level() {
     assert_eq!((b.value.as_str(), b.n, b.positives), ("b", 2, 0));
     assert!(b.metrics.sensitivity.is_none() && b.metrics.auroc.is_none());
     assert_eq!(b.metrics.specificity.as_ref().unwrap().estimate, 0.5);
-    let sens = rep.gaps.iter().find(|g| g.metric == "sensitivity").unwrap();
+    let sens = rep
+        .gaps
+        .iter()
+        .find(|g| g.metric == Metric::Sensitivity)
+        .unwrap();
     // a: 1/2, c: 1/1 -> gap 0.5 between c and a.
     assert_eq!(sens.between, ["c".to_string(), "a".to_string()]);
     assert_eq!(sens.difference, 0.5);
     assert_eq!(sens.excluded, ["b".to_string()]);
     // AUROC needs a DeLong variance (two cases of each class): only a qualifies.
-    assert!(rep.gaps.iter().all(|g| g.metric != "auroc"));
+    assert!(rep.gaps.iter().all(|g| g.metric != Metric::Auroc));
 }
 
 #[test]
@@ -220,7 +224,7 @@ fn gaps_hand_checked_with_holm() {
     .unwrap();
     assert!(rep.subgroups[2].small);
     let sens = &rep.gaps[0];
-    assert_eq!(sens.metric, "sensitivity");
+    assert_eq!(sens.metric, Metric::Sensitivity);
     assert_eq!(sens.between, ["F".to_string(), "M".to_string()]);
     assert!((sens.difference - 0.2).abs() < 1e-12);
     // X (one positive) is below the minimum: excluded and listed, not silently dropped.
@@ -355,7 +359,7 @@ fn bootstrap_report_is_seeded() {
     .unwrap();
     assert_ne!(a, c);
     let auc = a.overall.auroc.as_ref().unwrap();
-    assert_eq!(auc.method.as_deref(), Some("bootstrap"));
+    assert_eq!(auc.method, Some(Method::Bootstrap));
     // The bootstrap interval is close to DeLong's [0.501, 0.723] (pROC's own bootstrap gives
     // about the same): a sanity bound, not a reference value.
     assert!(
@@ -368,7 +372,7 @@ fn bootstrap_report_is_seeded() {
     );
     // Proportions are Clopper-Pearson in bootstrap mode (statsmodels beta interval).
     let s = a.overall.sensitivity.as_ref().unwrap();
-    assert_eq!(s.method.as_deref(), Some("clopper-pearson"));
+    assert_eq!(s.method, Some(Method::ClopperPearson));
     let c = Confusion::at_threshold(&labels, &scores, 10.0);
     assert_eq!(
         (s.lower, s.upper),
@@ -607,7 +611,7 @@ fn auroc_homogeneity_matches_proc() {
             assert!((e.estimate - a).abs() < 1e-12, "{r:?}");
             assert!((e.se.unwrap().powi(2) - v).abs() < 1e-12, "{r:?}");
         }
-        let g = rep.gaps.iter().find(|g| g.metric == "auroc").unwrap();
+        let g = rep.gaps.iter().find(|g| g.metric == Metric::Auroc).unwrap();
         assert_eq!(g.test, "delong-wald");
         let (q, p): (f64, f64) = (r[4].parse().unwrap(), r[6].parse().unwrap());
         assert!((g.statistic.unwrap() - q).abs() < 1e-9, "{r:?} {g:?}");

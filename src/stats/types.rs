@@ -3,6 +3,129 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The method that produced an estimate's interval (or a gap's simultaneous bound, or a
+/// paired difference), as written in the statistics JSON. The spelling is that of every
+/// earlier record (kebab-case, except the paired comparisons' `newcombe_paired` and
+/// `delong_paired` and F1's `point estimate only`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Wilson score interval.
+    Wilson,
+    /// Exact Clopper-Pearson interval.
+    ClopperPearson,
+    /// Jeffreys equal-tailed interval.
+    Jeffreys,
+    /// DeLong normal interval (AUROC).
+    Delong,
+    /// Stratified percentile bootstrap.
+    Bootstrap,
+    /// Mercaldo, Lau & Zhou adjusted logit (PPV/NPV at a prevalence).
+    MercaldoAdjustedLogit,
+    /// Wald interval (calibration intercept and slope).
+    Wald,
+    /// Unit-variance normal reference (Spiegelhalter's z).
+    UnitVariance,
+    /// No interval: the point estimate only (F1).
+    #[serde(rename = "point estimate only")]
+    PointEstimateOnly,
+    /// Simultaneous Bonferroni bound over Newcombe hybrid score intervals (proportion gaps).
+    BonferroniNewcombe,
+    /// Simultaneous Bonferroni bound over DeLong normal intervals (AUROC gaps).
+    BonferroniDelong,
+    /// Newcombe's paired-difference interval, method 10 (release comparison).
+    #[serde(rename = "newcombe_paired")]
+    NewcombePaired,
+    /// Paired DeLong interval of an AUROC difference (release comparison).
+    #[serde(rename = "delong_paired")]
+    DelongPaired,
+}
+
+impl Method {
+    /// Every method.
+    pub const ALL: [Method; 13] = [
+        Method::Wilson,
+        Method::ClopperPearson,
+        Method::Jeffreys,
+        Method::Delong,
+        Method::Bootstrap,
+        Method::MercaldoAdjustedLogit,
+        Method::Wald,
+        Method::UnitVariance,
+        Method::PointEstimateOnly,
+        Method::BonferroniNewcombe,
+        Method::BonferroniDelong,
+        Method::NewcombePaired,
+        Method::DelongPaired,
+    ];
+
+    /// Parses the JSON spelling.
+    pub fn parse(s: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    /// The name as written in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Wilson => "wilson",
+            Method::ClopperPearson => "clopper-pearson",
+            Method::Jeffreys => "jeffreys",
+            Method::Delong => "delong",
+            Method::Bootstrap => "bootstrap",
+            Method::MercaldoAdjustedLogit => "mercaldo-adjusted-logit",
+            Method::Wald => "wald",
+            Method::UnitVariance => "unit-variance",
+            Method::PointEstimateOnly => "point estimate only",
+            Method::BonferroniNewcombe => "bonferroni-newcombe",
+            Method::BonferroniDelong => "bonferroni-delong",
+            Method::NewcombePaired => "newcombe_paired",
+            Method::DelongPaired => "delong_paired",
+        }
+    }
+
+    /// The name printed in reports (`Wilson score`, `DeLong`, ...).
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Method::Wilson => "Wilson score",
+            Method::ClopperPearson => "Clopper-Pearson (exact)",
+            Method::Jeffreys => "Jeffreys (equal-tailed)",
+            Method::Bootstrap => "stratified percentile bootstrap",
+            Method::Delong => "DeLong",
+            other => other.as_str(),
+        }
+    }
+}
+
+impl From<crate::protocol::IntervalMethod> for Method {
+    fn from(m: crate::protocol::IntervalMethod) -> Method {
+        use crate::protocol::IntervalMethod as I;
+        match m {
+            I::Wilson => Method::Wilson,
+            I::ClopperPearson => Method::ClopperPearson,
+            I::Jeffreys => Method::Jeffreys,
+            I::Bootstrap => Method::Bootstrap,
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A point estimate with its two-sided confidence interval.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Estimate {
@@ -16,7 +139,7 @@ pub struct Estimate {
     /// `bootstrap` (AUROC). Under `interval: bootstrap` proportions are `clopper-pearson` (see
     /// [`crate::stats`], "Bootstrap mode").
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
+    pub method: Option<Method>,
     /// The metric's own denominator: positives (sensitivity), negatives (specificity),
     /// predicted positives (PPV), predicted negatives (NPV), cases (accuracy), the smaller
     /// class (AUROC). Minimum sizes apply to it.
@@ -78,6 +201,25 @@ pub struct Metrics {
     pub npv_at_prevalence: Option<Estimate>,
 }
 
+impl Metrics {
+    /// The estimate of `metric` here: `None` when it is undefined, or not a metric of one set
+    /// of cases with an interval (F1, gaps, differences, calibration).
+    pub fn estimate(&self, metric: crate::protocol::Metric) -> Option<&Estimate> {
+        use crate::protocol::Metric as M;
+        match metric {
+            M::Sensitivity => self.sensitivity.as_ref(),
+            M::Specificity => self.specificity.as_ref(),
+            M::Ppv => self.ppv.as_ref(),
+            M::Npv => self.npv.as_ref(),
+            M::Accuracy => self.accuracy.as_ref(),
+            M::Auroc => self.auroc.as_ref(),
+            M::PpvAtPrevalence => self.ppv_at_prevalence.as_ref(),
+            M::NpvAtPrevalence => self.npv_at_prevalence.as_ref(),
+            _ => None,
+        }
+    }
+}
+
 /// Metrics for one level of one attribute (or an intersection, `attribute` = `sex x age_band`,
 /// `value` = `F x 40-64`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -104,7 +246,7 @@ pub struct Gap {
     /// Attribute name.
     pub attribute: String,
     /// `sensitivity`, `specificity` or `auroc`.
-    pub metric: String,
+    pub metric: crate::protocol::Metric,
     /// The observed range `metric(between[0]) - metric(between[1])`, >= 0.
     pub difference: f64,
     /// Simultaneous lower confidence bound of the range: the largest lower bound of `|d|`
@@ -155,8 +297,7 @@ pub struct Gap {
     /// Interval method: `bonferroni-newcombe` (sensitivity, specificity: Newcombe hybrid score
     /// intervals at `pair_confidence`) or `bonferroni-delong` (AUROC: normal intervals with the
     /// DeLong variances of the two independent levels).
-    #[serde(default)]
-    pub method: String,
+    pub method: Method,
     /// `chi-square` or `delong-wald`.
     #[serde(default)]
     pub test: String,
@@ -179,7 +320,7 @@ pub struct StatsReport {
     /// Two-sided confidence level.
     pub confidence: f64,
     /// Interval method for proportions.
-    pub interval: String,
+    pub interval: crate::protocol::IntervalMethod,
     /// All cases.
     pub overall: Metrics,
     /// Every level of every attribute (and intersections), sorted by attribute then value.

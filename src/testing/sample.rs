@@ -108,11 +108,11 @@ fn stats(tp: u64, fp: u64, tn: u64, fn_: u64, site_c: &str) -> serde_json::Value
         ],
         "gaps": [
             {"attribute": "age_band", "metric": "sensitivity", "difference": 0.135, "lower": 0.021,
-             "upper": 0.262, "between": ["18-39", "65+"], "p_value": 0.004, "p_adjusted": 0.024},
+             "upper": 0.262, "between": ["18-39", "65+"], "p_value": 0.004, "p_adjusted": 0.024, "method": "bonferroni-newcombe"},
             {"attribute": "sex", "metric": "sensitivity", "difference": 0.033, "lower": -0.041,
-             "upper": 0.108, "between": ["F", "M"], "p_value": 0.41, "p_adjusted": 1.0},
+             "upper": 0.108, "between": ["F", "M"], "p_value": 0.41, "p_adjusted": 1.0, "method": "bonferroni-newcombe"},
             {"attribute": "site", "metric": "specificity", "difference": 0.042, "lower": -0.031,
-             "upper": 0.119, "between": ["A", "B"], "p_value": 0.23, "p_adjusted": 0.92},
+             "upper": 0.119, "between": ["A", "B"], "p_value": 0.23, "p_adjusted": 0.92, "method": "bonferroni-newcombe"},
         ],
     })
 }
@@ -192,7 +192,7 @@ fn build(s: &Strings) -> Evidence {
         })
         .collect();
     let v = json!({
-        "medgate_evidence": 1,
+        "medgate_evidence": 2,
         "run_id": "RUN-20260115-7f3a9c2e",
         "protocol": {
             "medgate_protocol": 1,

@@ -95,7 +95,7 @@ struct ResultsContent<'a> {
 }
 
 /// The statistics configuration a protocol implies.
-pub fn stats_config(p: &Protocol) -> stats::AnalysisConfig {
+fn stats_config(p: &Protocol) -> stats::AnalysisConfig {
     stats::AnalysisConfig {
         threshold: p.task.threshold,
         confidence: p.statistics.confidence,
@@ -217,6 +217,21 @@ pub fn analyze(p: &Protocol, rows: &[CaseRow]) -> Result<Analysis> {
 
 /// The new run's image hashes (parallel to its case rows) and the reference release's cases.
 pub type ReferenceInput<'a> = (&'a [Option<String>], &'a super::comparison::ReferenceCases);
+
+/// [`analyze_compared`] for a run on `set`, the new cases' image hashes taken from the set.
+pub fn analyze_against(
+    p: &Protocol,
+    rows: &[CaseRow],
+    set: &crate::golden::GoldenSet,
+    reference: Option<&super::comparison::ReferenceCases>,
+) -> Result<Analysis> {
+    let images: Vec<Option<String>> = set
+        .cases
+        .iter()
+        .map(|c| Some(c.image_sha256.clone()))
+        .collect();
+    analyze_compared(p, rows, reference.map(|r| (&images[..], r)))
+}
 
 /// [`analyze`] with the release comparison of [`super::comparison::compare`]: its criteria
 /// replace the difference criteria (in protocol order) and count in the verdict, and it is

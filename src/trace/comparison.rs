@@ -37,8 +37,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::harness::CaseStatus;
 use crate::protocol::{Bound, ChangeControlSpec, Comparator, Criterion, Metric, Protocol, Scope};
-use crate::stats::Factor;
 use crate::stats::compare::{ComparisonScope, ModelAnswers, ReleaseComparison, compare_releases};
+use crate::stats::{Factor, Method};
 
 use super::analysis::CaseRow;
 use super::criteria::combine;
@@ -682,7 +682,7 @@ struct Tested {
     /// `mid_p_mcnemar` or `delong_z`.
     test: &'static str,
     /// `newcombe_paired` or `delong_paired`.
-    method: &'static str,
+    method: Method,
     /// The difference's own denominator: positives, negatives, or the smaller class.
     denominator: u64,
     denominator_name: &'static str,
@@ -696,7 +696,7 @@ fn tested(s: &ComparisonScope, metric: Metric) -> std::result::Result<Tested, St
         upper: d.upper,
         p_value: Some(d.mid_p),
         test: "mid_p_mcnemar",
-        method: "newcombe_paired",
+        method: Method::NewcombePaired,
         denominator: d.n,
         denominator_name: name,
     };
@@ -723,7 +723,7 @@ fn tested(s: &ComparisonScope, metric: Metric) -> std::result::Result<Tested, St
                 upper: a.upper,
                 p_value: a.p_value,
                 test: "delong_z",
-                method: "delong_paired",
+                method: Method::DelongPaired,
                 denominator: a.positives.min(a.negatives),
                 denominator_name: "cases of the smaller class",
             }),
@@ -759,7 +759,7 @@ fn evaluate(
             }
         };
         let mut observations = Vec::new();
-        let mut method = "";
+        let mut method: Option<Method> = None;
         for s in scopes {
             let unit = unit_name(s);
             let obs = match tested(s, c.metric) {
@@ -772,7 +772,7 @@ fn evaluate(
                     observation(unit.clone(), s.n, Some(&t), c, Some(why))
                 }
                 Ok(t) => {
-                    method = t.method;
+                    method = Some(t.method);
                     if let Some(p) = t.p_value {
                         slots.push((results.len(), observations.len()));
                         family.push(FamilyMember {
@@ -794,10 +794,10 @@ fn evaluate(
             None => (Comparator::AtLeast, 0.0),
         };
         let method = match method {
-            "newcombe_paired" => {
+            Some(Method::NewcombePaired) => {
                 "paired difference new - reference: Newcombe (1998) method 10 interval; mid-p McNemar p informational"
             }
-            "delong_paired" => {
+            Some(Method::DelongPaired) => {
                 "paired AUROC difference new - reference: DeLong (1988) interval; z-test p informational"
             }
             _ => "paired difference new - reference",
@@ -859,7 +859,7 @@ fn observation(
         tested,
         verdict,
         note: not_evaluable,
-        method: t.map(|x| x.method.to_string()),
+        method: t.map(|x| x.method),
         denominator: t.map(|x| x.denominator),
         decided_by: None,
         resamples: None,
@@ -868,10 +868,45 @@ fn observation(
     }
 }
 
+/// Writes the comparison's files into the new bundle `out_dir`: the reference bundle's
+/// evidence, cases and protocol copied into [`REFERENCE_DIR`] (so the new bundle verifies on
+/// its own) and [`FLIPS_FILE`].
+pub fn write_bundle_files(
+    out_dir: &Path,
+    reference_dir: &Path,
+    cmp: &ComparisonEvidence,
+    set: &crate::golden::GoldenSet,
+    protocol: &Protocol,
+) -> Result<()> {
+    use super::bundle::{CASES_FILE, EVIDENCE_FILE, PROTOCOL_FILE};
+    let copy_dir = out_dir.join(REFERENCE_DIR);
+    std::fs::create_dir_all(&copy_dir).map_err(|e| Error::io(&copy_dir, e))?;
+    for f in [EVIDENCE_FILE, CASES_FILE, PROTOCOL_FILE] {
+        let (from, to) = (reference_dir.join(f), copy_dir.join(f));
+        std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
+    }
+    let images: HashMap<String, String> = set
+        .cases
+        .iter()
+        .map(|c| {
+            (
+                c.case_id.clone(),
+                c.image.to_string_lossy().replace('\\', "/"),
+            )
+        })
+        .collect();
+    write_flips(
+        &out_dir.join(FLIPS_FILE),
+        cmp,
+        &images,
+        &protocol.subgroups.attributes,
+    )
+}
+
 /// Writes `flips.csv`: case_id, image, label, direction, reference score and answer, new score
 /// and answer, one column per subgroup attribute. `images` maps case ID to the image path in
 /// the golden set.
-pub fn write_flips(
+fn write_flips(
     path: &Path,
     cmp: &ComparisonEvidence,
     images: &HashMap<String, String>,

@@ -36,7 +36,7 @@
 
 use crate::protocol::{Bound, Criterion, Goal, Metric, Protocol, Scope};
 use crate::stats::{
-    self, Estimate, Gap, MIN_USABLE_RESAMPLES, Metrics, StatsReport, SubgroupResult,
+    self, Estimate, Gap, MIN_USABLE_RESAMPLES, Method, Metrics, StatsReport, SubgroupResult,
 };
 
 use super::evidence::{CriterionResult, Observation, Verdict};
@@ -59,7 +59,7 @@ fn metric_estimate(m: &Metrics, metric: Metric) -> Option<Estimate> {
             estimate: v,
             lower: v,
             upper: v,
-            method: Some("point estimate only".into()),
+            method: Some(Method::PointEstimateOnly),
             denominator: m.tp + m.fn_,
             ..Estimate::default()
         }),
@@ -79,7 +79,7 @@ fn calibration_estimate(stats: &StatsReport, metric: Metric) -> Option<Estimate>
 }
 
 /// What a metric's denominator counts, for notes.
-pub fn denominator_name(metric: Metric) -> &'static str {
+pub(crate) fn denominator_name(metric: Metric) -> &'static str {
     match metric {
         Metric::Sensitivity | Metric::SensitivityGap | Metric::F1 => "positives",
         Metric::Specificity | Metric::SpecificityGap => "negatives",
@@ -143,7 +143,7 @@ fn observe(
     o.estimate = Some(e.estimate);
     o.lower = Some(e.lower);
     o.upper = Some(e.upper);
-    o.method = e.method.clone();
+    o.method = e.method;
     o.denominator = Some(e.denominator);
     o.resamples = e.resamples.zip(e.usable_resamples).map(|(a, b)| [a, b]);
     let tested = pick(c, e.estimate, e.lower, e.upper);
@@ -172,7 +172,7 @@ fn observe(
 
 /// Combines unit verdicts: any FAIL fails; else any NOT EVALUABLE; else PASS (and an empty
 /// set of units is NOT EVALUABLE: nothing was tested).
-pub fn combine(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
+pub(crate) fn combine(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
     let v: Vec<Verdict> = verdicts.into_iter().collect();
     if v.is_empty() {
         Verdict::NotEvaluable
@@ -204,7 +204,7 @@ pub fn adjust_gap_family(
     criteria: &mut [CriterionResult],
 ) {
     // Family members: (criterion index, observation index, p), one per distinct gap key.
-    let mut keys: Vec<(String, String)> = Vec::new();
+    let mut keys: Vec<(String, Metric)> = Vec::new();
     let mut p: Vec<f64> = Vec::new();
     let mut at: Vec<Vec<(usize, usize)>> = Vec::new();
     for (ci, (cr, c)) in criteria.iter().zip(&protocol.acceptance).enumerate() {
@@ -214,10 +214,7 @@ pub fn adjust_gap_family(
         for (oi, o) in cr.observations.iter().enumerate() {
             let Some(pv) = o.p_value else { continue };
             let attr = o.unit.split(':').next().unwrap_or("").to_string();
-            let key = (
-                format!("{attr}|{}", c.exclude_levels.join(",")),
-                base.as_str().to_string(),
-            );
+            let key = (format!("{attr}|{}", c.exclude_levels.join(",")), base);
             match keys.iter().position(|k| k == &key) {
                 Some(i) => at[i].push((ci, oi)),
                 None => {
@@ -267,22 +264,15 @@ fn observe_gap(
 ) -> (Observation, Option<String>) {
     let n: u64 = levels.iter().map(|s| s.n).sum();
     let min = stats.min_denominator;
-    let excluded = stats::gap_excluded(levels, base.as_str(), min, &c.exclude_levels);
+    let excluded = stats::gap_excluded(levels, base, min, &c.exclude_levels);
     let gap = if c.exclude_levels.is_empty() {
         stats
             .gaps
             .iter()
-            .find(|g| g.attribute == attr && g.metric == base.as_str())
+            .find(|g| g.attribute == attr && g.metric == base)
             .cloned()
     } else {
-        stats::gap_over(
-            attr,
-            levels,
-            base.as_str(),
-            stats.confidence,
-            min,
-            &c.exclude_levels,
-        )
+        stats::gap_over(attr, levels, base, stats.confidence, min, &c.exclude_levels)
     };
     let mut o = blank(attr.to_string(), n);
     let method = gap.as_ref().map(|g| gap_method(g, stats.confidence));
@@ -291,7 +281,7 @@ fn observe_gap(
         o.estimate = Some(g.difference);
         o.lower = Some(g.lower);
         o.upper = Some(g.upper);
-        o.method = Some(g.method.clone());
+        o.method = Some(g.method);
         o.p_value = g.p_value;
         o.decided_by = Some(match c.bound {
             Bound::Upper => g.upper_pair.clone(),
@@ -368,7 +358,7 @@ fn evaluate_one(c: &Criterion, protocol: &Protocol, stats: &StatsReport) -> Crit
                         .into(),
                 );
             }
-            methods.extend(o.method.clone());
+            methods.extend(o.method.map(|m| m.to_string()));
             observations.push(o);
         } else {
             let mut o = blank(scope_name.clone(), stats.n);
@@ -378,7 +368,7 @@ fn evaluate_one(c: &Criterion, protocol: &Protocol, stats: &StatsReport) -> Crit
     } else if c.scope == Scope::Overall {
         let e = metric_estimate(&stats.overall, c.metric);
         let o = observe("overall".into(), stats.n, e.as_ref(), c, min);
-        methods.extend(o.method.clone());
+        methods.extend(o.method.map(|m| m.to_string()));
         observations.push(o);
     } else {
         for s in stats.subgroups.iter().filter(|s| in_scope(s)) {
@@ -390,7 +380,7 @@ fn evaluate_one(c: &Criterion, protocol: &Protocol, stats: &StatsReport) -> Crit
                 c,
                 min,
             );
-            methods.extend(o.method.clone());
+            methods.extend(o.method.map(|m| m.to_string()));
             observations.push(o);
         }
     }

@@ -14,23 +14,30 @@ use crate::protocol::{BackendKind, Bound, Comparator, Goal, Metric, Protocol, Sc
 use crate::stats::StatsReport;
 use crate::world::HostInfo;
 
-/// Evidence format version (`medgate_evidence`). Version 1 is the format of every landing
-/// so far: keys are only ever added, so a reader of version 1 reads every bundle written
-/// since. A bundle with a different version is refused by `medgate verify` with a message
-/// naming both versions ([`check_format`]).
-pub const EVIDENCE_FORMAT: u32 = 1;
+/// Evidence format version (`medgate_evidence`).
+///
+/// - **1**: the first landing (medgate 0.1.0 up to commit `2378e7b`).
+/// - **2**: the typed evidence contract (issue 12) with the step-2 statistics (issue 17):
+///   subgroup gaps are simultaneous Bonferroni-Newcombe / Bonferroni-DeLong bounds on the
+///   range, criteria record their deciding observation, PPV/NPV at the intended-use
+///   prevalence, calibration and the not-evaluated bounds are new. Recomputing a format 1
+///   bundle with these statistics gives other numbers, so a format 1 bundle is refused by
+///   name rather than reported as DIFFERENT.
+///
+/// Within a format keys are only ever added, never renamed. A bundle of another format is
+/// refused by `medgate verify` with a message naming both versions ([`check_format`]).
+pub const EVIDENCE_FORMAT: u32 = 2;
 
-/// Refuses evidence of a format this medgate cannot read, naming both versions.
+/// Refuses evidence of a format this medgate cannot read, naming both versions and what to
+/// do instead.
 pub fn check_format(found: Option<u64>) -> std::result::Result<(), String> {
     match found {
         Some(v) if v == u64::from(EVIDENCE_FORMAT) => Ok(()),
+        Some(v) if v > u64::from(EVIDENCE_FORMAT) => Err(format!(
+            "evidence format {v} is not one this medgate reads (it reads format {EVIDENCE_FORMAT}): it was written by a newer medgate; verify it with that version"
+        )),
         Some(v) => Err(format!(
-            "evidence format {v} is not one this medgate reads (format {EVIDENCE_FORMAT}): {}",
-            if v > u64::from(EVIDENCE_FORMAT) {
-                "it was written by a newer medgate; verify it with that version"
-            } else {
-                "it predates format 1"
-            }
+            "evidence format {v} is not one this medgate reads (it reads format {EVIDENCE_FORMAT}): the bundle was written by an earlier medgate whose statistics differ (subgroup gap bounds, deciding observations), so recomputing it here would report differences that are not tampering; verify it with the medgate version that wrote it (provenance.medgate_version, provenance.medgate_commit), or re-run the protocol with this medgate for a format {EVIDENCE_FORMAT} bundle"
         )),
         None => Err(
             "not a medgate evidence record: `medgate_evidence` (the format version) is missing"
@@ -388,7 +395,7 @@ pub struct Observation {
     /// Interval method of the tested value (`wilson`, `clopper-pearson`, `delong`,
     /// `bootstrap`, `bonferroni-newcombe`...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
+    pub method: Option<crate::stats::Method>,
     /// The metric's denominator at this unit (minimum sizes apply to it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denominator: Option<u64>,

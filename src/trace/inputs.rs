@@ -105,3 +105,38 @@ pub fn parse_requirements(path: &Path, text: &str) -> Result<RequirementsFile> {
 pub fn parse_risks(path: &Path, text: &str) -> Result<RisksFile> {
     parse_yaml(path, text)
 }
+
+/// The requirements and risks files as read once by [`crate::pipeline::check_protocol`]: parsed, with the
+/// identity (path, SHA-256 of exactly the bytes parsed, git blob) the evidence records.
+#[derive(Debug, Clone, Default)]
+pub struct TraceInputs {
+    /// The requirements file, when the protocol names one and it parsed.
+    pub requirements: Option<(RequirementsFile, crate::trace::FileIdentity)>,
+    /// The risks file, likewise.
+    pub risks: Option<(RisksFile, crate::trace::FileIdentity)>,
+}
+
+impl TraceInputs {
+    /// The identities, requirements first.
+    pub fn identities(&self) -> Vec<crate::trace::FileIdentity> {
+        let r = self.requirements.as_ref().map(|r| r.1.clone());
+        let k = self.risks.as_ref().map(|r| r.1.clone());
+        r.into_iter().chain(k).collect()
+    }
+}
+
+/// Reads `path` once and parses it with `parse`, returning the value with the identity of
+/// exactly the bytes parsed (path, SHA-256, git blob).
+pub fn read_file<T>(
+    path: &Path,
+    parse: impl Fn(&Path, &str) -> Result<T>,
+) -> Result<(T, crate::trace::FileIdentity)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let text = String::from_utf8(bytes.clone())
+        .map_err(|_| Error::input(format!("{}: not UTF-8 text", path.display())))?;
+    let value = parse(path, &text)?;
+    Ok((
+        value,
+        crate::trace::provenance::identity_of_bytes(path, &bytes),
+    ))
+}

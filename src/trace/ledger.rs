@@ -164,6 +164,30 @@ pub struct NewEntry {
     pub verdict: String,
 }
 
+impl NewEntry {
+    /// The entry of a run of `p` on `set` with the model `model_sha256`, analysed as `a`,
+    /// started and finished at those times (its run ID is [`super::run_id`]).
+    pub fn of_run(
+        p: &crate::protocol::Protocol,
+        model_sha256: &str,
+        set: &crate::golden::GoldenSet,
+        a: &super::analysis::Analysis,
+        started: chrono::DateTime<chrono::Utc>,
+        finished: chrono::DateTime<chrono::Utc>,
+        world: &dyn crate::world::World,
+    ) -> NewEntry {
+        NewEntry {
+            time: finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            user: world.user(),
+            protocol: format!("{} v{}", p.protocol, p.version),
+            model_sha256: model_sha256.to_string(),
+            set_root: set.lock.root_hash.clone(),
+            run_id: super::run_id(&p.protocol, started, &a.results_sha256),
+            verdict: a.verdict.label().into(),
+        }
+    }
+}
+
 /// Where a run's entry sits in the ledger, as recorded in its evidence (`ledger_entry`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -187,11 +211,11 @@ impl LedgerAnchor {
     }
 }
 
-/// Builds the next entry of the ledger at `path` (sequence number, previous hash and its own
-/// hash filled in) without writing it. Refuses to extend a broken chain.
-pub fn prepare(path: &Path, new: NewEntry) -> Result<LedgerEntry> {
-    let entries = read(path)?;
-    let breaks = verify(&entries)?;
+/// Builds the next entry of the ledger at `path`, whose entries as read once by the caller
+/// ([`read`]) are `entries` (sequence number, previous hash and its own hash filled in),
+/// without writing it. Refuses to extend a broken chain.
+pub fn prepare(path: &Path, entries: &[LedgerEntry], new: NewEntry) -> Result<LedgerEntry> {
+    let breaks = verify(entries)?;
     if let Some(b) = breaks.first() {
         return Err(Error::input_hint(
             format!(
@@ -225,6 +249,8 @@ pub fn prepare(path: &Path, new: NewEntry) -> Result<LedgerEntry> {
 
 /// Appends an entry built by [`prepare`], after checking that the ledger's head is still the
 /// one it was chained to (another run appending meanwhile is refused, not silently forked).
+/// That check re-reads the file on purpose: it is about the ledger as it is now, not as the
+/// run read it.
 pub fn commit(path: &Path, e: &LedgerEntry) -> Result<()> {
     let entries = read(path)?;
     let head = entries
@@ -262,7 +288,7 @@ pub fn commit(path: &Path, e: &LedgerEntry) -> Result<()> {
 
 /// Appends an entry, chaining it to the last one. Refuses to extend a broken chain.
 pub fn append(path: &Path, new: NewEntry) -> Result<LedgerEntry> {
-    let e = prepare(path, new)?;
+    let e = prepare(path, &read(path)?, new)?;
     commit(path, &e)?;
     Ok(e)
 }

@@ -102,7 +102,7 @@ pub fn build_traceability(
 }
 
 /// The format of the start time inside a run ID (UTC, basic ISO 8601).
-pub const RUN_ID_TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+const RUN_ID_TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 
 /// The run ID (also the report ID): `<protocol ID>-<start time, UTC, RUN_ID_TIME_FORMAT>-<first
 /// 8 hex digits of results_sha256>`. `medgate run` names the bundle with it and `medgate

@@ -47,7 +47,7 @@ pub fn git_state(path: &Path) -> Option<GitState> {
 
 /// Identifies a file: path as given, SHA-256 of its bytes, and its git blob ID at HEAD when
 /// tracked (so an auditor can `git cat-file -p <blob>` to see exactly what was used).
-pub fn file_identity(path: &Path) -> Result<FileIdentity> {
+pub(crate) fn file_identity(path: &Path) -> Result<FileIdentity> {
     let (sha256, _) = crate::hash::sha256_file(path)?;
     Ok(FileIdentity {
         path: path.display().to_string(),
@@ -113,7 +113,7 @@ pub fn release_gate(
 
 /// Identifies a file from bytes already read (so the hash is of exactly what was parsed):
 /// path as given, SHA-256 of `bytes`, and its git blob ID at HEAD when tracked.
-pub fn identity_of_bytes(path: &Path, bytes: &[u8]) -> FileIdentity {
+pub(crate) fn identity_of_bytes(path: &Path, bytes: &[u8]) -> FileIdentity {
     FileIdentity {
         path: path.display().to_string(),
         sha256: crate::hash::sha256_hex(bytes),

@@ -125,7 +125,7 @@ pub struct RepoLookup {
 /// `evidence.provenance.git` in the auditor's clone `repo_dir`. With `expected` (a revision:
 /// the approved commit, a tag, a branch), the recorded commit must be that one: otherwise a
 /// bundle could name an older commit whose protocol was laxer.
-pub fn from_repo(
+pub(crate) fn from_repo(
     repo_dir: &Path,
     evidence: &Evidence,
     expected: Option<&str>,

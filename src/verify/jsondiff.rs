@@ -18,13 +18,45 @@ pub struct Discrepancy {
     pub expected: Value,
     /// The value recorded in the bundle (`null` when the key is absent).
     pub found: Value,
-    /// What kind of difference: `value`, `missing` (recorded lacks it), `unexpected`
-    /// (recorded has it, recomputation does not), `length` (array lengths differ).
-    pub kind: String,
+    /// What kind of difference.
+    pub kind: DiffKind,
+}
+
+/// What kind of difference a [`Discrepancy`] is; written `value`, `missing`, `unexpected`,
+/// `length` in `medgate verify --format json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiffKind {
+    /// Both have the value and it differs.
+    Value,
+    /// The recorded value lacks it.
+    Missing,
+    /// The recorded value has it, the recomputation does not.
+    Unexpected,
+    /// Array lengths differ.
+    Length,
+}
+
+impl DiffKind {
+    /// The name as written in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiffKind::Value => "value",
+            DiffKind::Missing => "missing",
+            DiffKind::Unexpected => "unexpected",
+            DiffKind::Length => "length",
+        }
+    }
+}
+
+impl std::fmt::Display for DiffKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Appends `.key` (or `["key"]` when the key is not a plain identifier) to a path.
-pub fn push_key(path: &str, key: &str) -> String {
+fn push_key(path: &str, key: &str) -> String {
     let plain = !key.is_empty()
         && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !key.starts_with(|c: char| c.is_ascii_digit());
@@ -63,7 +95,7 @@ pub fn diff(path: &str, expected: &Value, found: &Value, out: &mut Vec<Discrepan
                         path: p,
                         expected: ev.clone(),
                         found: Value::Null,
-                        kind: "missing".into(),
+                        kind: DiffKind::Missing,
                     }),
                 }
             }
@@ -73,7 +105,7 @@ pub fn diff(path: &str, expected: &Value, found: &Value, out: &mut Vec<Discrepan
                         path: push_key(path, k),
                         expected: Value::Null,
                         found: fv.clone(),
-                        kind: "unexpected".into(),
+                        kind: DiffKind::Unexpected,
                     });
                 }
             }
@@ -84,7 +116,7 @@ pub fn diff(path: &str, expected: &Value, found: &Value, out: &mut Vec<Discrepan
                     path: path.to_string(),
                     expected: Value::from(e.len()),
                     found: Value::from(f.len()),
-                    kind: "length".into(),
+                    kind: DiffKind::Length,
                 });
             }
             for (i, (ev, fv)) in e.iter().zip(f).enumerate() {
@@ -109,7 +141,7 @@ fn value_diff(path: &str, expected: &Value, found: &Value) -> Discrepancy {
         path: path.to_string(),
         expected: expected.clone(),
         found: found.clone(),
-        kind: "value".into(),
+        kind: DiffKind::Value,
     }
 }
 
@@ -165,7 +197,7 @@ mod tests {
         );
         let paths: Vec<&str> = d.iter().map(|d| d.path.as_str()).collect();
         assert_eq!(paths, ["$.c", "$.c[1].v"]);
-        assert_eq!(d[0].kind, "length");
+        assert_eq!(d[0].kind, DiffKind::Length);
     }
 
     #[test]

@@ -58,6 +58,7 @@
 
 pub mod anchor;
 pub mod jsondiff;
+pub mod reference;
 pub mod render;
 pub mod rerun;
 pub mod sign;
@@ -358,24 +359,34 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
     };
 
     // evidence.json: raw JSON (every key as written) and typed.
+    let mut format_refusal: Option<String> = None;
     let parsed = crate::fsx::read_inside_to_string(dir, Path::new(EVIDENCE_FILE)).and_then(|t| {
         // serde_json is built with `float_roundtrip`, so every double reads back exactly
         // as `medgate run` wrote it (the default fast parser can land one ulp off).
         let raw: Value =
             serde_json::from_str(&t).map_err(|e| Error::input(format!("not JSON: {e}")))?;
         // The format version first, so a bundle from another format is refused by name
-        // rather than by whichever field fails to parse.
+        // rather than by whichever field fails to parse, or recomputed with statistics it
+        // was not written with.
         crate::trace::evidence::check_format(raw.get("medgate_evidence").and_then(Value::as_u64))
             .map_err(|m| {
-                Error::input_hint(
-                    format!("{}: {m}", dir.join(EVIDENCE_FILE).display()),
-                    "verify a bundle with the medgate version that wrote it (provenance.medgate_version)",
-                )
-            })?;
+            format_refusal = Some(m.clone());
+            Error::input(m)
+        })?;
         let ev: Evidence = serde_json::from_value(raw.clone())
             .map_err(|e| Error::input(format!("not a medgate evidence record: {e}")))?;
         Ok((raw, ev))
     });
+    // A format this medgate does not read is an input error (exit 2), unless evidence.json no
+    // longer matches SHA256SUMS: then the version may be the edit, and that is tampering.
+    if let Some(m) = format_refusal
+        && !report.files.iter().any(|p| p.path == EVIDENCE_FILE)
+    {
+        return Err(Error::input_hint(
+            format!("{}: {m}", dir.join(EVIDENCE_FILE).display()),
+            "nothing was compared; the bundle itself is untouched",
+        ));
+    }
     let (raw, evidence) = match load_or_classify(EVIDENCE_FILE, &report.files, parsed)? {
         Loaded::Ok(v) => v,
         Loaded::Tampered(msg) => {
@@ -1157,7 +1168,7 @@ fn check_protocol_copy(
 /// Items the run added implicitly (a criterion naming an ID absent from the files) carry no
 /// text and no source; they are left out here so that `build_traceability` adds them again in
 /// the same way and order.
-pub fn recompute_traceability(
+fn recompute_traceability(
     criteria: &[crate::trace::CriterionResult],
     recorded: &Traceability,
 ) -> Traceability {

@@ -23,7 +23,7 @@ const DATA_FILES: [&str; 4] = [EVIDENCE_FILE, CASES_FILE, PROTOCOL_FILE, "journa
 /// Re-renders every artifact from `recomputed` and compares it with the bundle's file.
 /// `listed` are the files `SHA256SUMS` lists; one that is neither data nor a rendering is a
 /// problem too (`bundle.contents`). Returns one check per artifact.
-pub fn check_renderings(
+pub(crate) fn check_renderings(
     dir: &Path,
     recomputed: &Evidence,
     protocol: &Protocol,

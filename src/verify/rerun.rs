@@ -109,7 +109,7 @@ impl RerunReport {
 /// The protocol the re-run may use: a server backend's endpoint and key variable come from
 /// the auditor (an anchored protocol, or `--base-url`/`--api-key-env`), never from the bundle.
 /// Returns the protocol and whether the endpoint was overridden.
-pub fn auditor_backend(
+fn auditor_backend(
     protocol: &Protocol,
     opts: &VerifyOptions,
     protocol_anchored: bool,

@@ -40,7 +40,7 @@ use crate::trace::bundle::{SIGNATURES_DIR, SUMS_FILE};
 use crate::world::World;
 
 /// Signature record format version.
-pub const SIGNATURE_FORMAT: u32 = 1;
+const SIGNATURE_FORMAT: u32 = 1;
 
 /// Domain separation: the bytes signed are this tag, then the canonical statement JSON.
 pub const MESSAGE_TAG: &str = "medgate-bundle-signature-v1\n";
@@ -235,7 +235,7 @@ fn slug(name: &str) -> String {
 /// Signature files in a bundle (relative paths, sorted): `signatures/*.json`, symlinks
 /// included (they are checked, and fail, rather than silently skipped). A symlinked
 /// `signatures/` directory is an error.
-pub fn signature_files(bundle: &Path) -> Result<Vec<String>> {
+fn signature_files(bundle: &Path) -> Result<Vec<String>> {
     let dir = crate::fsx::safe_join(bundle, Path::new(SIGNATURES_DIR))?;
     if !dir.is_dir() {
         return Ok(Vec::new());
