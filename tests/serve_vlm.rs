@@ -210,15 +210,18 @@ fn a_generative_server_refuses_what_it_cannot_honour() {
     for (extra, what) in [
         (json!({"stop": ["\n"]}), "`stop`"),
         (json!({"max_tokens": 100000}), "max_tokens"),
-        (
-            json!({"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "x"}]}),
-            "roles",
-        ),
     ] {
         let (status, _, text) = post(&srv.base_url(), &body("rgb_64x64.png", q, extra));
         assert_eq!(status, 400, "{what}: {text}");
         assert!(text.contains(what), "{what}: {text}");
     }
+    // A system turn before the user's: refused (the template renders one user turn).
+    let mut b = body("rgb_64x64.png", q, json!({}));
+    let user = b["messages"][0].clone();
+    b["messages"] = json!([{"role": "system", "content": "be brief"}, user]);
+    let (status, _, text) = post(&srv.base_url(), &b);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("roles [system, user]"), "{text}");
     // An image the processor cannot take (aspect ratio over 200) is the client's error, 400,
     // and the reply names no server path.
     let tiny = {
