@@ -252,7 +252,7 @@ struct LeakyScorer;
 
 impl Scorer for LeakyScorer {
     fn score_encoded(&self, images: &[&[u8]]) -> medgate::Result<Vec<f64>> {
-        if images[0].len() % 2 == 0 {
+        if images[0].len().is_multiple_of(2) {
             Err(medgate::Error::io(
                 "/tmp/medgate-private/weights.safetensors",
                 std::io::Error::other("disk on fire"),
