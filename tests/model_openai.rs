@@ -305,7 +305,7 @@ acceptance: []
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("hosts candle-clip models; this protocol's backend is replay"),
+        err.contains("hosts candle-clip and candle-vlm models; this protocol's backend is replay"),
         "{err}"
     );
 }

@@ -93,6 +93,48 @@ fn load_raster(path: &Path) -> Result<LoadedImage> {
             "re-export the image as 8- or 16-bit PNG",
         )
     })?;
+    Ok(to_loaded(&img))
+}
+
+/// The dimensions an encoded PNG or JPEG declares in its header, read without decoding the
+/// pixels (so a server can refuse an image before allocating for it).
+pub fn raster_dimensions(bytes: &[u8]) -> std::result::Result<(u32, u32), String> {
+    image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?
+        .into_dimensions()
+        .map_err(|e| format!("cannot read the image header: {e}"))
+}
+
+/// Decodes an encoded PNG or JPEG held in memory, exactly as [`load_image`] decodes a file
+/// (the same decoder and the same conversion to samples in [0, 1]). `max_pixels` bounds
+/// `width * height` as declared by the header, checked before any pixel is decoded. Errors
+/// name no file (there is none).
+pub fn decode_raster(bytes: &[u8], max_pixels: u64) -> Result<LoadedImage> {
+    if !(bytes.starts_with(b"\x89PNG\r\n\x1a\n") || bytes.starts_with(&[0xFF, 0xD8, 0xFF])) {
+        return Err(Error::input("the image is neither PNG nor JPEG"));
+    }
+    let (w, h) = raster_dimensions(bytes).map_err(Error::input)?;
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > max_pixels {
+        return Err(Error::input(format!(
+            "the image is {w}x{h} = {pixels} pixels, over the limit of {max_pixels}"
+        )));
+    }
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::input(format!("cannot read the image: {e}")))?;
+    let mut limits = image::Limits::default();
+    // 16-bit RGBA is the widest sample layout PNG has: 8 bytes a pixel, plus slack.
+    limits.max_alloc = Some(pixels.saturating_mul(8).saturating_add(1 << 20));
+    reader.limits(limits);
+    let img = reader
+        .decode()
+        .map_err(|e| Error::input(format!("cannot decode image: {e}")))?;
+    Ok(to_loaded(&img))
+}
+
+fn to_loaded(img: &image::DynamicImage) -> LoadedImage {
     let (width, height) = (img.width(), img.height());
     let gray = matches!(
         img.color(),
@@ -101,7 +143,7 @@ fn load_raster(path: &Path) -> Result<LoadedImage> {
             | image::ColorType::La8
             | image::ColorType::La16
     );
-    Ok(if gray {
+    if gray {
         LoadedImage {
             width,
             height,
@@ -115,7 +157,7 @@ fn load_raster(path: &Path) -> Result<LoadedImage> {
             channels: 3,
             data: img.to_rgb32f().into_raw(),
         }
-    })
+    }
 }
 
 /// How DICOM images are decoded: the protocol's `golden_set.frames` and `golden_set.voi`.

@@ -1,59 +1,111 @@
-//! `medgate serve`: an image scorer behind the OpenAI-compatible chat-completions API.
+//! `medgate serve`: a validated model behind the OpenAI-compatible chat-completions API.
 //!
-//! Why this exists: it lets a site host its validated contrastive model for others through
-//! the same API that vLLM, TGI, llama.cpp server and Ollama speak, and it is the real server
-//! the `openai` backend is tested and benchmarked against (no mock of the wire format).
+//! Why this exists: it lets a site host its validated model for others through the same API
+//! that vLLM, TGI, llama.cpp server and Ollama speak, and it is the real server the `openai`
+//! backend is tested and benchmarked against (no mock of the wire format). It hosts either a
+//! contrastive scorer (`candle-clip`, [`ClipScorer`]) or the in-process generative VLM
+//! (`candle-vlm`, [`crate::model::vlm::VlmBackend`] as a [`Generator`]): a hash-pinned model
+//! behind the API a team's other tools already use.
+//!
+//! # Modules
+//! - [`http`]: HTTP/1.1 request reading under deadlines and size limits, replies, chunked
+//!   event streams.
+//! - [`api`]: routes, API-key check, chat-completions parsing, answers (whole or streamed).
+//! - [`model`]: the [`Scorer`] and [`Generator`] traits, [`ClipScorer`], in-memory image
+//!   decoding under the pixel limit.
 //!
 //! # Endpoints
 //!
+//! - `GET /health`: `{"status":"ok"}` (never needs the API key).
 //! - `GET /v1/models`: `{"object":"list","data":[{"id": MODEL, "object":"model", ...}]}`;
 //!   `GET /v1/models/MODEL` (the SDK's `models.retrieve`) answers that one object, any other
 //!   ID 404.
 //! - `POST /v1/chat/completions`: the request carries exactly one image as an `image_url`
-//!   content part holding a base64 `data:` URL (PNG or JPEG); text parts are accepted and
-//!   ignored (the contrastive model answers with its own prompt ensembles). The reply's
-//!   content is `yes` when the score p >= 0.5, else `no`. When the request sets
-//!   `"logprobs": true`, the first (only) content token carries `top_logprobs` for both
-//!   tokens: `logprob(yes) = ln p`, `logprob(no) = ln(1 - p)`, each clamped below at -9999
-//!   (JSON has no -inf), so a client computing `p(yes) / (p(yes) + p(no))` recovers p.
-//!   `top_logprobs` (0-20, needs `logprobs: true`) is honoured up to the two tokens the model
-//!   has. A `model` that is not the served one is answered 404, a malformed request 400, both
-//!   in OpenAI's `{"error": {...}}` shape. Parameters that would change the reply are
-//!   refused with 400 rather than silently ignored: `n` other than 1, `stream: true`, and any
-//!   parameter not in [`ACCEPTED_PARAMS`] (sampling settings there cannot change a one-token
-//!   deterministic answer). `usage.prompt_tokens` counts the prompt as [`prompt_tokens`] does
-//!   (one per image, plus the text's words and punctuation marks: the scorer has no chat
-//!   tokenizer, so this is a documented approximation, never 0 for a real request).
+//!   content part holding a base64 `data:` URL (PNG or JPEG). A `model` that is not the
+//!   served one is answered 404, a malformed request 400, all errors in OpenAI's
+//!   `{"error": {...}}` shape. Refused with 400 rather than silently ignored: `n` other than
+//!   1 and any parameter not in [`ACCEPTED_PARAMS`].
+//!   - **Contrastive scorer**: text parts are accepted and ignored (the model answers with
+//!     its own prompt ensembles). The content is `yes` when the score p >= 0.5, else `no`.
+//!     With `"logprobs": true` the one content token carries `top_logprobs` for both tokens:
+//!     `logprob(yes) = ln p`, `logprob(no) = ln(1 - p)`, each clamped below at -9999 (JSON
+//!     has no -inf), so a client computing `p(yes) / (p(yes) + p(no))` recovers p.
+//!     `top_logprobs` (0-20) is honoured up to the two tokens the model has. Sampling
+//!     settings cannot change a one-token deterministic answer and are ignored.
+//!     `usage.prompt_tokens` counts the prompt as [`prompt_tokens`] does (a documented
+//!     approximation: the scorer has no chat tokenizer).
+//!   - **Generative model**: exactly one message, a `user` turn; its text parts (joined by
+//!     newlines) are the question, rendered with the image by the model's own chat template
+//!     as `[image, question]` (the prompt a validation run builds from `task.question`). The
+//!     content is the greedy decoding, up to `max_tokens` / `max_completion_tokens` (default:
+//!     the backend's `max_tokens`; at most [`api::MAX_NEW_TOKENS`]) or an end-of-turn token
+//!     (`finish_reason` `length` / `stop`). Decoding is greedy whatever `temperature`,
+//!     `top_p` or `seed` say; `stop` and other roles are refused with 400. With logprobs,
+//!     every generated token has its log-softmax and the `top_logprobs` most likely tokens
+//!     (ties by lower id), each with its bytes (byte-level BPE tokens mapped back to bytes).
+//!     `usage` counts real tokens (prompt with image placeholders expanded; completion with
+//!     the end-of-turn token).
 //!
-//! # Threads and shutdown
+//! # Streaming (`"stream": true`)
+//! As OpenAI streams: `Content-Type: text/event-stream`, HTTP chunked, one event per
+//! `data: {...}\n\n`, each a `chat.completion.chunk` with the completion's `id`, `created`
+//! and `model`: first `delta: {"role":"assistant","content":""}`, then one chunk per token
+//! with `delta: {"content": PIECE}` (and that token's `logprobs` when asked), then
+//! `delta: {}` with the `finish_reason`, with `stream_options.include_usage` a last chunk with
+//! `choices: []` and the `usage` (every other chunk then carries `"usage": null`), and
+//! `data: [DONE]`. A generator's tokens are sent as they are generated; a piece that would end
+//! inside a UTF-8 character is held back until it completes, so the pieces concatenate to the
+//! non-streamed content. An error before the first token is a plain JSON error reply; after
+//! it, an `{"error": ...}` event and `[DONE]`.
 //!
-//! `threads` workers each take the next request from the listener (connections are
-//! keep-alive), so up to `threads` images are scored at once. Workers poll a shutdown flag
-//! every 100 ms; the CLI sets it from SIGINT/SIGTERM, so the server finishes the requests in
-//! hand and exits cleanly.
+//! # Abuse (see docs/threat-model.md, "serve")
+//! - **Slow clients**: a request head must arrive within `header_timeout` (default 10 s) of
+//!   its first byte, its body within `body_timeout` (60 s); late ones get 408 and the
+//!   connection is closed; idle keep-alive connections close after `idle_timeout` (30 s).
+//!   Reading is done by per-connection threads, scoring by `threads` permits, so stalled
+//!   clients hold no scoring slot.
+//! - **Bounded threads**: one acceptor plus at most `max_connections` (default 64) connection
+//!   threads; a connection beyond that is answered 503 with `Retry-After: 1` at once. At most
+//!   `threads` requests are scored at a time; the others wait their turn.
+//! - **Decompression bombs**: an image's header dimensions are checked against
+//!   `max_image_pixels` (default [`DEFAULT_MAX_IMAGE_PIXELS`]) before it is decoded: 413.
+//!   Bodies over 64 MiB: 413; heads over 16 KiB: 431.
+//! - **No temporary files**: images are decoded from memory.
+//! - **No server paths in replies**: a model failure is answered 500 with the request's ID
+//!   only (the detail goes to stderr); input errors have the server's private paths
+//!   (`private_paths`: the model directory, the working and temporary directories) redacted.
+//! - **API key**: with `api_key` set, every route but `/health` needs
+//!   `Authorization: Bearer KEY` (compared through SHA-256 digests, in constant time) or is
+//!   answered 401. Binding to an address that is not loopback without a key is refused.
+//!
+//! # Shutdown
+//! Every wait wakes at least every 100 ms to check the shutdown flag; the CLI sets it from
+//! SIGINT/SIGTERM, so the server finishes the requests being scored and exits cleanly.
 //!
 //! # Fault injection (tests and drills only)
 //!
-//! [`Chaos`] (in [`crate::testing::chaos`]) makes a request fail deterministically from a seeded hash of the request's
-//! arrival number (so a client's retry of the same case gets a fresh draw): with probability
-//! `fail_rate` an HTTP 500; else `slow_rate` an answer delayed by `slow_ms` (longer than the
-//! client's timeout); else `garbage_rate` a 200 whose body is not JSON; else `equivocal_rate`
-//! a well-formed completion whose text is [`EQUIVOCAL_TEXT`] and which has no logprobs. The
-//! CLI exposes these as hidden `--chaos-*` flags.
+//! [`Chaos`] (in [`crate::testing::chaos`]) makes a request fail deterministically from a
+//! seeded hash of the request's arrival number (so a client's retry of the same case gets a
+//! fresh draw): with probability `fail_rate` an HTTP 500; else `slow_rate` an answer delayed
+//! by `slow_ms` (longer than the client's timeout); else `garbage_rate` a 200 whose body is
+//! not JSON; else `equivocal_rate` a well-formed completion whose text is [`EQUIVOCAL_TEXT`]
+//! and which has no logprobs. The CLI exposes these as hidden `--chaos-*` flags.
 
-use std::io::Read;
-use std::net::SocketAddr;
+pub mod api;
+pub mod http;
+pub mod model;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
-use serde_json::{Value, json};
+pub use api::{ACCEPTED_PARAMS, prompt_tokens};
+pub use model::{ClipScorer, DEFAULT_MAX_IMAGE_PIXELS, Generator, Scorer, Served};
 
 use crate::error::{Error, Result};
-use crate::model::{Backend, CaseInput};
-use crate::testing::chaos::{Chaos, Fault};
+use crate::testing::chaos::Chaos;
 
 /// The answer text of an injected equivocal reply (exposed so tests can compare verbatim).
 pub const EQUIVOCAL_TEXT: &str = "I cannot tell from this image.";
@@ -61,108 +113,8 @@ pub const EQUIVOCAL_TEXT: &str = "I cannot tell from this image.";
 /// Largest request body accepted (a 4096x4096 16-bit PNG in base64 is about 45 MiB).
 const MAX_BODY_BYTES: u64 = 64 << 20;
 
-/// Request parameters accepted. Sampling settings cannot change the reply of a deterministic
-/// one-token scorer, so they are accepted (and ignored); anything else is refused with 400.
-pub const ACCEPTED_PARAMS: [&str; 14] = [
-    "model",
-    "messages",
-    "logprobs",
-    "top_logprobs",
-    "n",
-    "stream",
-    "temperature",
-    "top_p",
-    "seed",
-    "max_tokens",
-    "max_completion_tokens",
-    "stop",
-    "user",
-    "frequency_penalty",
-];
-
-/// Logprobs are clamped below at this value because JSON cannot carry -inf.
-const MIN_LOGPROB: f64 = -9999.0;
-
-/// Something that turns encoded images into probabilities of the positive class.
-pub trait Scorer: Send + Sync {
-    /// Scores encoded images (PNG or JPEG bytes, as decoded from the data URL); one
-    /// probability in [0, 1] per image, in order.
-    fn score_encoded(&self, images: &[&[u8]]) -> Result<Vec<f64>>;
-}
-
-/// Serves a `candle-clip` checkpoint: each image's bytes are written to a private temporary
-/// file and scored through the backend's own [`Backend::predict_batch`], so the server
-/// decodes and preprocesses exactly as a validation run does (same loader, same
-/// conversions, same score).
-pub struct ClipScorer {
-    backend: crate::model::clip::ClipBackend,
-    tmp: PathBuf,
-    counter: AtomicU64,
-}
-
-impl std::fmt::Debug for ClipScorer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClipScorer")
-            .field("tmp", &self.tmp)
-            .finish()
-    }
-}
-
-impl ClipScorer {
-    /// Wraps a loaded backend; creates a private temporary directory for decoding.
-    pub fn new(backend: crate::model::clip::ClipBackend) -> Result<Self> {
-        let tmp = std::env::temp_dir().join(format!("medgate-serve-{}", std::process::id()));
-        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        Ok(ClipScorer {
-            backend,
-            tmp,
-            counter: AtomicU64::new(0),
-        })
-    }
-
-    /// Writes one image to a private temporary file and returns its case.
-    fn stage(&self, bytes: &[u8]) -> Result<CaseInput> {
-        let ext = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-            "png"
-        } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-            "jpg"
-        } else {
-            return Err(Error::input("the image is neither PNG nor JPEG"));
-        };
-        let n = self.counter.fetch_add(1, Ordering::SeqCst);
-        let path = self.tmp.join(format!("{n}.{ext}"));
-        std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
-        Ok(CaseInput {
-            case_id: format!("request-{n}"),
-            image_path: path,
-            // No lock for a served image: nothing to check it against.
-            image_sha256: String::new(),
-        })
-    }
-}
-
-impl Drop for ClipScorer {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.tmp);
-    }
-}
-
-impl Scorer for ClipScorer {
-    fn score_encoded(&self, images: &[&[u8]]) -> Result<Vec<f64>> {
-        let cases = images
-            .iter()
-            .map(|b| self.stage(b))
-            .collect::<Result<Vec<_>>>()?;
-        let results = self.backend.predict_batch(&cases);
-        for c in &cases {
-            let _ = std::fs::remove_file(&c.image_path);
-        }
-        results
-            .into_iter()
-            .map(|r| r.map(|p| p.score).map_err(|e| Error::infra(e.reason)))
-            .collect()
-    }
-}
+/// How long a reply may take to be written to a client that does not read.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -171,8 +123,23 @@ pub struct ServeConfig {
     pub host: String,
     /// Port; 0 picks a free one (read it back with [`Server::local_addr`]).
     pub port: u16,
-    /// Worker threads (requests scored at once).
+    /// Requests scored at once.
     pub threads: usize,
+    /// Connections served at once (one thread each); more are answered 503.
+    pub max_connections: usize,
+    /// From a request's first byte (or the accept) to the end of its head.
+    pub header_timeout: Duration,
+    /// From the end of a request's head to the end of its body.
+    pub body_timeout: Duration,
+    /// How long an idle keep-alive connection is kept.
+    pub idle_timeout: Duration,
+    /// Largest `width * height` an image may declare.
+    pub max_image_pixels: u64,
+    /// Bearer token required on every route but `/health`; `None`: no authentication
+    /// (allowed on loopback addresses only).
+    pub api_key: Option<String>,
+    /// Paths never to appear in a reply (redacted from error messages).
+    pub private_paths: Vec<PathBuf>,
     /// The model ID served under `/v1/models` and required in requests.
     pub model_id: String,
     /// Fault injection (off by default).
@@ -185,6 +152,13 @@ impl Default for ServeConfig {
             host: "127.0.0.1".into(),
             port: 8000,
             threads: 4,
+            max_connections: 64,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(30),
+            max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
+            api_key: None,
+            private_paths: Vec::new(),
             model_id: "medgate".into(),
             chaos: Chaos::default(),
         }
@@ -194,7 +168,7 @@ impl Default for ServeConfig {
 /// Counters reported when the server stops.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ServeStats {
-    /// Requests received.
+    /// Chat-completion requests received.
     pub requests: u64,
     /// Requests answered with a fault injected.
     pub faults: u64,
@@ -202,24 +176,36 @@ pub struct ServeStats {
 
 /// A bound, not yet running server.
 pub struct Server {
-    http: Arc<tiny_http::Server>,
+    listener: TcpListener,
     addr: SocketAddr,
     config: ServeConfig,
-    scorer: Arc<dyn Scorer>,
+    model: Served,
 }
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("addr", &self.addr)
-            .field("config", &self.config)
+            .field("model", &self.model)
             .finish()
     }
 }
 
 impl Server {
-    /// Binds the listening socket (so the caller can print the address before serving).
+    /// Binds the listening socket for a contrastive scorer (so the caller can print the
+    /// address before serving).
     pub fn bind(config: ServeConfig, scorer: Arc<dyn Scorer>) -> Result<Server> {
+        Server::bind_model(config, Served::Scorer(scorer))
+    }
+
+    /// Binds the listening socket for a generative model.
+    pub fn bind_generator(config: ServeConfig, generator: Arc<dyn Generator>) -> Result<Server> {
+        Server::bind_model(config, Served::Generator(generator))
+    }
+
+    /// Binds the listening socket for `model`. Refuses a non-loopback address without an
+    /// API key, an empty key, and zero threads or connections.
+    pub fn bind_model(config: ServeConfig, model: Served) -> Result<Server> {
         config.chaos.validate()?;
         if config.threads == 0 {
             return Err(Error::input_hint(
@@ -227,21 +213,49 @@ impl Server {
                 "use at least one worker thread",
             ));
         }
-        let http = tiny_http::Server::http((config.host.as_str(), config.port)).map_err(|e| {
+        if config.max_connections == 0 {
+            return Err(Error::input_hint(
+                "--max-connections 0",
+                "allow at least one connection",
+            ));
+        }
+        if config
+            .api_key
+            .as_deref()
+            .is_some_and(|k| k.trim().is_empty())
+        {
+            return Err(Error::input_hint(
+                "the API key is empty",
+                "put a long random secret in the variable --api-key-env names",
+            ));
+        }
+        let listener = TcpListener::bind((config.host.as_str(), config.port)).map_err(|e| {
             Error::infra(format!(
                 "cannot listen on {}:{}: {e}",
                 config.host, config.port
             ))
         })?;
-        let addr = http
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| Error::Internal("listener has no IP address".into()))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::infra(format!("listener has no address: {e}")))?;
+        if !addr.ip().is_loopback() && config.api_key.is_none() {
+            return Err(Error::input_hint(
+                format!(
+                    "refusing to serve on {} without an API key: that address is reachable from other machines, and a medical model must not answer anyone who connects",
+                    config.host
+                ),
+                "set --api-key-env VAR (VAR holding a long random secret; clients send `Authorization: Bearer SECRET`), \
+                 or listen on 127.0.0.1 behind an authenticating reverse proxy",
+            ));
+        }
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::infra(format!("listener: {e}")))?;
         Ok(Server {
-            http: Arc::new(http),
+            listener,
             addr,
             config,
-            scorer,
+            model,
         })
     }
 
@@ -257,25 +271,68 @@ impl Server {
 
     /// Serves until `shutdown` becomes true, then returns once the requests in hand are done.
     pub fn run(self, shutdown: Arc<AtomicBool>) -> Result<ServeStats> {
-        let counter = Arc::new(AtomicU64::new(0));
-        let faults = Arc::new(AtomicU64::new(0));
-        let state = Arc::new(State {
-            config: self.config.clone(),
-            scorer: self.scorer.clone(),
-            counter: counter.clone(),
-            faults: faults.clone(),
-            shutdown: shutdown.clone(),
-        });
+        let mut private: Vec<String> = self
+            .config
+            .private_paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        private.extend(
+            [
+                std::env::temp_dir(),
+                std::env::current_dir().unwrap_or_default(),
+            ]
+            .iter()
+            .map(|p| p.display().to_string())
+            .filter(|p| p.len() > 1),
+        );
+        // Longest first, so a path is redacted whole before any prefix of it.
+        private.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        let state = State {
+            key_digest: self.config.api_key.as_deref().map(api::key_digest),
+            permits: Permits::new(self.config.threads),
+            limits: http::Limits {
+                header_timeout: self.config.header_timeout,
+                body_timeout: self.config.body_timeout,
+                idle_timeout: self.config.idle_timeout,
+                max_body: MAX_BODY_BYTES,
+            },
+            private,
+            config: self.config,
+            model: self.model,
+            counter: AtomicU64::new(0),
+            faults: AtomicU64::new(0),
+            active: AtomicUsize::new(0),
+            shutdown,
+        };
+        let state = &state;
         std::thread::scope(|s| {
-            for _ in 0..self.config.threads {
-                let http = self.http.clone();
-                let state = state.clone();
-                s.spawn(move || worker(&http, &state));
+            while !state.shutdown.load(Ordering::SeqCst) {
+                match self.listener.accept() {
+                    Ok((stream, _)) => {
+                        if state.active.load(Ordering::SeqCst) >= state.config.max_connections {
+                            refuse_busy(stream);
+                            continue;
+                        }
+                        state.active.fetch_add(1, Ordering::SeqCst);
+                        s.spawn(move || {
+                            connection(stream, state);
+                            state.active.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(e) => {
+                        eprintln!("medgate serve: accept failed: {e}");
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
             }
         });
         Ok(ServeStats {
-            requests: counter.load(Ordering::SeqCst),
-            faults: faults.load(Ordering::SeqCst),
+            requests: state.counter.load(Ordering::SeqCst),
+            faults: state.faults.load(Ordering::SeqCst),
         })
     }
 
@@ -308,6 +365,11 @@ impl RunningServer {
         format!("http://{}/v1", self.addr)
     }
 
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Stops the server and returns its counters.
     pub fn stop(mut self) -> Result<ServeStats> {
         self.shutdown.store(true, Ordering::SeqCst);
@@ -328,383 +390,125 @@ impl Drop for RunningServer {
     }
 }
 
-struct State {
+/// A counting semaphore: at most `threads` requests are scored at once.
+struct Permits {
+    free: Mutex<usize>,
+    cv: Condvar,
+}
+
+struct Permit<'a>(&'a Permits);
+
+impl Permits {
+    fn new(n: usize) -> Permits {
+        Permits {
+            free: Mutex::new(n),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> Permit<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.cv.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        Permit(self)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut free = self.0.free.lock().unwrap_or_else(|p| p.into_inner());
+        *free += 1;
+        self.0.cv.notify_one();
+    }
+}
+
+pub(crate) struct State {
     config: ServeConfig,
-    scorer: Arc<dyn Scorer>,
-    counter: Arc<AtomicU64>,
-    faults: Arc<AtomicU64>,
+    model: Served,
+    counter: AtomicU64,
+    faults: AtomicU64,
+    active: AtomicUsize,
     shutdown: Arc<AtomicBool>,
+    permits: Permits,
+    limits: http::Limits,
+    key_digest: Option<[u8; 32]>,
+    /// Private paths as strings, longest first.
+    private: Vec<String>,
 }
 
-fn worker(http: &tiny_http::Server, state: &State) {
-    while !state.shutdown.load(Ordering::SeqCst) {
-        match http.recv_timeout(Duration::from_millis(100)) {
-            Ok(Some(req)) => handle(req, state),
-            Ok(None) => {}
-            Err(e) => {
-                if !state.shutdown.load(Ordering::SeqCst) {
-                    eprintln!("medgate serve: accept failed: {e}");
-                    std::thread::sleep(Duration::from_millis(50));
+impl State {
+    fn sleep_unless_shutdown(&self, total: Duration) {
+        let start = std::time::Instant::now();
+        while start.elapsed() < total && !self.shutdown.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20).min(total));
+        }
+    }
+}
+
+/// Answers a connection over the limit with 503 and closes it (from the acceptor: a fresh
+/// socket's send buffer takes the short reply without blocking).
+fn refuse_busy(mut stream: TcpStream) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+    let r = api::Reply::error(
+        503,
+        "server_error",
+        "the server is at its connection limit (--max-connections); retry shortly",
+    );
+    api::send(&mut stream, &r, false);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+/// Serves the requests of one connection until it closes, times out or the server stops.
+fn connection(mut stream: TcpStream, state: &State) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let mut buf = Vec::new();
+    let mut first = true;
+    loop {
+        match http::read_request(&mut stream, &mut buf, &state.limits, &state.shutdown, first) {
+            Ok(req) => {
+                first = false;
+                let keep = req.keep_alive && !state.shutdown.load(Ordering::SeqCst);
+                if !api::handle(&mut stream, req, state, keep) || !keep {
+                    break;
                 }
             }
-        }
-    }
-}
-
-/// An HTTP reply: status and JSON (or, for injected garbage, raw) body.
-struct Reply {
-    status: u16,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(status: u16, v: &Value) -> Reply {
-        Reply {
-            status,
-            body: serde_json::to_vec(v).unwrap_or_default(),
-        }
-    }
-
-    fn error(status: u16, kind: &str, message: impl Into<String>) -> Reply {
-        Reply::json(
-            status,
-            &json!({"error": {"message": message.into(), "type": kind, "param": null, "code": null}}),
-        )
-    }
-}
-
-fn handle(mut req: tiny_http::Request, state: &State) {
-    let reply = route(&mut req, state);
-    let mut resp = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);
-    if let Ok(h) = "Content-Type: application/json".parse::<tiny_http::Header>() {
-        resp = resp.with_header(h);
-    }
-    // A client that went away (e.g. timed out on a slow answer) is not our error.
-    let _ = req.respond(resp);
-}
-
-fn route(req: &mut tiny_http::Request, state: &State) -> Reply {
-    let path = req
-        .url()
-        .split('?')
-        .next()
-        .unwrap_or("")
-        .trim_end_matches('/')
-        .to_string();
-    let method = req.method().clone();
-    match (method, path.as_str()) {
-        (tiny_http::Method::Get, "/v1/models") => Reply::json(
-            200,
-            &json!({"object": "list", "data": [{
-                "id": state.config.model_id, "object": "model", "created": 0, "owned_by": "medgate"
-            }]}),
-        ),
-        (tiny_http::Method::Get, p) if p.starts_with("/v1/models/") => {
-            let id = &p["/v1/models/".len()..];
-            if id == state.config.model_id {
-                Reply::json(
-                    200,
-                    &json!({"id": state.config.model_id, "object": "model", "created": 0, "owned_by": "medgate"}),
-                )
-            } else {
-                Reply::error(
-                    404,
+            Err(http::ReadError::Closed | http::ReadError::Shutdown) => break,
+            Err(http::ReadError::Timeout(what)) => {
+                let secs = if what == "request body" {
+                    state.config.body_timeout
+                } else {
+                    state.config.header_timeout
+                }
+                .as_secs_f64();
+                let r = api::Reply::error(
+                    408,
                     "invalid_request_error",
-                    format!(
-                        "The model `{id}` does not exist; this server serves `{}`",
-                        state.config.model_id
-                    ),
-                )
-            }
-        }
-        (tiny_http::Method::Get, "/health") => Reply::json(200, &json!({"status": "ok"})),
-        (tiny_http::Method::Post, "/v1/chat/completions") => {
-            let n = state.counter.fetch_add(1, Ordering::SeqCst);
-            let fault = state.config.chaos.fault(n);
-            if fault != Fault::None {
-                state.faults.fetch_add(1, Ordering::SeqCst);
-            }
-            match fault {
-                Fault::Fail => {
-                    return Reply::error(500, "server_error", "injected failure (chaos)");
-                }
-                Fault::Garbage => {
-                    return Reply {
-                        status: 200,
-                        body: b"<html>\x00garbage{\"choices\": [".to_vec(),
-                    };
-                }
-                Fault::Slow => {
-                    sleep_unless_shutdown(state, Duration::from_millis(state.config.chaos.slow_ms))
-                }
-                Fault::None | Fault::Equivocal => {}
-            }
-            let mut body = Vec::new();
-            if let Err(e) = req
-                .as_reader()
-                .take(MAX_BODY_BYTES + 1)
-                .read_to_end(&mut body)
-            {
-                return Reply::error(
-                    400,
-                    "invalid_request_error",
-                    format!("cannot read body: {e}"),
+                    format!("the {what} did not arrive within {secs} s"),
                 );
+                api::send(&mut stream, &r, false);
+                break;
             }
-            if body.len() as u64 > MAX_BODY_BYTES {
-                return Reply::error(413, "invalid_request_error", "request body over 64 MiB");
-            }
-            chat_completion(&body, state, n, fault == Fault::Equivocal)
-        }
-        (_, "/v1/models" | "/v1/chat/completions") => {
-            Reply::error(405, "invalid_request_error", "method not allowed")
-        }
-        (_, p) => Reply::error(404, "invalid_request_error", format!("no route {p}")),
-    }
-}
-
-fn sleep_unless_shutdown(state: &State, total: Duration) {
-    let start = std::time::Instant::now();
-    while start.elapsed() < total && !state.shutdown.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(20).min(total));
-    }
-}
-
-/// The parts of a chat-completions request the server uses.
-#[derive(Debug, PartialEq)]
-struct ChatRequest {
-    model: String,
-    image: Vec<u8>,
-    logprobs: bool,
-    top_logprobs: usize,
-    prompt_tokens: u64,
-}
-
-/// The prompt's size in tokens as this server counts it: one per image, plus each run of
-/// letters or digits and each other non-space character of the text parts.
-pub fn prompt_tokens(messages: &[Value]) -> u64 {
-    let mut n = 0u64;
-    let mut text = |t: &str| {
-        let mut in_word = false;
-        for c in t.chars() {
-            if c.is_alphanumeric() {
-                if !in_word {
-                    n += 1;
-                }
-                in_word = true;
-            } else {
-                in_word = false;
-                if !c.is_whitespace() {
-                    n += 1;
-                }
-            }
-        }
-    };
-    let mut images = 0u64;
-    for m in messages {
-        match m.get("content") {
-            Some(Value::String(s)) => text(s),
-            Some(Value::Array(parts)) => {
-                for p in parts {
-                    match p.get("type").and_then(Value::as_str) {
-                        Some("text") => text(p.get("text").and_then(Value::as_str).unwrap_or("")),
-                        Some("image_url") => images += 1,
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    n + images
-}
-
-fn parse_request(body: &[u8]) -> std::result::Result<ChatRequest, (u16, String)> {
-    let bad = |m: String| (400u16, m);
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| bad("the body must be a JSON object".into()))?;
-    let unsupported: Vec<&str> = obj
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !ACCEPTED_PARAMS.contains(k))
-        .collect();
-    if !unsupported.is_empty() {
-        return Err(bad(format!(
-            "unsupported parameter(s) {}: this server answers one deterministic yes/no token",
-            unsupported.join(", ")
-        )));
-    }
-    match v.get("n") {
-        None | Some(Value::Null) => {}
-        Some(n) if n.as_u64() == Some(1) => {}
-        Some(n) => {
-            return Err(bad(format!(
-                "`n` is {n}: this server returns exactly one choice (n = 1)"
-            )));
-        }
-    }
-    if v.get("stream").and_then(Value::as_bool) == Some(true) {
-        return Err(bad("`stream: true` is not supported".into()));
-    }
-    let model = v
-        .get("model")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("`model` (string) is required".into()))?
-        .to_string();
-    let messages = v
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad("`messages` (array) is required".into()))?;
-    let mut urls = Vec::new();
-    for m in messages {
-        if let Some(parts) = m.get("content").and_then(Value::as_array) {
-            for p in parts {
-                if p.get("type").and_then(Value::as_str) == Some("image_url") {
-                    let url = p
-                        .get("image_url")
-                        .and_then(|u| u.get("url").and_then(Value::as_str).or_else(|| u.as_str()))
-                        .ok_or_else(|| bad("an image_url part has no `url`".into()))?;
-                    urls.push(url);
-                }
+            Err(http::ReadError::Refused(status, message)) => {
+                let r = api::Reply::error(status, "invalid_request_error", message);
+                api::send(&mut stream, &r, false);
+                break;
             }
         }
     }
-    let url = match urls.as_slice() {
-        [one] => *one,
-        [] => {
-            return Err(bad(
-                "no image_url content part: this model needs exactly one image".into(),
-            ));
-        }
-        _ => {
-            return Err(bad(format!(
-                "{} images sent: this model scores exactly one",
-                urls.len()
-            )));
-        }
-    };
-    let image = decode_data_url(url).map_err(bad)?;
-    let logprobs = v.get("logprobs").and_then(Value::as_bool).unwrap_or(false);
-    let top_logprobs = match v.get("top_logprobs") {
-        None | Some(Value::Null) => 0,
-        Some(t) => match t.as_u64() {
-            Some(k) if k <= 20 && logprobs => k as usize,
-            Some(k) if k <= 20 => {
-                return Err(bad("`top_logprobs` needs `logprobs: true`".into()));
-            }
-            _ => return Err(bad(format!("`top_logprobs` is {t}: must be 0 to 20"))),
-        },
-    };
-    Ok(ChatRequest {
-        model,
-        image,
-        logprobs,
-        top_logprobs,
-        prompt_tokens: prompt_tokens(messages),
-    })
-}
-
-/// Decodes `data:<mime>;base64,<payload>` into bytes.
-fn decode_data_url(url: &str) -> std::result::Result<Vec<u8>, String> {
-    let rest = url.strip_prefix("data:").ok_or_else(|| {
-        "only base64 data: URLs are accepted (the server fetches nothing)".to_string()
-    })?;
-    let (meta, payload) = rest
-        .split_once(',')
-        .ok_or_else(|| "data: URL without a comma".to_string())?;
-    if !meta.ends_with(";base64") {
-        return Err("data: URL is not base64-encoded".into());
-    }
-    base64::engine::general_purpose::STANDARD
-        .decode(payload.trim())
-        .map_err(|e| format!("data: URL payload is not valid base64: {e}"))
-}
-
-fn clamp_logprob(lp: f64) -> f64 {
-    if lp.is_nan() {
-        MIN_LOGPROB
-    } else {
-        lp.max(MIN_LOGPROB)
-    }
-}
-
-/// The OpenAI `logprobs` object for a one-token yes/no answer with probability `p` of yes.
-fn logprobs_json(answer: &str, p: f64, top: usize) -> Value {
-    let lp_yes = clamp_logprob(p.ln());
-    let lp_no = clamp_logprob((-p).ln_1p());
-    let entry = |t: &str, lp: f64| json!({"token": t, "logprob": lp, "bytes": t.as_bytes()});
-    let mut tops = if p >= 0.5 {
-        vec![entry("yes", lp_yes), entry("no", lp_no)]
-    } else {
-        vec![entry("no", lp_no), entry("yes", lp_yes)]
-    };
-    // As many alternatives as asked, up to the two tokens this model has.
-    tops.truncate(top.min(2));
-    let chosen = if answer == "yes" { lp_yes } else { lp_no };
-    json!({"content": [{
-        "token": answer, "logprob": chosen, "bytes": answer.as_bytes(), "top_logprobs": tops
-    }]})
-}
-
-fn chat_completion(body: &[u8], state: &State, n: u64, equivocal: bool) -> Reply {
-    let req = match parse_request(body) {
-        Ok(r) => r,
-        Err((status, m)) => return Reply::error(status, "invalid_request_error", m),
-    };
-    if req.model != state.config.model_id {
-        return Reply::error(
-            404,
-            "invalid_request_error",
-            format!(
-                "The model `{}` does not exist; this server serves `{}`",
-                req.model, state.config.model_id
-            ),
-        );
-    }
-    let id = format!("chatcmpl-medgate-{n}");
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let completion = |content: &str, logprobs: Value| {
-        json!({
-            "id": id, "object": "chat.completion", "created": created, "model": state.config.model_id,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                         "logprobs": logprobs, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": req.prompt_tokens, "completion_tokens": 1,
-                      "total_tokens": req.prompt_tokens + 1}
-        })
-    };
-    if equivocal {
-        return Reply::json(200, &completion(EQUIVOCAL_TEXT, Value::Null));
-    }
-    let scores = match state.scorer.score_encoded(&[req.image.as_slice()]) {
-        Ok(s) => s,
-        Err(e @ (Error::Input { .. } | Error::Invalid(_))) => {
-            return Reply::error(400, "invalid_request_error", e.to_string());
-        }
-        Err(e) => return Reply::error(500, "server_error", e.to_string()),
-    };
-    let p = match scores.first() {
-        Some(p) if p.is_finite() => p.clamp(0.0, 1.0),
-        _ => return Reply::error(500, "server_error", "the model returned no finite score"),
-    };
-    let answer = if p >= 0.5 { "yes" } else { "no" };
-    let lp = if req.logprobs {
-        logprobs_json(answer, p, req.top_logprobs)
-    } else {
-        Value::Null
-    };
-    Reply::json(200, &completion(answer, lp))
+    let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::scorer::MeanIntensityScorer;
+    use base64::Engine as _;
+    use serde_json::{Value, json};
 
     fn png_bytes(level: u8) -> Vec<u8> {
         let img = image::GrayImage::from_pixel(8, 8, image::Luma([level]));
@@ -799,10 +603,34 @@ mod tests {
         assert_eq!(stats.requests, 3);
     }
 
+    fn raw(addr: SocketAddr, request: &[u8]) -> String {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(request).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     #[test]
-    fn logprobs_clamp_extremes() {
-        let v = logprobs_json("yes", 1.0, 5);
-        assert_eq!(v["content"][0]["top_logprobs"][1]["logprob"], -9999.0);
-        assert_eq!(v["content"][0]["logprob"], 0.0);
+    fn oversized_heads_and_bodies_and_chunked_bodies_are_refused() {
+        let srv = spawn(Chaos::default());
+        let addr = srv.addr;
+        let mut big = b"GET /v1/models HTTP/1.1\r\nX-Pad: ".to_vec();
+        big.extend(std::iter::repeat_n(b'a', 20 << 10));
+        big.extend_from_slice(b"\r\n\r\n");
+        assert!(raw(addr, &big).starts_with("HTTP/1.1 431"));
+        let huge = b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n";
+        let r = raw(addr, huge);
+        assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+        let chunked =
+            b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+        assert!(raw(addr, chunked).starts_with("HTTP/1.1 411"));
+        // Keep-alive with two pipelined requests: both answered on one connection.
+        let two =
+            b"GET /v1/models HTTP/1.1\r\n\r\nGET /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n";
+        assert_eq!(raw(addr, two).matches("HTTP/1.1 200").count(), 2);
+        srv.stop().unwrap();
     }
 }

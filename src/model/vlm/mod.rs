@@ -541,7 +541,13 @@ impl VlmBackend {
 
     /// The prompt token ids for an image of `grid` (placeholder expanded).
     pub fn prompt_ids(&self, grid: Grid) -> Result<Vec<u32>> {
-        let text = render_prompt(&self.template, &self.question, &self.special)?;
+        self.prompt_ids_for(grid, &self.question)
+    }
+
+    /// The prompt token ids for an image of `grid` asked `question` (a served request's own
+    /// question; [`Self::prompt_ids`] asks the protocol's).
+    pub fn prompt_ids_for(&self, grid: Grid, question: &str) -> Result<Vec<u32>> {
+        let text = render_prompt(&self.template, question, &self.special)?;
         let n = self.model.tokens_per_image(grid);
         let text = text.replacen(&self.image_token, &self.image_token.repeat(n), 1);
         let enc = self
@@ -667,6 +673,92 @@ impl VlmBackend {
         Ok(out)
     }
 
+    /// Greedy decoding of one prepared image asked `question`, for `medgate serve`: the same
+    /// prompt construction, forward pass and greedy rule as [`Self::score_batch`] (a batch of
+    /// one, the KV-cache switch of the spec), but the question is the caller's and each step
+    /// is handed to `on_token` as soon as it is chosen: the token id and the next-token logits
+    /// it was chosen from (so a server can stream and report logprobs). `on_token` returns
+    /// false to stop early. An end-of-turn token ends decoding; it is not handed on.
+    pub fn generate(
+        &self,
+        p: &Prepared,
+        question: &str,
+        max_tokens: usize,
+        on_token: &mut dyn FnMut(u32, &[f32]) -> bool,
+    ) -> Result<Generation> {
+        let infra = |what: &str| {
+            let what = what.to_string();
+            move |e: candle_core::Error| Error::infra(format!("{what}: {e}"))
+        };
+        let mut seq = SeqInput {
+            ids: self.prompt_ids_for(p.grid, question)?,
+            grids: vec![p.grid],
+        };
+        let prompt_tokens = seq.ids.len();
+        let px = self.pixels(&[p])?;
+        let (logits, mut st) = self
+            .model
+            .prefill(std::slice::from_ref(&seq), Some(&px), self.spec.kv_cache)
+            .map_err(infra("forward pass"))?;
+        let mut cur = first_row(&logits)?;
+        let mut generated = Vec::new();
+        let mut eos = false;
+        for step in 0..max_tokens {
+            let next = argmax(&cur);
+            if self.eos_ids.contains(&next) {
+                eos = true;
+                break;
+            }
+            generated.push(next);
+            if !on_token(next, &cur) || step + 1 == max_tokens {
+                break;
+            }
+            let l = if self.spec.kv_cache {
+                self.model
+                    .step(&[next], &mut st)
+                    .map_err(infra("decode step"))?
+            } else {
+                seq.ids.push(next);
+                self.model
+                    .prefill(std::slice::from_ref(&seq), Some(&px), false)
+                    .map_err(infra("decode step"))?
+                    .0
+            };
+            cur = first_row(&l)?;
+        }
+        Ok(Generation {
+            prompt_tokens,
+            tokens: generated,
+            eos,
+        })
+    }
+
+    /// The text of `ids`, special tokens skipped (as a case's answer text is decoded).
+    pub fn decode_text(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer
+            .decode(ids, true)
+            .map_err(|e| Error::infra(format!("decode: {e}")))
+    }
+
+    /// The bytes one token stands for: a byte-level BPE token (GPT-2 / Qwen style) mapped
+    /// back through its byte alphabet; any other token as the tokenizer decodes it alone.
+    pub fn token_bytes(&self, id: u32) -> Vec<u8> {
+        if let Some(t) = self.tokenizer.id_to_token(id)
+            && let Some(b) = byte_level_bytes(&t)
+        {
+            return b;
+        }
+        self.tokenizer
+            .decode(&[id], false)
+            .unwrap_or_default()
+            .into_bytes()
+    }
+
+    /// The spec's `max_tokens` (a served request's default).
+    pub fn max_tokens(&self) -> usize {
+        self.spec.max_tokens as usize
+    }
+
     /// The prediction recorded for a scored case.
     pub fn prediction(&self, s: &Scored) -> Prediction {
         let (score, source) = match self.spec.score {
@@ -698,6 +790,51 @@ impl VlmBackend {
             attempts: 1,
         }
     }
+}
+
+/// What [`VlmBackend::generate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    /// Prompt length in tokens (image placeholders expanded).
+    pub prompt_tokens: usize,
+    /// The tokens generated (the end-of-turn token excluded).
+    pub tokens: Vec<u32>,
+    /// Whether an end-of-turn token ended decoding (else `max_tokens` or the caller did).
+    pub eos: bool,
+}
+
+fn first_row(logits: &Tensor) -> Result<Vec<f32>> {
+    logits
+        .to_vec2::<f32>()
+        .map_err(|e| Error::infra(format!("logits: {e}")))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Internal("no logits row".into()))
+}
+
+/// The bytes of a byte-level BPE token string (GPT-2's `bytes_to_unicode` alphabet
+/// inverted), or `None` when a character is outside that alphabet.
+fn byte_level_bytes(token: &str) -> Option<Vec<u8>> {
+    token
+        .chars()
+        .map(|c| {
+            let c = c as u32;
+            let printable = |b: u32| {
+                (0x21..=0x7E).contains(&b)
+                    || (0xA1..=0xAC).contains(&b)
+                    || (0xAE..=0xFF).contains(&b)
+            };
+            if printable(c) {
+                return Some(c as u8);
+            }
+            // The other 68 byte values map to U+0100 onwards, in byte order.
+            let k = c.checked_sub(0x100)?;
+            (0u32..256)
+                .filter(|b| !printable(*b))
+                .nth(k as usize)
+                .map(|b| b as u8)
+        })
+        .collect()
 }
 
 fn argmax(v: &[f32]) -> u32 {
