@@ -330,3 +330,54 @@ fn garbage_is_not_a_dicom_file() {
         "{r}"
     );
 }
+
+/// The 12-bit JPEG Extended stream of the parity fixture `JPGExtended.dcm` (256 x 1024).
+fn jpeg_extended_stream() -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/dicom/files/JPGExtended.dcm"
+    );
+    let b = std::fs::read(path).unwrap();
+    let soi = b.windows(3).position(|w| w == [0xFF, 0xD8, 0xFF]).unwrap();
+    let eoi = b.windows(2).rposition(|w| w == [0xFF, 0xD9]).unwrap();
+    b[soi..eoi + 2].to_vec()
+}
+
+/// A JPEG Extended file whose single fragment holds `stream`.
+fn jpeg_file(rows: u16, cols: u16, stream: &[u8]) -> Vec<u8> {
+    let mut f = meta("1.2.840.10008.1.2.4.51");
+    f.extend(image_header(rows, cols, 16, 12, "MONOCHROME2"));
+    f.extend([
+        0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+    ]);
+    f.extend([0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0]); // empty offset table
+    let mut s = stream.to_vec();
+    if s.len() % 2 == 1 {
+        s.push(0);
+    }
+    f.extend([0xFE, 0xFF, 0x00, 0xE0]);
+    f.extend((s.len() as u32).to_le_bytes());
+    f.extend(s);
+    f.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+    f
+}
+
+#[test]
+fn a_12_bit_jpeg_decodes_and_a_cut_one_is_named() {
+    let stream = jpeg_extended_stream();
+    let (_t, p) = write("ok.dcm", &jpeg_file(1024, 256, &stream));
+    let (img, _) = decode_dicom(&p, &DecodeOptions::default()).unwrap();
+    assert_eq!((img.width, img.height), (256, 1024));
+    // The entropy-coded data cut in half (whole fragment, so only the JPEG decoder sees it).
+    let r = reason(&jpeg_file(1024, 256, &stream[..stream.len() / 2]));
+    assert!(
+        r.contains("JPEG Extended") && r.contains("truncated pixel stream"),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_jpeg_frame_that_contradicts_the_header_is_named() {
+    let r = reason(&jpeg_file(512, 256, &jpeg_extended_stream()));
+    assert!(r.contains("256x1024") && r.contains("256x512"), "{r}");
+}

@@ -1,5 +1,5 @@
 //! Crafted files never panic a reader: every committed corpus seed (tests/fixtures/fuzz,
-//! tests/fixtures/dicom/files) replayed as is, then mutated by proptest (byte flips,
+//! tests/fixtures/dicom/files, tests/fixtures/jpeg) replayed as is, then mutated by proptest (byte flips,
 //! insertions, truncations). The property is only "returns, Ok or Err"; a panic fails.
 
 use std::path::{Path, PathBuf};
@@ -120,6 +120,23 @@ fn dicom(bytes: &[u8]) {
     let _ = medgate::golden::image::load_image(&p);
 }
 
+fn jpeg(bytes: &[u8]) {
+    let _ = medgate::golden::jpeg::decode(bytes, 1 << 20);
+}
+
+/// The JPEG streams of tests/fixtures/jpeg (Baseline: grey, 4:4:4, 4:2:2, 4:2:0, restarts).
+fn jpeg_seeds() -> Vec<Vec<u8>> {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jpeg");
+    let mut p: Vec<PathBuf> = std::fs::read_dir(&d)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+        .collect();
+    p.sort();
+    assert!(!p.is_empty());
+    p.iter().map(|p| std::fs::read(p).unwrap()).collect()
+}
+
 /// The evidence corpus also gets a full, valid record to mutate.
 fn evidence_seeds() -> Vec<Vec<u8>> {
     let mut s = seeds("tests/fixtures/fuzz/evidence");
@@ -181,3 +198,4 @@ fuzz!(
     seeds("tests/fixtures/fuzz/openai")
 );
 fuzz!(dicom_reader_never_panics, dicom, dicom_seeds());
+fuzz!(jpeg_decoder_never_panics, jpeg, jpeg_seeds());

@@ -11,6 +11,7 @@
 //! | [`deid`] | the DICOM de-identification screen (PS3.15 Basic Profile) |
 //! | [`image`] | one loader for PNG, JPEG and DICOM |
 //! | [`pixels`] | DICOM reading with bounded allocation; a frame's stored values |
+//! | [`jpeg`] | JPEG Baseline / Extended (8- and 12-bit) decoded as pydicom's libjpeg does |
 //! | [`display`] | the DICOM display pipeline: Modality LUT, VOI, presentation, palette |
 //! | [`inspect`] | what a statistician looks at before running anything |
 //!
@@ -27,6 +28,7 @@ mod deid_table;
 pub mod display;
 pub mod image;
 pub mod inspect;
+pub mod jpeg;
 pub mod lock;
 pub mod manifest;
 pub mod pixels;

@@ -19,8 +19,19 @@
 //! its default options: unused high bits cleared (unsigned) or sign-extended from Bits
 //! Stored (signed), YBR_FULL and YBR_FULL_422 converted to RGB with pydicom's formula,
 //! planar configuration 1 interleaved, BitsAllocated 1 unpacked to 0/1, Float and Double
-//! Float Pixel Data as floats. Compressed frames are decoded by dicom-pixeldata's codecs
-//! (JPEG: jpeg-decoder; JPEG 2000 and HTJ2K: openjp2; JPEG-LS: CharLS; JPEG XL: jxl-oxide).
+//! Float Pixel Data as floats. RLE Lossless is decoded here, JPEG Baseline and Extended
+//! (8- and 12-bit) by [`super::jpeg`] (libjpeg's arithmetic, as pydicom + pylibjpeg-libjpeg
+//! decode them), the other compressed syntaxes by dicom-pixeldata's codecs (JPEG lossless:
+//! jpeg-decoder; JPEG 2000 and HTJ2K: OpenJPEG; JPEG-LS: CharLS; JPEG XL: jxl-oxide).
+//!
+//! # JPEG colour
+//! The JPEG decoder applies no colour transform; as in pydicom, the samples are converted
+//! from YCbCr to RGB only when the effective Photometric Interpretation is YBR_FULL or
+//! YBR_FULL_422, where the effective one is pydicom's: RGB when the frame's component IDs
+//! are `R G B` (or `r g b`), YBR_FULL_422 when a JFIF APP0 segment is present and the
+//! file's value has no `YBR`, otherwise the file's value. A 3-component JPEG without JFIF
+//! or Adobe markers stored as RGB therefore stays RGB (libjpeg's own default for such a
+//! stream would be YCbCr, but pylibjpeg asks it for no transform).
 
 use std::path::Path;
 
@@ -775,6 +786,15 @@ pub fn stored_frame(
             rgb: spp == 3,
         });
     }
+    if matches!(ts, "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51")
+        && let Some(values) = jpeg_frame(obj, ts, h, index)?
+    {
+        return Ok(StoredFrame {
+            samples: h.samples,
+            values,
+            rgb: spp == 3,
+        });
+    }
     use dicom_pixeldata::PixelDecoder;
     let decoded = obj
         .decode_pixel_data_frame(index)
@@ -824,6 +844,105 @@ pub fn stored_frame(
         values,
         rgb: spp == 3,
     })
+}
+
+/// The bytes of frame `index` of encapsulated pixel data, the way pydicom's `get_frame`
+/// finds them: all fragments for a single frame, one fragment per frame when the counts
+/// match, else the Basic Offset Table. `None` when none of these applies.
+fn encapsulated_frame(
+    obj: &DefaultDicomObject,
+    h: &ImageHeader,
+    index: u32,
+) -> Result<Option<Vec<u8>>, String> {
+    let value = obj
+        .get(tags::PIXEL_DATA)
+        .ok_or("pixel data missing")?
+        .value();
+    let frags = value
+        .fragments()
+        .ok_or("compressed pixel data is not encapsulated")?;
+    let i = index as usize;
+    if h.frames <= 1 {
+        return Ok(Some(frags.concat()));
+    }
+    if frags.len() == h.frames as usize {
+        return Ok(frags.get(i).cloned());
+    }
+    let table = value.offset_table().unwrap_or(&[]);
+    if table.len() != h.frames as usize {
+        return Ok(None);
+    }
+    let (start, end) = (
+        u64::from(table[i]),
+        table.get(i + 1).map_or(u64::MAX, |&o| u64::from(o)),
+    );
+    let mut at = 0u64;
+    let mut out = Vec::new();
+    for f in frags {
+        if at >= start && at < end {
+            out.extend_from_slice(f);
+        }
+        at += 8 + f.len() as u64;
+    }
+    Ok((!out.is_empty()).then_some(out))
+}
+
+/// JPEG Baseline / Extended through [`super::jpeg`], colour as in the module docs.
+/// `Ok(None)` when that decoder does not implement the stream's coding process (the caller
+/// falls back to dicom-pixeldata).
+fn jpeg_frame(
+    obj: &DefaultDicomObject,
+    ts: &str,
+    h: &ImageHeader,
+    index: u32,
+) -> Result<Option<Vec<f64>>, String> {
+    let Some(data) = encapsulated_frame(obj, h, index)? else {
+        return Ok(None);
+    };
+    let name = transfer_syntax_name(ts);
+    let img = match super::jpeg::decode(&data, MAX_FRAME_PIXELS) {
+        Ok(img) => img,
+        Err(super::jpeg::Error::Unsupported(_)) => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "cannot decode {name} pixel data (frame {}): {e}",
+                index + 1
+            ));
+        }
+    };
+    if (img.width, img.height) != (h.columns, h.rows)
+        || img.component_ids.len() != h.samples as usize
+    {
+        return Err(format!(
+            "{name} frame {} is {}x{} with {} component(s), but the header says {}x{} with {} sample(s) per pixel",
+            index + 1,
+            img.width,
+            img.height,
+            img.component_ids.len(),
+            h.columns,
+            h.rows,
+            h.samples
+        ));
+    }
+    let mut values: Vec<f64> = img
+        .samples
+        .iter()
+        .map(|&v| fix_bits(u64::from(v), h))
+        .collect();
+    if h.samples == 3 && h.bits_allocated == 8 {
+        let ids = img.component_ids.as_slice();
+        let pi = if ids == [82, 71, 66] || ids == [114, 103, 98] {
+            "RGB"
+        } else if img.jfif && !h.photometric.contains("YBR") {
+            "YBR_FULL_422"
+        } else {
+            h.photometric.as_str()
+        };
+        if matches!(pi, "YBR_FULL" | "YBR_FULL_422") {
+            ybr_to_rgb(&mut values);
+        }
+    }
+    Ok(Some(values))
 }
 
 fn native_frame(bytes: &[u8], h: &ImageHeader, index: u32, big: bool) -> Result<Vec<f64>, String> {
