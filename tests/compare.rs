@@ -471,3 +471,28 @@ fn diff_pairs_the_two_bundles_in_text_json_and_html() {
     let html = std::fs::read_to_string(&html_path).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("paired interval"));
 }
+
+/// The bundle is hostile input: a reference copy whose evidence.json is a symlink to a file
+/// outside the bundle (with the same bytes, so every hash still matches) is refused, not
+/// followed.
+#[cfg(unix)]
+#[test]
+fn verify_refuses_a_symlinked_reference_copy() {
+    let demo = Demo::new();
+    let p = demo.write("compare.yaml", &demo.compare_text);
+    let out = demo.dir.path().join("cmp");
+    assert_eq!(run(&p, &out).status.code(), Some(0));
+    let inside = out.join("reference").join("evidence.json");
+    let outside = demo.dir.path().join("outside-evidence.json");
+    std::fs::copy(&inside, &outside).unwrap();
+    std::fs::remove_file(&inside).unwrap();
+    std::os::unix::fs::symlink(&outside, &inside).unwrap();
+    let v = medgate()
+        .args(["verify", "--format", "json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_ne!(v.status.code(), Some(0), "{}", stderr(&v));
+    let all = format!("{}{}", String::from_utf8_lossy(&v.stdout), stderr(&v));
+    assert!(all.contains("symlink"), "{all}");
+}

@@ -95,7 +95,7 @@ pub fn run(args: MonitorArgs, global: &GlobalArgs) -> Result<Outcome> {
             println!(
                 "{}: {} ({} windows, {} new; {} alarms, {} new)",
                 r.protocol,
-                if r.status == "alarm" {
+                if r.status == crate::monitor::MonitorStatus::Alarm {
                     "ALARM"
                 } else {
                     "in control"
@@ -151,7 +151,7 @@ pub fn run(args: MonitorArgs, global: &GlobalArgs) -> Result<Outcome> {
             s.ledger.seq
         );
     }
-    Ok(if r.status == "alarm" {
+    Ok(if r.status == crate::monitor::MonitorStatus::Alarm {
         Outcome::Fail
     } else {
         Outcome::Pass

@@ -484,7 +484,7 @@ pub fn render_text(path: &Path, r: &StatsReport, multiplicity: Multiplicity) -> 
                 g.upper_pair[1],
                 g.method,
                 g.pairs,
-                g.test,
+                g.test.as_str(),
                 p(g.p_value),
                 p(g.p_adjusted),
                 if g.excluded.is_empty() {

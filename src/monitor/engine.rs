@@ -399,6 +399,17 @@ pub struct Scope {
     name: Option<String>,
 }
 
+/// The label of the overall scope in monitor.json (`StatValue::scope`, `Chart::scope`,
+/// `Alarm::scope`); a level's label is `attribute=level`, which never equals it.
+pub const OVERALL: &str = "overall";
+
+impl StatValue {
+    /// Whether this value is over all rows of the window (not one attribute level).
+    pub fn is_overall(&self) -> bool {
+        self.scope == OVERALL
+    }
+}
+
 impl Scope {
     /// The overall scope.
     pub fn overall() -> Self {
@@ -412,7 +423,7 @@ impl Scope {
     pub fn label(&self) -> String {
         match (&self.name, &self.attr) {
             (Some(n), Some((_, l))) => format!("{n}={l}"),
-            _ => "overall".into(),
+            _ => OVERALL.into(),
         }
     }
 }

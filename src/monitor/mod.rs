@@ -137,6 +137,27 @@ pub struct Pending {
     pub last: Option<String>,
 }
 
+/// The monitor's overall state: an alarm in any closed window makes it `alarm`. Serialized as
+/// `in_control` / `alarm` (the spelling monitor.json, the ledger and the templates read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorStatus {
+    /// No alarm in any closed window.
+    InControl,
+    /// At least one alarm.
+    Alarm,
+}
+
+impl MonitorStatus {
+    /// The serialized spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MonitorStatus::InControl => "in_control",
+            MonitorStatus::Alarm => "alarm",
+        }
+    }
+}
+
 /// `monitor.json`: see `docs/monitoring.md` for the format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MonitorReport {
@@ -165,7 +186,7 @@ pub struct MonitorReport {
     /// The open window.
     pub pending: Pending,
     /// `in_control` or `alarm`.
-    pub status: String,
+    pub status: MonitorStatus,
     /// SHA-256 of the canonical JSON of everything above.
     pub results_sha256: String,
 }
@@ -548,6 +569,11 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
         .filter(|a| a.window >= first_new_window)
         .count() as u64;
     let summary = baseline.summary(None);
+    let status = if alarms.is_empty() {
+        MonitorStatus::InControl
+    } else {
+        MonitorStatus::Alarm
+    };
     let mut report = MonitorReport {
         medgate_monitor: MONITOR_FORMAT,
         protocol: protocol.protocol.clone(),
@@ -574,13 +600,8 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
             first: st.pending.first().map(|r| log::format_timestamp(r.ts_ms)),
             last: st.pending.last().map(|r| log::format_timestamp(r.ts_ms)),
         },
-        status: String::new(),
+        status,
         results_sha256: String::new(),
-    };
-    report.status = if report.alarms.is_empty() {
-        "in_control".into()
-    } else {
-        "alarm".into()
     };
     report.results_sha256 = results_sha256(&report)?;
 
@@ -618,7 +639,7 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
             windows_total: report.windows.len() as u64,
             new_alarms,
             alarms_total: report.alarms.len() as u64,
-            status: report.status.clone(),
+            status: report.status.as_str().to_string(),
             results_sha256: report.results_sha256.clone(),
         },
     )?;

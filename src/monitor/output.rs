@@ -173,7 +173,7 @@ fn view(r: &MonitorReport) -> Result<serde_json::Value> {
                 .iter()
                 .filter(|s| !matches!(s.statistic, crate::protocol::monitoring::MonitorKind::Cusum | crate::protocol::monitoring::MonitorKind::Ewma))
                 .map(|s| {
-                    let val = w.values.iter().find(|v| v.id == s.id && v.scope == "overall");
+                    let val = w.values.iter().find(|v| v.id == s.id && v.is_overall());
                     serde_json::json!({
                         "text": val.map(|v| f(v.value)).unwrap_or_else(|| "n/a".into()),
                         "alarm": val.is_some_and(|v| v.alarm),

@@ -268,7 +268,7 @@ pub fn drift_svgs(r: &MonitorReport) -> Vec<(String, String)> {
             .windows
             .iter()
             .flat_map(|w| w.values.iter().map(move |v| (w, v)))
-            .filter(|(_, v)| v.id == s.id && v.scope == "overall")
+            .filter(|(_, v)| v.id == s.id && v.is_overall())
             .map(|(_, v)| v)
             .collect();
         let xs: Vec<f64> = r.windows.iter().map(|w| w.window.index as f64).collect();
@@ -337,7 +337,7 @@ pub fn drift_svgs(r: &MonitorReport) -> Vec<(String, String)> {
             .windows
             .iter()
             .flat_map(|w| w.values.iter().map(move |v| (w, v)))
-            .filter(|(_, v)| v.id == s.id && v.scope == "overall" && v.alarm)
+            .filter(|(_, v)| v.id == s.id && v.is_overall() && v.alarm)
             .filter_map(|(w, v)| Some((w.window.index as f64, v.value?)))
             .collect();
         let title = format!("{} ({})", s.id, s.statistic.as_str());

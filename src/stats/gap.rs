@@ -38,6 +38,7 @@ use statrs::distribution::{ChiSquared, ContinuousCDF};
 
 use super::compare::newcombe_independent;
 use super::interval::z_value;
+use super::types::HomogeneityTest;
 
 /// One level's data for a gap.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -193,8 +194,8 @@ pub struct Homogeneity {
     pub df: u32,
     /// Upper-tail p-value.
     pub p_value: f64,
-    /// `chi-square` or `delong-wald`.
-    pub test: &'static str,
+    /// Which test.
+    pub test: HomogeneityTest,
 }
 
 fn chi2_sf(x: f64, df: u32) -> f64 {
@@ -220,7 +221,7 @@ pub fn chi_square_homogeneity(levels: &[(u64, u64)]) -> Option<Homogeneity> {
             statistic: 0.0,
             df,
             p_value: 1.0,
-            test: "chi-square",
+            test: HomogeneityTest::ChiSquare,
         });
     }
     let mut x2 = 0.0;
@@ -232,7 +233,7 @@ pub fn chi_square_homogeneity(levels: &[(u64, u64)]) -> Option<Homogeneity> {
         statistic: x2,
         df,
         p_value: chi2_sf(x2, df),
-        test: "chi-square",
+        test: HomogeneityTest::ChiSquare,
     })
 }
 
@@ -253,7 +254,7 @@ pub(crate) fn auc_homogeneity(levels: &[(f64, f64)]) -> Option<Homogeneity> {
         statistic: q,
         df,
         p_value: chi2_sf(q, df),
-        test: "delong-wald",
+        test: HomogeneityTest::DelongWald,
     })
 }
 

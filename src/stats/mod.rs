@@ -453,7 +453,7 @@ pub fn gap_over(
         p_value: test.map(|t| t.p_value),
         p_adjusted: None,
         method: r.method,
-        test: test.map_or(String::new(), |t| t.test.to_string()),
+        test: test.map_or(HomogeneityTest::NotTested, |t| t.test),
         degenerate,
     })
 }

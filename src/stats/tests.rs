@@ -612,7 +612,7 @@ fn auroc_homogeneity_matches_proc() {
             assert!((e.se.unwrap().powi(2) - v).abs() < 1e-12, "{r:?}");
         }
         let g = rep.gaps.iter().find(|g| g.metric == Metric::Auroc).unwrap();
-        assert_eq!(g.test, "delong-wald");
+        assert_eq!(g.test, HomogeneityTest::DelongWald);
         let (q, p): (f64, f64) = (r[4].parse().unwrap(), r[6].parse().unwrap());
         assert!((g.statistic.unwrap() - q).abs() < 1e-9, "{r:?} {g:?}");
         assert!((g.p_value.unwrap() - p).abs() < 1e-9, "{r:?} {g:?}");

@@ -3,6 +3,37 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The homogeneity test across a gap's eligible levels, as written in the statistics JSON.
+/// `NotTested` (written as an empty string, the spelling of earlier records) when no test was
+/// possible (fewer than two eligible levels).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum HomogeneityTest {
+    /// No homogeneity test (fewer than two eligible levels).
+    #[default]
+    #[serde(rename = "")]
+    NotTested,
+    /// Pearson's chi-square on the levels x {success, failure} table (scipy
+    /// `chi2_contingency(correction=False)`).
+    #[serde(rename = "chi-square")]
+    ChiSquare,
+    /// The Wald statistic of the per-level DeLong AUROC estimates and variances.
+    #[serde(rename = "delong-wald")]
+    DelongWald,
+}
+
+impl HomogeneityTest {
+    /// The serialized spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HomogeneityTest::NotTested => "",
+            HomogeneityTest::ChiSquare => "chi-square",
+            HomogeneityTest::DelongWald => "delong-wald",
+        }
+    }
+}
+
 /// The method that produced an estimate's interval (or a gap's simultaneous bound, or a
 /// paired difference), as written in the statistics JSON. The spelling is that of every
 /// earlier record (kebab-case, except the paired comparisons' `newcombe_paired` and
@@ -298,9 +329,9 @@ pub struct Gap {
     /// intervals at `pair_confidence`) or `bonferroni-delong` (AUROC: normal intervals with the
     /// DeLong variances of the two independent levels).
     pub method: Method,
-    /// `chi-square` or `delong-wald`.
+    /// `chi-square` or `delong-wald` (empty when no test was possible).
     #[serde(default)]
-    pub test: String,
+    pub test: HomogeneityTest,
     /// Why the bound is degenerate (a level's AUROC variance is zero), if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub degenerate: Option<String>,

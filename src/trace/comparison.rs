@@ -180,6 +180,16 @@ pub struct ExcludedCase {
     pub reason: String,
 }
 
+/// The test behind a comparison p-value, as written in the evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PairedTest {
+    /// Mid-p McNemar test on the discordant pairs (paired sensitivity or specificity).
+    MidPMcnemar,
+    /// DeLong z test of the paired AUROC difference.
+    DelongZ,
+}
+
 /// One p-value of the comparison family with its multiplicity adjustment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FamilyMember {
@@ -188,7 +198,7 @@ pub struct FamilyMember {
     /// Scope unit (`overall`, `attribute=value`).
     pub unit: String,
     /// `mid_p_mcnemar` or `delong_z`.
-    pub test: String,
+    pub test: PairedTest,
     /// Unadjusted two-sided p-value.
     pub p_value: f64,
     /// After the protocol's multiplicity adjustment over the family.
@@ -287,6 +297,23 @@ pub fn check_reference_copy(
     check: &mut dyn FnMut(&str, bool, String),
 ) -> Result<Option<ReferenceCases>> {
     let dir = bundle.join(REFERENCE_DIR);
+    // The bundle is hostile input: each file of the copy must be a regular file inside it
+    // (no symlink anywhere on its path) before it is parsed.
+    for name in [
+        super::bundle::EVIDENCE_FILE,
+        super::bundle::CASES_FILE,
+        super::bundle::PROTOCOL_FILE,
+    ] {
+        let rel = Path::new(REFERENCE_DIR).join(name);
+        if let Err(e) = crate::fsx::open_inside(bundle, &rel) {
+            check(
+                "comparison.reference_copy",
+                false,
+                format!("the reference copy in {REFERENCE_DIR}/ cannot be read: {e}"),
+            );
+            return Ok(None);
+        }
+    }
     let (evidence, cases) = match load_reference(&dir, spec.reference.name.clone()) {
         Ok(v) => v,
         Err(e) => {
@@ -679,8 +706,8 @@ struct Tested {
     upper: f64,
     /// Mid-p McNemar or DeLong z-test p-value.
     p_value: Option<f64>,
-    /// `mid_p_mcnemar` or `delong_z`.
-    test: &'static str,
+    /// Which test gave `p_value`.
+    test: PairedTest,
     /// `newcombe_paired` or `delong_paired`.
     method: Method,
     /// The difference's own denominator: positives, negatives, or the smaller class.
@@ -695,7 +722,7 @@ fn tested(s: &ComparisonScope, metric: Metric) -> std::result::Result<Tested, St
         lower: d.lower,
         upper: d.upper,
         p_value: Some(d.mid_p),
-        test: "mid_p_mcnemar",
+        test: PairedTest::MidPMcnemar,
         method: Method::NewcombePaired,
         denominator: d.n,
         denominator_name: name,
@@ -722,7 +749,7 @@ fn tested(s: &ComparisonScope, metric: Metric) -> std::result::Result<Tested, St
                 lower: a.lower,
                 upper: a.upper,
                 p_value: a.p_value,
-                test: "delong_z",
+                test: PairedTest::DelongZ,
                 method: Method::DelongPaired,
                 denominator: a.positives.min(a.negatives),
                 denominator_name: "cases of the smaller class",
@@ -778,7 +805,7 @@ fn evaluate(
                         family.push(FamilyMember {
                             criterion: c.id.clone(),
                             unit: unit.clone(),
-                            test: t.test.into(),
+                            test: t.test,
                             p_value: p,
                             p_adjusted: p,
                         });
