@@ -108,6 +108,14 @@ impl Demo {
         }
     }
 
+    /// Runs the comparison protocol pinned to the reference into `cmp/`, which must pass.
+    fn run_comparison(&self) -> PathBuf {
+        let p = self.write("compare.yaml", &self.compare_text);
+        let out = self.dir.path().join("cmp");
+        assert_eq!(run(&p, &out).status.code(), Some(0));
+        out
+    }
+
     fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir.path().join(name);
         std::fs::write(&p, text).unwrap();
@@ -230,9 +238,7 @@ fn demo_comparison_passes_non_inferiority_lists_flips_and_verifies_alone() {
 #[test]
 fn verify_recomputes_the_comparison_from_both_case_tables() {
     let demo = Demo::new();
-    let p = demo.write("compare.yaml", &demo.compare_text);
-    let out = demo.dir.path().join("cmp");
-    assert_eq!(run(&p, &out).status.code(), Some(0));
+    let out = demo.run_comparison();
     // Edit a recorded difference and re-seal SHA256SUMS as a forger would: the recomputation
     // from the two case tables catches it.
     let ev_path = out.join("evidence.json");
@@ -479,9 +485,7 @@ fn diff_pairs_the_two_bundles_in_text_json_and_html() {
 #[test]
 fn verify_refuses_a_symlinked_reference_copy() {
     let demo = Demo::new();
-    let p = demo.write("compare.yaml", &demo.compare_text);
-    let out = demo.dir.path().join("cmp");
-    assert_eq!(run(&p, &out).status.code(), Some(0));
+    let out = demo.run_comparison();
     let inside = out.join("reference").join("evidence.json");
     let outside = demo.dir.path().join("outside-evidence.json");
     std::fs::copy(&inside, &outside).unwrap();
@@ -493,6 +497,18 @@ fn verify_refuses_a_symlinked_reference_copy() {
         .output()
         .unwrap();
     assert_ne!(v.status.code(), Some(0), "{}", stderr(&v));
-    let all = format!("{}{}", String::from_utf8_lossy(&v.stdout), stderr(&v));
-    assert!(all.contains("symlink"), "{all}");
+    // SHA256SUMS lists the link as a file problem; the comparison check itself must also
+    // refuse to read through it (not parse the outside file).
+    let vj: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    let copy = vj["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "comparison.reference_copy")
+        .unwrap_or_else(|| panic!("no comparison.reference_copy check: {vj}"));
+    assert_eq!(copy["ok"], false, "{copy}");
+    assert!(
+        copy["detail"].as_str().unwrap().contains("is a symlink"),
+        "{copy}"
+    );
 }
