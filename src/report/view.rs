@@ -1217,6 +1217,7 @@ pub fn build(ev: &Evidence) -> ReportView {
             doc.dirty_files.join(", ")
         ));
     }
+    let warnings = count_repeats(warnings);
     let anomalies = AnomaliesView {
         none: failures.is_empty()
             && warnings.is_empty()
@@ -1246,6 +1247,26 @@ pub fn build(ev: &Evidence) -> ReportView {
     }
 }
 
+/// Identical lines once each, in first-seen order, with how often a repeated one occurred
+/// (`... (12 times)`), so that a warning raised for a thousand cases or criteria reads once.
+fn count_repeats(lines: Vec<String>) -> Vec<String> {
+    let mut order: Vec<(String, usize)> = Vec::new();
+    let mut at: std::collections::HashMap<String, usize> = Default::default();
+    for l in lines {
+        match at.get(&l) {
+            Some(&i) => order[i].1 += 1,
+            None => {
+                at.insert(l.clone(), order.len());
+                order.push((l, 1));
+            }
+        }
+    }
+    order
+        .into_iter()
+        .map(|(l, n)| if n > 1 { format!("{l} ({n} times)") } else { l })
+        .collect()
+}
+
 /// A number without trailing zeros (for the confidence level).
 fn fmt_num(x: f64) -> String {
     let s = format!("{x:.3}");
@@ -1256,6 +1277,18 @@ fn fmt_num(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_warnings_read_once_with_their_count() {
+        let w = |s: &str| s.to_string();
+        let mut lines = vec![w("b"), w("a")];
+        lines.extend(std::iter::repeat_n(w("server said 401"), 1000));
+        lines.push(w("a"));
+        assert_eq!(
+            count_repeats(lines),
+            vec![w("b"), w("a (2 times)"), w("server said 401 (1000 times)")]
+        );
+    }
 
     #[test]
     fn numbers_have_fixed_decimals_and_na() {
