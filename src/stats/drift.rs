@@ -14,6 +14,9 @@
 //!   Yates' continuity correction when the table has one degree of freedom (as
 //!   `scipy.stats.chi2_contingency(correction=True)`, its default).
 //!
+//! Exact KS p-values are memoised by sample sizes and lattice distance (pure results, so the
+//! cache changes no value, only how often the `O(n m)` lattice count runs).
+//!
 //! Reference values: `tests/fixtures/monitor/` (scipy, numpy; tool versions in its README).
 //! Every function returns `None` instead of NaN when the statistic is undefined (an empty
 //! sample, a table with fewer than two non-empty rows).
@@ -143,13 +146,15 @@ pub fn ks_2samp(a: &[f64], b: &[f64]) -> Option<KsResult> {
         let lcm = (n1 as u64 / g) * n2 as u64;
         let h = (d * lcm as f64).round() as u64;
         let d_exact = h as f64 / lcm as f64;
-        let p = if h == 0 {
-            1.0
-        } else if n1 == n2 {
-            prob_outside_square(n1 as u64, h)
-        } else {
-            prob_outside_band(n1 as u64, n2 as u64, g, h)
-        };
+        let p = exact_p_memo(n1 as u64, n2 as u64, h, || {
+            if h == 0 {
+                1.0
+            } else if n1 == n2 {
+                prob_outside_square(n1 as u64, h)
+            } else {
+                prob_outside_band(n1 as u64, n2 as u64, g, h)
+            }
+        });
         if p.is_finite() && (0.0..=1.0).contains(&p) {
             return Some(KsResult {
                 statistic: d_exact,
@@ -165,6 +170,34 @@ pub fn ks_2samp(a: &[f64], b: &[f64]) -> Option<KsResult> {
         method: KsMethod::Asymptotic,
     })
 }
+
+/// Exact p-values already computed, by `(n, m, h)`: the exact p-value depends on nothing else,
+/// and a monitoring run asks for the same few sizes (window against baseline) with a few
+/// hundred distinct `h` over thousands of windows, while each lattice count costs up to
+/// `n m` steps. A cache of pure results: the value returned is the one computed, bit for bit.
+/// Bounded at [`KS_MEMO_MAX`] entries (cleared when full).
+fn exact_p_memo(n: u64, m: u64, h: u64, compute: impl FnOnce() -> f64) -> f64 {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Memo = Mutex<HashMap<(u64, u64, u64), f64>>;
+    static MEMO: OnceLock<Memo> = OnceLock::new();
+    let memo = MEMO.get_or_init(Default::default);
+    let key = (n, m, h);
+    if let Some(&p) = memo.lock().ok().as_ref().and_then(|t| t.get(&key)) {
+        return p;
+    }
+    let p = compute();
+    if let Ok(mut t) = memo.lock() {
+        if t.len() >= KS_MEMO_MAX {
+            t.clear();
+        }
+        t.insert(key, p);
+    }
+    p
+}
+
+/// Most exact KS p-values [`ks_2samp`] keeps (a few MB).
+const KS_MEMO_MAX: usize = 100_000;
 
 /// `max |F_a - F_b|` for sorted samples (evaluated after every distinct pooled value).
 fn ks_statistic(a: &[f64], b: &[f64]) -> f64 {
