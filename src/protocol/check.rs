@@ -409,20 +409,6 @@ fn check_model(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
                     ),
                 );
             }
-            if s.precision != "f32" && s.device == "cpu" {
-                let at = sm.and_then(|m| m.precision.as_ref()).and_then(pos);
-                let d = c.error(
-                    at,
-                    format!(
-                        "precision {} needs a GPU; the device is the CPU",
-                        s.precision
-                    ),
-                );
-                hint(
-                    d,
-                    "use `precision: f32` on the CPU, or `device: cuda:0` with a `--features cuda` build",
-                );
-            }
             if s.answer_words.positive.is_empty() || s.answer_words.negative.is_empty() {
                 let at = sm.and_then(|m| m.backend.as_ref()).and_then(pos);
                 c.error(
