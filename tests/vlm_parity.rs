@@ -457,3 +457,33 @@ fn f16_on_the_cpu_matches_transformers_in_f16() {
         "only {compared} greedy tokens were compared"
     );
 }
+
+#[test]
+fn a_left_padded_bf16_batch_matches_transformers_in_bf16() {
+    // Three prompts of different lengths in one batch: the padding mask, added in f32 to
+    // bf16 scores, must leave every sequence's logits as transformers computes them alone.
+    let ex = expected();
+    let half = expected_half();
+    let q = ex.meta["questions"][0].as_str().unwrap().to_string();
+    let be = VlmBackend::load(
+        &spec_in("bf16", true, 3),
+        &q,
+        &AnswerRule::default(),
+        &fixture(),
+    )
+    .unwrap();
+    let preps: Vec<_> = ["rgb_64x64.png", "grey_70x50.png", "rgb_200x150.png"]
+        .iter()
+        .map(|n| {
+            be.prepare(&load_image(&fixture().join("images").join(n)).unwrap())
+                .unwrap()
+        })
+        .collect();
+    let refs: Vec<_> = preps.iter().collect();
+    for (i, l) in be.answer_logits(&refs).unwrap().iter().enumerate() {
+        let want = f32s(&half.tensors[&format!("bf16.logits.{i}.0")]);
+        let d = max_abs_diff(l, &want);
+        eprintln!("bf16 batched image {i}: max |logit difference| {d:e}");
+        assert!(d <= 0.125, "bf16 batched image {i}: logits differ by {d}");
+    }
+}

@@ -1099,4 +1099,41 @@ acceptance:
         assert!(d.is_error());
         assert!(d.hint.unwrap().contains("0.80"));
     }
+
+    #[test]
+    fn candle_vlm_takes_half_precision_on_the_cpu_and_refuses_an_unknown_one() {
+        let precision_diags = |precision: &str| -> Vec<Diagnostic> {
+            let head = format!(
+                "{HEAD}  - {{id: AC-1, requirement: R, metric: sensitivity, scope: site, at_least: 0.8}}\n"
+            );
+            let source = head.replace(
+                "  backend: replay\n  predictions: p.csv\n",
+                &format!(
+                    "  backend: candle-vlm\n  path: m\n  device: cpu\n  precision: {precision}\n"
+                ),
+            );
+            let protocol = crate::protocol::parse_protocol("t.yaml", &source).unwrap();
+            let lp = LoadedProtocol {
+                protocol,
+                path: PathBuf::from("t.yaml"),
+                dir: PathBuf::from("/nonexistent-medgate-test"),
+                sha256: crate::hash::sha256_hex(source.as_bytes()),
+                source,
+            };
+            check(&lp, &ExternalFacts::default())
+                .into_iter()
+                .filter(|d| d.message.contains("precision"))
+                .collect()
+        };
+        for ok in ["f32", "bf16", "f16"] {
+            assert!(
+                precision_diags(ok).is_empty(),
+                "{ok}: {:?}",
+                precision_diags(ok)
+            );
+        }
+        let d = precision_diags("fp16");
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].is_error() && d[0].message.contains("unknown precision"));
+    }
 }
