@@ -409,20 +409,6 @@ fn check_model(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
                     ),
                 );
             }
-            if s.precision != "f32" && s.device == "cpu" {
-                let at = sm.and_then(|m| m.precision.as_ref()).and_then(pos);
-                let d = c.error(
-                    at,
-                    format!(
-                        "precision {} needs a GPU; the device is the CPU",
-                        s.precision
-                    ),
-                );
-                hint(
-                    d,
-                    "use `precision: f32` on the CPU, or `device: cuda:0` with a `--features cuda` build",
-                );
-            }
             if s.answer_words.positive.is_empty() || s.answer_words.negative.is_empty() {
                 let at = sm.and_then(|m| m.backend.as_ref()).and_then(pos);
                 c.error(
@@ -1112,5 +1098,42 @@ acceptance:
         );
         assert!(d.is_error());
         assert!(d.hint.unwrap().contains("0.80"));
+    }
+
+    #[test]
+    fn candle_vlm_takes_half_precision_on_the_cpu_and_refuses_an_unknown_one() {
+        let precision_diags = |precision: &str| -> Vec<Diagnostic> {
+            let head = format!(
+                "{HEAD}  - {{id: AC-1, requirement: R, metric: sensitivity, scope: site, at_least: 0.8}}\n"
+            );
+            let source = head.replace(
+                "  backend: replay\n  predictions: p.csv\n",
+                &format!(
+                    "  backend: candle-vlm\n  path: m\n  device: cpu\n  precision: {precision}\n"
+                ),
+            );
+            let protocol = crate::protocol::parse_protocol("t.yaml", &source).unwrap();
+            let lp = LoadedProtocol {
+                protocol,
+                path: PathBuf::from("t.yaml"),
+                dir: PathBuf::from("/nonexistent-medgate-test"),
+                sha256: crate::hash::sha256_hex(source.as_bytes()),
+                source,
+            };
+            check(&lp, &ExternalFacts::default())
+                .into_iter()
+                .filter(|d| d.message.contains("precision"))
+                .collect()
+        };
+        for ok in ["f32", "bf16", "f16"] {
+            assert!(
+                precision_diags(ok).is_empty(),
+                "{ok}: {:?}",
+                precision_diags(ok)
+            );
+        }
+        let d = precision_diags("fp16");
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].is_error() && d[0].message.contains("unknown precision"));
     }
 }

@@ -233,7 +233,9 @@ pub struct CandleVlmSpec {
     /// `cpu`, `cuda:N` or `auto`.
     #[serde(default = "default_device")]
     pub device: String,
-    /// `f32` (default), or `bf16` / `f16` on a GPU.
+    /// `f32` (default), `bf16` or `f16`, on the CPU or a GPU. Half precision rounds where
+    /// transformers rounds in the same dtype (softmax, norms, activations and rotary angles in
+    /// f32), so it matches transformers run in that dtype, not the f32 model.
     #[serde(default = "default_precision")]
     pub precision: String,
     /// Cases per forward pass (left-padded); it can change answers in the last bits, so it is

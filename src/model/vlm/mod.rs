@@ -34,9 +34,27 @@
 //!    `logprobs` (default, [`ScoreSource::Logprobs`]) or `parsed` (1 / 0, or 0.5 when
 //!    equivocal, [`ScoreSource::Parsed`]). `answer` is always the parsed greedy answer.
 //!
-//! # Batching, precision, cache
-//! `f32` on the CPU; `bf16` / `f16` need a GPU (`--features cuda`, `device: cuda:N`): candle's
-//! CPU backend has no half-precision matmul, so they are refused there at load. Cases are batched `batch_size` at a time, left-padded (padding keys are masked). Batch size,
+//! # Precision
+//! `precision: f32` (default), `bf16` or `f16`, on the CPU or a GPU (`--features cuda`,
+//! `device: cuda:N`). The weights are converted to that dtype at load (half the memory in
+//! bf16 / f16) and the model runs in it, rounding where transformers rounds when it runs the
+//! same checkpoint in that dtype: matmuls accumulate in f32 and round once (biased linears add
+//! the bias before rounding, as torch's `addmm`); the softmax, the norms' statistics, the
+//! activations (SiLU, GELU), the rotary angles and the rotation of the vision tower's q / k,
+//! the position-embedding interpolation and the attention scale are computed in f32 and
+//! rounded to the dtype as transformers does ([`qwen3_vl`] says where). The patch embedding
+//! (a `Conv3d` whose kernel is one whole patch) is one matmul, which candle runs in every
+//! precision on the CPU. So a half-precision run is checked against transformers in the same
+//! dtype, not against the f32 model: on the parity fixture most logits agree bit for bit in
+//! bf16, and all within 0.055 (bf16) / 0.0085 (f16) nats, against 0.062 / 0.011 between
+//! transformers' own half and f32 runs (`tests/vlm_parity.rs`). Answers can differ from the
+//! f32 model's where two tokens are nearly tied. The weights are held in the chosen dtype
+//! (half the bytes of f32), but on the CPU half precision is slower, not faster: candle
+//! widens half operands to f32 for each matmul (1000 tiny-checkpoint cases: f32 3.9 s user,
+//! bf16 6.1 s, f16 5.8 s; see the README).
+//!
+//! # Batching, cache
+//! Cases are batched `batch_size` at a time, left-padded (padding keys are masked). Batch size,
 //! precision and the KV-cache switch can change the last bits of a logit and, rarely, an answer:
 //! all are in [`BackendInfo::settings`], so they are in the evidence and the journal key.
 //!
@@ -52,12 +70,12 @@ pub mod qwen3_vl;
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use regex::Regex;
 use serde_json::json;
 
-use super::clip::{device_name, parse_device, parse_precision};
+use super::clip::{device_name, parse_device};
 use super::openai::{compile_rule, parse_answer};
 use super::{Answer, Backend, BackendInfo, CaseError, CaseInput, Prediction, ScoreSource};
 use crate::error::{Error, Result};
@@ -276,6 +294,20 @@ fn special_tokens(dir: &Path) -> Result<serde_json::Value> {
     Ok(json!({"bos_token": s("bos_token"), "eos_token": s("eos_token")}))
 }
 
+/// `f32`, `bf16` or `f16`, on any device (the CPU included: see the module docs for how half
+/// precision follows transformers there).
+pub fn parse_precision(s: &str) -> Result<DType> {
+    match s.trim() {
+        "f32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        "f16" => Ok(DType::F16),
+        other => Err(Error::input_hint(
+            format!("model.precision `{other}` is not a precision"),
+            "use `f32`, `bf16` or `f16`",
+        )),
+    }
+}
+
 /// The model directory a spec names, resolved against the protocol's directory.
 pub fn checkpoint_dir(spec: &CandleVlmSpec, protocol_dir: &Path) -> PathBuf {
     protocol_dir.join(&spec.path)
@@ -322,8 +354,7 @@ impl VlmBackend {
             }
         }
         let device = parse_device(&spec.device)?;
-        // bf16 / f16 need a GPU: candle's CPU backend has no half-precision matmul.
-        let dtype = parse_precision(&spec.precision, &device)?;
+        let dtype = parse_precision(&spec.precision)?;
 
         let cfg_path = dir.join("config.json");
         let cfg_json = ckpt::read_json(&cfg_path)?;

@@ -19,11 +19,22 @@
 //! module keeps the cache outside the model (so one loaded model serves many cases and
 //! threads), builds the causal and padding mask itself, and returns the logits at the last
 //! position of every sequence in a left-padded batch.
+//!
+//! # Half precision
+//! In bf16 / f16 every step rounds where `modeling_qwen3_vl.py` rounds in that dtype, because
+//! candle's own half-precision ops round elsewhere: the patch embedding is a matmul
+//! (`PatchEmbed`); biased linears sum product and bias in f32 before one rounding
+//! (`BiasLinear`); activations run in f32 (`in_f32`); the text RMSNorm normalises in f32,
+//! rounds, then scales (`TextRmsNorm`); attention scores are scaled by the f32 scale and the
+//! softmax runs in f32 (`scaled_scores`); the vision rotation and the position-embedding
+//! interpolation run in f32; the text rotary cos / sin are rounded to the dtype. Except the
+//! patch embedding (a matmul in f32 too), each of these is the identity in f32, where the f32
+//! parity fixture holds at 1e-4.
 
 use candle_core::{D, DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{
-    Activation, Conv2d, Conv2dConfig, Embedding, LayerNorm, LayerNormConfig, Linear, RmsNorm,
-    VarBuilder, embedding, layer_norm, linear, linear_b, rms_norm,
+    Activation, Embedding, LayerNorm, LayerNormConfig, Linear, RmsNorm, VarBuilder, embedding,
+    layer_norm, linear, linear_b,
 };
 use serde::Deserialize;
 
@@ -196,13 +207,14 @@ impl Config {
 
 // ---------------------------------------------------------------- vision tower
 
+/// The patch embedding. In transformers it is a `Conv3d` whose kernel and stride are one whole
+/// patch (`temporal_patch_size x patch_size x patch_size`), so each output is one dot product
+/// of a patch row (already flattened in the kernel's `(C, T, P, P)` order by the processor)
+/// with one flattened kernel: a matmul, which candle runs in every precision on the CPU (its
+/// CPU convolutions are slow or missing in bf16 / f16).
 struct PatchEmbed {
-    convs: Vec<Conv2d>,
-    bias: Tensor,
-    in_channels: usize,
-    patch_size: usize,
-    temporal_patch_size: usize,
-    hidden_size: usize,
+    proj: BiasLinear,
+    row_len: usize,
 }
 
 impl PatchEmbed {
@@ -218,50 +230,102 @@ impl PatchEmbed {
             ),
             "weight",
         )?;
-        let conv_cfg = Conv2dConfig {
-            stride: cfg.patch_size,
-            ..Default::default()
-        };
-        // A 3-D convolution whose kernel spans the whole temporal patch is a sum of 2-D ones.
-        let convs = (0..cfg.temporal_patch_size)
-            .map(|t| {
-                Ok(Conv2d::new(
-                    w.i((.., .., t, .., ..))?.contiguous()?,
-                    None,
-                    conv_cfg,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let row_len = cfg.in_channels * cfg.temporal_patch_size * cfg.patch_size * cfg.patch_size;
+        let w = w.reshape((cfg.hidden_size, row_len))?;
         Ok(Self {
-            convs,
-            bias: vb.get(cfg.hidden_size, "bias")?,
-            in_channels: cfg.in_channels,
-            patch_size: cfg.patch_size,
-            temporal_patch_size: cfg.temporal_patch_size,
-            hidden_size: cfg.hidden_size,
+            proj: BiasLinear::new(w, vb.get(cfg.hidden_size, "bias")?),
+            row_len,
         })
     }
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let xs = xs.reshape((
-            (),
-            self.in_channels,
-            self.temporal_patch_size,
-            self.patch_size,
-            self.patch_size,
-        ))?;
-        let mut acc: Option<Tensor> = None;
-        for (t, conv) in self.convs.iter().enumerate() {
-            let y = conv.forward(&xs.i((.., .., t, .., ..))?.contiguous()?)?;
-            acc = Some(match acc {
-                None => y,
-                Some(a) => (a + y)?,
-            });
+        self.proj.forward(&xs.reshape(((), self.row_len))?)
+    }
+}
+
+/// A linear layer with a bias, rounded as torch's CPU `addmm` rounds in bf16 / f16: the
+/// product and the bias summed in f32 and rounded once (candle's half-precision matmul rounds
+/// the product, then the bias add rounds again). candle's CPU matmul widens half operands to
+/// f32 anyway, so this costs a conversion, not a slower kernel. Plain `Linear` in f32.
+#[derive(Debug, Clone)]
+struct BiasLinear(Linear);
+
+impl BiasLinear {
+    fn new(w: Tensor, b: Tensor) -> Self {
+        Self(Linear::new(w, Some(b)))
+    }
+
+    fn load(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self(linear(in_dim, out_dim, vb)?))
+    }
+
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let dt = xs.dtype();
+        let (Some(b), true) = (self.0.bias(), dt != DType::F32) else {
+            return self.0.forward(xs);
+        };
+        let w = self.0.weight().to_dtype(DType::F32)?;
+        let x = xs.to_dtype(DType::F32)?;
+        let y = match *x.dims() {
+            [b0, b1, _] => x
+                .matmul(&w.broadcast_left(b0)?.t()?)?
+                .reshape((b0, b1, ()))?,
+            _ => x.matmul(&w.t()?)?,
+        };
+        y.broadcast_add(&b.to_dtype(DType::F32)?)?.to_dtype(dt)
+    }
+}
+
+/// Attention scores `q k^T * scale` as torch forms them in bf16 / f16 (the product rounded,
+/// scaled by the f32 scalar, rounded again), returned in f32 for the softmax. candle's own
+/// half-precision scaling first rounds the scale itself to the half type (1/sqrt(32) moves by
+/// 1e-4). In f32 exactly `q k^T * scale`.
+fn scaled_scores(q: &Tensor, k: &Tensor, scale: f64) -> Result<Tensor> {
+    let dt = q.dtype();
+    let att = (q.matmul(&k.t()?)?.to_dtype(DType::F32)? * scale)?;
+    att.to_dtype(dt)?.to_dtype(DType::F32)
+}
+
+/// Runs `f` in f32 and rounds its result back to `xs`'s dtype once, as torch's CPU kernels do
+/// for bf16 / f16 elementwise math (candle's half-precision activations round after every
+/// step of the formula). A no-op wrapper in f32.
+fn in_f32(xs: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    let dt = xs.dtype();
+    if dt == DType::F32 {
+        return f(xs);
+    }
+    f(&xs.to_dtype(DType::F32)?)?.to_dtype(dt)
+}
+
+/// Qwen3-VL's text RMSNorm. In f32 candle's fused kernel; in half precision as transformers'
+/// `Qwen3VLTextRMSNorm`: normalise in f32, round to the input dtype, then multiply by the
+/// weight in that dtype (two roundings, where the fused kernel has one).
+#[derive(Debug, Clone)]
+struct TextRmsNorm {
+    fused: RmsNorm,
+    weight: Tensor,
+    eps: f64,
+}
+
+impl TextRmsNorm {
+    fn new(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get(size, "weight")?;
+        Ok(Self {
+            fused: RmsNorm::new(weight.clone(), eps),
+            weight,
+            eps,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let dt = xs.dtype();
+        if dt == DType::F32 {
+            return self.fused.forward(xs);
         }
-        let xs = acc
-            .expect("temporal_patch_size >= 1")
-            .reshape(((), self.hidden_size))?;
-        xs.broadcast_add(&self.bias.unsqueeze(0)?)
+        let x = xs.to_dtype(DType::F32)?;
+        let var = x.sqr()?.mean_keepdim(D::Minus1)?;
+        let x = x.broadcast_mul(&(var + self.eps)?.sqrt()?.recip()?)?;
+        x.to_dtype(dt)?.broadcast_mul(&self.weight)
     }
 }
 
@@ -275,10 +339,10 @@ fn rotate_half(xs: &Tensor) -> Result<Tensor> {
 struct VisionBlock {
     norm1: LayerNorm,
     norm2: LayerNorm,
-    qkv: Linear,
-    proj: Linear,
-    fc1: Linear,
-    fc2: Linear,
+    qkv: BiasLinear,
+    proj: BiasLinear,
+    fc1: BiasLinear,
+    fc2: BiasLinear,
     act: Activation,
     num_heads: usize,
     head_dim: usize,
@@ -294,10 +358,10 @@ impl VisionBlock {
         Ok(Self {
             norm1: layer_norm(h, ln, vb.pp("norm1"))?,
             norm2: layer_norm(h, ln, vb.pp("norm2"))?,
-            qkv: linear(h, 3 * h, vb.pp("attn.qkv"))?,
-            proj: linear(h, h, vb.pp("attn.proj"))?,
-            fc1: linear(h, cfg.intermediate_size, vb.pp("mlp.linear_fc1"))?,
-            fc2: linear(cfg.intermediate_size, h, vb.pp("mlp.linear_fc2"))?,
+            qkv: BiasLinear::load(h, 3 * h, vb.pp("attn.qkv"))?,
+            proj: BiasLinear::load(h, h, vb.pp("attn.proj"))?,
+            fc1: BiasLinear::load(h, cfg.intermediate_size, vb.pp("mlp.linear_fc1"))?,
+            fc2: BiasLinear::load(cfg.intermediate_size, h, vb.pp("mlp.linear_fc2"))?,
             act: cfg.hidden_act,
             num_heads: cfg.num_heads,
             head_dim: h / cfg.num_heads,
@@ -311,14 +375,17 @@ impl VisionBlock {
             .forward(xs)?
             .reshape((n, 3, self.num_heads, self.head_dim))?
             .permute((1, 0, 2, 3))?;
+        // transformers' `apply_rotary_pos_emb_vision`: the rotation in f32, q and k rounded
+        // back to the run's dtype; eager attention then multiplies in that dtype with the
+        // softmax in f32 (all no-ops in f32).
         let dt = xs.dtype();
         let q = qkv.i(0)?.to_dtype(DType::F32)?;
         let k = qkv.i(1)?.to_dtype(DType::F32)?;
-        let v = qkv.i(2)?.to_dtype(DType::F32)?;
+        let v = qkv.i(2)?;
         let cos = cos.unsqueeze(1)?;
         let sin = sin.unsqueeze(1)?;
-        let q = (q.broadcast_mul(&cos)? + rotate_half(&q)?.broadcast_mul(&sin)?)?;
-        let k = (k.broadcast_mul(&cos)? + rotate_half(&k)?.broadcast_mul(&sin)?)?;
+        let q = (q.broadcast_mul(&cos)? + rotate_half(&q)?.broadcast_mul(&sin)?)?.to_dtype(dt)?;
+        let k = (k.broadcast_mul(&cos)? + rotate_half(&k)?.broadcast_mul(&sin)?)?.to_dtype(dt)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let mut outs = Vec::new();
         for w in cu.windows(2) {
@@ -326,21 +393,21 @@ impl VisionBlock {
             let q = q.narrow(0, s, len)?.transpose(0, 1)?.contiguous()?;
             let k = k.narrow(0, s, len)?.transpose(0, 1)?.contiguous()?;
             let v = v.narrow(0, s, len)?.transpose(0, 1)?.contiguous()?;
-            let att = (q.matmul(&k.t()?)? * scale)?;
-            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            let att = scaled_scores(&q, &k, scale)?;
+            let att = candle_nn::ops::softmax_last_dim(&att)?.to_dtype(dt)?;
             let o = att.matmul(&v)?.transpose(0, 1)?.reshape((len, ()))?;
             outs.push(o);
         }
-        let o = Tensor::cat(&outs, 0)?.to_dtype(dt)?;
+        let o = Tensor::cat(&outs, 0)?;
         self.proj.forward(&o)
     }
 
     fn forward(&self, xs: &Tensor, cu: &[usize], cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         let xs = (xs + self.attention(&self.norm1.forward(xs)?, cu, cos, sin)?)?;
-        let h = self
-            .fc1
-            .forward(&self.norm2.forward(&xs)?)?
-            .apply(&self.act)?;
+        let act = self.act;
+        let h = in_f32(&self.fc1.forward(&self.norm2.forward(&xs)?)?, |x| {
+            x.apply(&act)
+        })?;
         xs + self.fc2.forward(&h)?
     }
 }
@@ -349,8 +416,8 @@ struct PatchMerger {
     norm: LayerNorm,
     postshuffle: bool,
     merged: usize,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: BiasLinear,
+    fc2: BiasLinear,
 }
 
 impl PatchMerger {
@@ -368,8 +435,8 @@ impl PatchMerger {
             )?,
             postshuffle,
             merged,
-            fc1: linear(merged, merged, vb.pp("linear_fc1"))?,
-            fc2: linear(merged, cfg.out_hidden_size, vb.pp("linear_fc2"))?,
+            fc1: BiasLinear::load(merged, merged, vb.pp("linear_fc1"))?,
+            fc2: BiasLinear::load(merged, cfg.out_hidden_size, vb.pp("linear_fc2"))?,
         })
     }
 
@@ -380,7 +447,8 @@ impl PatchMerger {
             self.norm.forward(xs)?.reshape(((), self.merged))?
         };
         // transformers: nn.GELU() (erf), not the tanh approximation.
-        self.fc2.forward(&self.fc1.forward(&xs)?.gelu_erf()?)
+        self.fc2
+            .forward(&in_f32(&self.fc1.forward(&xs)?, |x| x.gelu_erf())?)
     }
 }
 
@@ -488,19 +556,24 @@ impl VisionTower {
                     }
                 }
             }
+            // The table in the run's dtype, the weights and the weighted sum in f32 (torch
+            // promotes a bf16 / f16 table times f32 weights to f32), rounded once at the end.
             let dt = self.pos_embed.embeddings().dtype();
             let mut acc: Option<Tensor> = None;
             for k in 0..4 {
                 let ids = Tensor::from_vec(idx[k].clone(), idx[k].len(), device)?;
-                let w =
-                    Tensor::from_vec(wts[k].clone(), (wts[k].len(), 1), device)?.to_dtype(dt)?;
-                let e = self.pos_embed.forward(&ids)?.broadcast_mul(&w)?;
+                let w = Tensor::from_vec(wts[k].clone(), (wts[k].len(), 1), device)?;
+                let e = self
+                    .pos_embed
+                    .forward(&ids)?
+                    .to_dtype(DType::F32)?
+                    .broadcast_mul(&w)?;
                 acc = Some(match acc {
                     None => e,
                     Some(a) => (a + e)?,
                 });
             }
-            let pe = acc.expect("four corners").repeat((g.t, 1))?;
+            let pe = acc.expect("four corners").to_dtype(dt)?.repeat((g.t, 1))?;
             let m = self.merge;
             let pe = pe
                 .reshape((g.t, g.h / m, m, g.w / m, m, self.hidden))?
@@ -572,8 +645,8 @@ struct Attention {
     k: Linear,
     v: Linear,
     o: Linear,
-    q_norm: RmsNorm,
-    k_norm: RmsNorm,
+    q_norm: TextRmsNorm,
+    k_norm: TextRmsNorm,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
@@ -585,8 +658,8 @@ struct Layer {
     up: Linear,
     down: Linear,
     act: Activation,
-    ln1: RmsNorm,
-    ln2: RmsNorm,
+    ln1: TextRmsNorm,
+    ln2: TextRmsNorm,
 }
 
 /// Keys and values of earlier positions, per layer: `(batch, kv_heads, seq, head_dim)`.
@@ -631,8 +704,8 @@ impl Layer {
             k: linear_b(h, cfg.num_key_value_heads * hd, b, a.pp("k_proj"))?,
             v: linear_b(h, cfg.num_key_value_heads * hd, b, a.pp("v_proj"))?,
             o: linear_b(cfg.num_attention_heads * hd, h, b, a.pp("o_proj"))?,
-            q_norm: rms_norm(hd, cfg.rms_norm_eps, a.pp("q_norm"))?,
-            k_norm: rms_norm(hd, cfg.rms_norm_eps, a.pp("k_norm"))?,
+            q_norm: TextRmsNorm::new(hd, cfg.rms_norm_eps, a.pp("q_norm"))?,
+            k_norm: TextRmsNorm::new(hd, cfg.rms_norm_eps, a.pp("k_norm"))?,
             heads: cfg.num_attention_heads,
             kv_heads: cfg.num_key_value_heads,
             head_dim: hd,
@@ -644,8 +717,8 @@ impl Layer {
             up: linear_b(h, cfg.intermediate_size, false, m.pp("up_proj"))?,
             down: linear_b(cfg.intermediate_size, h, false, m.pp("down_proj"))?,
             act: cfg.hidden_act,
-            ln1: rms_norm(h, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
-            ln2: rms_norm(h, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
+            ln1: TextRmsNorm::new(h, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
+            ln2: TextRmsNorm::new(h, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
         })
     }
 
@@ -679,13 +752,17 @@ impl Layer {
         let k = repeat_kv(k, n_rep)?.contiguous()?;
         let v = repeat_kv(v, n_rep)?.contiguous()?;
         let scale = 1.0 / (a.head_dim as f64).sqrt();
-        let att = (q.contiguous()?.matmul(&k.t()?)? * scale)?;
-        let att = att.broadcast_add(&mask.to_dtype(att.dtype())?)?;
-        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        // Eager attention as transformers': scores in the run's dtype, mask and softmax in f32,
+        // the weights rounded back before multiplying the values.
+        let dt = q.dtype();
+        let att = scaled_scores(&q.contiguous()?, &k, scale)?;
+        let att = att.broadcast_add(&mask.to_dtype(DType::F32)?)?;
+        let att = candle_nn::ops::softmax_last_dim(&att)?.to_dtype(dt)?;
         let o = att.matmul(&v)?.transpose(1, 2)?.reshape((b, s, ()))?;
         let xs = (xs + a.o.forward(&o)?)?;
         let h = self.ln2.forward(&xs)?;
-        let h = (self.gate.forward(&h)?.apply(&self.act)? * self.up.forward(&h)?)?;
+        let act = self.act;
+        let h = (in_f32(&self.gate.forward(&h)?, |x| x.apply(&act))? * self.up.forward(&h)?)?;
         xs + self.down.forward(&h)?
     }
 }
@@ -704,7 +781,7 @@ pub struct Qwen3Vl {
     vision: VisionTower,
     embed: Embedding,
     layers: Vec<Layer>,
-    norm: RmsNorm,
+    norm: TextRmsNorm,
     lm_head: Linear,
     inv_freq: Vec<f32>,
     mrope: [usize; 3],
@@ -736,7 +813,7 @@ impl Qwen3Vl {
         let layers = (0..t.num_hidden_layers)
             .map(|i| Layer::new(t, lm.pp(format!("layers.{i}"))))
             .collect::<Result<Vec<_>>>()?;
-        let norm = rms_norm(t.hidden_size, t.rms_norm_eps, lm.pp("norm"))?;
+        let norm = TextRmsNorm::new(t.hidden_size, t.rms_norm_eps, lm.pp("norm"))?;
         let lm_head = if cfg.tied() {
             Linear::new(embed.embeddings().clone(), None)
         } else {
