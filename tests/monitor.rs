@@ -844,3 +844,127 @@ monitoring:
         assert_eq!(marks, crossings, "{name}: alarm markers");
     }
 }
+
+/// The monitoring ledger is a record kind on trace's hash chain: `medgate ledger` verifies it
+/// (from the bundle directory or the file), names an edited or a deleted record, a run on a
+/// broken chain is refused before it writes anything, the monitor never appends into a
+/// golden-set ledger, and ledger files written before the move (tests/fixtures/ledger, their
+/// chains checked by Python's hashlib in `check_chain.py`) still verify.
+#[test]
+fn monitoring_ledger_is_on_the_trace_chain() {
+    let ledger_cmd = |args: &[&str], dir: &Path| {
+        medgate()
+            .current_dir(dir)
+            .arg("ledger")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let stdout = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).to_string();
+
+    // Files in the earlier format, hashes as Python computed them.
+    let fx = root().join("tests/fixtures/ledger");
+    for (file, kind_key, hashes) in [
+        (
+            "monitoring-v1.jsonl",
+            "baseline_run_id",
+            &["a781e43a4b93", "55bbcc6e1955"][..],
+        ),
+        ("golden-v1.jsonl", "set_root", &["f75190d608ca"][..]),
+    ] {
+        let o = ledger_cmd(&[file, "--verify", "--format", "json"], &fx);
+        assert_eq!(code(&o), 0, "{file}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let e = v["entries"].as_array().unwrap();
+        assert_eq!(e.len(), hashes.len());
+        for (e, h) in e.iter().zip(hashes) {
+            assert!(e[kind_key].is_string(), "{file}: {e}");
+            assert!(e["hash"].as_str().unwrap().starts_with(h), "{file}: {e}");
+        }
+        assert!(v["breaks"].as_array().unwrap().is_empty());
+    }
+
+    let ws = Ws::new();
+    let day1 = ws.log("day1.csv", 1000, usize::MAX, 0.0, 21);
+    let day2 = ws.log("day2.csv", 600, usize::MAX, 0.0, 22);
+    for d in [&day1, &day2] {
+        let o = ws.monitor("m", &[d], &["--state", "state.json"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    let o = ledger_cmd(&["bundle", "--verify"], ws.path("").as_path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("chain intact: 2 entries"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("in_control"), "{}", stdout(&o));
+    // The golden-set ledger of the same workspace is checked by the same verb.
+    let o = ledger_cmd(&["ledger.jsonl", "--verify"], ws.path("").as_path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    let lp = ws.path("bundle.monitoring.jsonl");
+    let original = std::fs::read_to_string(&lp).unwrap();
+    assert_eq!(original.lines().count(), 2);
+    // Edited record: named by line.
+    std::fs::write(
+        &lp,
+        original.replacen("\"rows_read\":1000", "\"rows_read\":999", 1),
+    )
+    .unwrap();
+    let o = ledger_cmd(
+        &["bundle.monitoring.jsonl", "--verify"],
+        ws.path("").as_path(),
+    );
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("bundle.monitoring.jsonl:1: entry hash does not match"),
+        "{}",
+        stderr(&o)
+    );
+    // A run on the broken chain is refused and leaves the state as it was.
+    let state = std::fs::read(ws.path("state.json")).unwrap();
+    let day3 = ws.log("day3.csv", 400, usize::MAX, 0.0, 23);
+    let o = ws.monitor("m", &[&day3], &["--state", "state.json"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("ledger chain is broken"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(ws.path("state.json")).unwrap(), state);
+    // Deleted record: the next one no longer chains.
+    let first_removed: String = original.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&lp, first_removed).unwrap();
+    let o = ledger_cmd(&["bundle", "--verify"], ws.path("").as_path());
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains(":1: sequence number 2 where 1 was expected"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(&lp, &original).unwrap();
+    let o = ws.monitor("m", &[&day3], &["--state", "state.json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = ledger_cmd(&["bundle", "--verify"], ws.path("").as_path());
+    assert!(
+        stdout(&o).contains("chain intact: 3 entries"),
+        "{}",
+        stdout(&o)
+    );
+
+    // A plan pointing the monitoring ledger at the golden-set ledger is refused, not mixed in.
+    let golden = std::fs::read(ws.path("ledger.jsonl")).unwrap();
+    ws.monitor_protocol(
+        "into-golden.yaml",
+        &PLAN.replace("monitoring:\n", "monitoring:\n  ledger: ledger.jsonl\n"),
+    );
+    let o = ws.monitor_with("into-golden.yaml", "m2", &[&day1], &[]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("not a monitoring ledger entry"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(ws.path("ledger.jsonl")).unwrap(), golden);
+}
