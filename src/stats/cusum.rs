@@ -24,8 +24,9 @@
 //! 55). [`aimcu_path`] reproduces AIM-CU exactly, and it is the one path `medgate monitor`
 //! charts and alarms on (h, k, statistic path and alarm index as AIM-CU 0.2.1 gives them, so a
 //! reviewer can rerun AIM-CU on the chart's observations and get the same chart).
-//! [`Cusum::path`] is the unrounded recursion from `S = 0` (kept as the textbook form, for
-//! callers that step one observation at a time). The reference test checks both: the unrounded
+//! [`Cusum::path`] is the unrounded textbook recursion from `S = 0`; nothing in medgate
+//! charts it any more (it stays as the form the reference test compares AIM-CU's rounding
+//! against). The reference test checks both: the unrounded
 //! path against AIM-CU's within its rounding, and [`aimcu_path`]'s path and alarm index against
 //! AIM-CU's exactly; `tests/monitor.rs` checks the monitor's charts end to end against the
 //! same fixture.
