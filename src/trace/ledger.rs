@@ -87,21 +87,28 @@ pub trait ChainRecord: Serialize + serde::de::DeserializeOwned {
     fn set_link(&mut self, seq: u64, prev_hash: String, hash: String);
 }
 
-impl ChainRecord for LedgerEntry {
-    const WHAT: &'static str = "ledger entry";
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-    fn prev_hash(&self) -> &str {
-        &self.prev_hash
-    }
-    fn hash(&self) -> &str {
-        &self.hash
-    }
-    fn set_link(&mut self, seq: u64, prev_hash: String, hash: String) {
-        (self.seq, self.prev_hash, self.hash) = (seq, prev_hash, hash);
-    }
+/// `ChainRecord` for a record struct with the fields `seq`, `prev_hash` and `hash`.
+macro_rules! chain_record {
+    ($t:ty, $what:literal) => {
+        impl ChainRecord for $t {
+            const WHAT: &'static str = $what;
+            fn seq(&self) -> u64 {
+                self.seq
+            }
+            fn prev_hash(&self) -> &str {
+                &self.prev_hash
+            }
+            fn hash(&self) -> &str {
+                &self.hash
+            }
+            fn set_link(&mut self, seq: u64, prev_hash: String, hash: String) {
+                (self.seq, self.prev_hash, self.hash) = (seq, prev_hash, hash);
+            }
+        }
+    };
 }
+
+chain_record!(LedgerEntry, "ledger entry");
 
 /// A log file a monitoring run read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,21 +158,7 @@ pub struct MonitorEntry {
     pub hash: String,
 }
 
-impl ChainRecord for MonitorEntry {
-    const WHAT: &'static str = "monitoring ledger entry";
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-    fn prev_hash(&self) -> &str {
-        &self.prev_hash
-    }
-    fn hash(&self) -> &str {
-        &self.hash
-    }
-    fn set_link(&mut self, seq: u64, prev_hash: String, hash: String) {
-        (self.seq, self.prev_hash, self.hash) = (seq, prev_hash, hash);
-    }
-}
+chain_record!(MonitorEntry, "monitoring ledger entry");
 
 /// A line of either kind (what `medgate ledger` reads): a line with `baseline_run_id` is a
 /// [`MonitorEntry`], any other a [`LedgerEntry`]; each then parses with its own unknown-field
