@@ -77,6 +77,14 @@ fn ledger(bytes: &[u8]) {
             );
         }
     }
+    // Either record kind, as `medgate ledger` reads it.
+    use medgate::trace::ledger::{LedgerRecord, MonitorEntry, read_chain, verify};
+    if let Ok(e) = read_chain::<LedgerRecord>(&p) {
+        let _ = verify(&e);
+    }
+    if let Ok(e) = read_chain::<MonitorEntry>(&p) {
+        let _ = verify(&e);
+    }
 }
 
 fn journal(bytes: &[u8]) {

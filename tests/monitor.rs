@@ -204,11 +204,27 @@ ledger:
     }
 
     fn monitor(&self, out: &str, logs: &[&Path], extra: &[&str]) -> std::process::Output {
+        self.monitor_with("monitor.yaml", out, logs, extra)
+    }
+
+    /// Writes `name`: the released protocol with the monitoring section `plan` added.
+    fn monitor_protocol(&self, name: &str, plan: &str) {
+        let release = std::fs::read_to_string(self.path("release.yaml")).unwrap();
+        std::fs::write(self.path(name), format!("{release}{plan}")).unwrap();
+    }
+
+    fn monitor_with(
+        &self,
+        protocol: &str,
+        out: &str,
+        logs: &[&Path],
+        extra: &[&str],
+    ) -> std::process::Output {
         let mut c = medgate();
         c.current_dir(self.dir.path())
             .args([
                 "monitor",
-                "monitor.yaml",
+                protocol,
                 "--baseline",
                 "bundle",
                 "--out",
@@ -647,4 +663,308 @@ fn demo_stream_alarm_fires_within_200_cases_and_not_without_drift() {
         .find(|v| v["id"] == "MON-CXR-05")
         .unwrap();
     assert_eq!(mix["detail"]["new_levels"][0], "NovaRay");
+}
+
+/// The `<path>` elements of an SVG with stroke `color`: their vertices `(x, y)` in pixels.
+fn svg_paths(svg: &str, color: &str) -> Vec<Vec<(f64, f64)>> {
+    let doc = roxmltree::Document::parse(svg).unwrap();
+    doc.descendants()
+        .filter(|n| n.has_tag_name("path") && n.attribute("stroke") == Some(color))
+        .map(|n| {
+            let toks: Vec<&str> = n.attribute("d").unwrap().split_whitespace().collect();
+            toks.chunks(2)
+                .map(|c| {
+                    let x = c[0].trim_start_matches(['M', 'L']).parse::<f64>().unwrap();
+                    (x, c[1].parse::<f64>().unwrap())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The monitor's CUSUM is AIM-CU's, end to end. For every run of the AIM-CU 0.2.1 fixture
+/// (`tests/fixtures/monitor/cusum.json`, from `generate.py`: AIM-CU `CUSUM()`,
+/// `set_init_stats(init_days)`, `change_detection(k, get_threshold(k, ARL0))`), a log of one
+/// case per window whose scores are the fixture's observations, charted as `mean_score` with
+/// `in_control: {windows: init_days}`, so the chart's input is exactly AIM-CU's series. Then
+/// monitor.json's k, h, in-control mean and sd, H, the S+/S- path, the alarm windows and the
+/// first alarm's window and time must be AIM-CU's, and the chart's SVG must draw that path
+/// against that H. Every expected value comes from the fixture, none from medgate.
+#[test]
+fn cusum_chart_is_aimcu_end_to_end() {
+    let ws = Ws::new();
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/monitor/cusum.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(fixture["versions"]["aim-cu"], "0.2.1");
+    let f = |v: &serde_json::Value| v.as_f64().unwrap();
+    let fs = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let runs = fixture["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    for run in runs {
+        let name = run["name"].as_str().unwrap();
+        let x = fs(&run["x"]);
+        let (s_hi, s_lo) = (fs(&run["s_hi"]), fs(&run["s_lo"]));
+        let (k, arl0, h, big_h) = (f(&run["k"]), f(&run["arl0"]), f(&run["h"]), f(&run["H"]));
+        let init = run["init_days"].as_u64().unwrap();
+        let alarm_index = run["alarm_index"].as_u64().map(|a| a as usize);
+        ws.monitor_protocol(
+            &format!("{name}.yaml"),
+            &format!(
+                r#"
+monitoring:
+  window:
+    cases: 1
+  min_window_cases: 1
+  statistics:
+    - id: MON-AIMCU
+      statistic: cusum
+      of: mean_score
+      k: {k}
+      arl0: {arl0}
+      in_control:
+        windows: {init}
+      requirement: SRS-9
+      risk_control: RC-9
+"#
+            ),
+        );
+        // Row i at 2026-03-02T00:00:00Z + i minutes, written as RFC 3339.
+        let stamp = |i: usize| format!("2026-03-02T{:02}:{:02}:00Z", i / 60, i % 60);
+        let mut t = String::from("timestamp,case_id,score,label,model_sha256,sex,site\n");
+        for (i, v) in x.iter().enumerate() {
+            t.push_str(&format!("{},A{i:04},{v},,{},F,A\n", stamp(i), ws.model));
+        }
+        let log = ws.path(&format!("{name}.csv"));
+        std::fs::write(&log, t).unwrap();
+        let out = format!("m-{name}");
+        let o = ws.monitor_with(&format!("{name}.yaml"), &out, &[&log], &[]);
+        assert_eq!(
+            code(&o),
+            if alarm_index.is_some() { 1 } else { 0 },
+            "{name}: {}",
+            stderr(&o)
+        );
+        let r = ws.report(&out);
+        let chart = r["charts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "MON-AIMCU" && c["scope"] == "overall")
+            .unwrap_or_else(|| panic!("{name}: no chart"));
+        let d = &chart["design"];
+        assert_eq!(f(&d["k"]), k, "{name}: k");
+        assert_eq!(f(&d["h"]), h, "{name}: h (AIM-CU get_threshold)");
+        let close = |a: f64, b: f64, what: &str| {
+            assert!(
+                (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                "{name}: {what} {a} vs AIM-CU {b}"
+            )
+        };
+        close(f(&d["mu0"]), f(&run["in_mu"]), "in-control mean");
+        close(f(&d["sigma"]), f(&run["in_std"]), "in-control sd");
+        let pts = chart["points"].as_array().unwrap();
+        assert_eq!(pts.len(), x.len(), "{name}: one point per window");
+        for (t, p) in pts.iter().enumerate() {
+            assert_eq!(p["window"], t as u64 + 1);
+            assert_eq!(f(&p["raw"]), x[t], "{name}: window {} value", t + 1);
+            assert_eq!(f(&p["upper_stat"]), s_hi[t], "{name}: S_hi[{t}]");
+            assert_eq!(f(&p["lower_stat"]), s_lo[t], "{name}: S_lo[{t}]");
+            close(f(&p["limit"]), big_h, "H");
+            // Every point past H alarms (AIM-CU reports S- when both cross).
+            let want = if s_lo[t] > big_h {
+                Some("lower")
+            } else if s_hi[t] > big_h {
+                Some("upper")
+            } else {
+                None
+            };
+            assert_eq!(p["alarm"].as_str(), want, "{name}: alarm at index {t}");
+        }
+        match alarm_index {
+            Some(a) => {
+                let side = if s_lo[a] > big_h { "lower" } else { "upper" };
+                assert_eq!(
+                    chart["first_alarm"],
+                    serde_json::json!([a as u64 + 1, side]),
+                    "{name}: first alarm"
+                );
+                let first = r["alarms"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|al| al["id"] == "MON-AIMCU")
+                    .unwrap();
+                assert_eq!(first["window"], a as u64 + 1, "{name}: alarm window");
+                assert_eq!(first["window_first"], stamp(a), "{name}: alarm time");
+                assert_eq!(first["requirement"], "SRS-9");
+                assert_eq!(first["risk_control"], "RC-9");
+                assert_eq!(r["status"], "alarm");
+            }
+            None => {
+                assert!(chart["first_alarm"].is_null(), "{name}");
+                assert!(r["alarms"].as_array().unwrap().is_empty(), "{name}");
+                assert_eq!(r["status"], "in_control");
+            }
+        }
+        // The plotted chart draws this path against this H: one vertex per window, each on
+        // the side of the H line that AIM-CU's value is on.
+        let svg = std::fs::read_to_string(ws.path(&out).join("plots/chart-MON-AIMCU-overall.svg"))
+            .unwrap();
+        let hline = &svg_paths(&svg, "#7a7a7a")[0];
+        assert_eq!(hline.len(), x.len());
+        let hy = hline[0].1;
+        assert!(hline.iter().all(|p| p.1 == hy), "{name}: H is one level");
+        let top = s_hi.iter().chain(&s_lo).cloned().fold(big_h, f64::max);
+        for (color, want) in [("#1f57a0", &s_hi), ("#c85a14", &s_lo)] {
+            let line = &svg_paths(&svg, color)[0];
+            assert_eq!(line.len(), x.len(), "{name}: {color} vertices");
+            for (t, (px, py)) in line.iter().enumerate() {
+                assert_eq!(*px, hline[t].0);
+                if (want[t] - big_h).abs() > 1e-3 * top {
+                    assert_eq!(*py < hy, want[t] > big_h, "{name}: {color} vertex {t}");
+                }
+            }
+        }
+        let marks = roxmltree::Document::parse(&svg)
+            .unwrap()
+            .descendants()
+            .filter(|n| n.has_tag_name("circle"))
+            .count();
+        let crossings = (0..x.len())
+            .filter(|&t| s_hi[t] > big_h || s_lo[t] > big_h)
+            .count();
+        assert_eq!(marks, crossings, "{name}: alarm markers");
+    }
+}
+
+/// The monitoring ledger is a record kind on trace's hash chain: `medgate ledger` verifies it
+/// (from the bundle directory or the file), names an edited or a deleted record, a run on a
+/// broken chain is refused before it writes anything, the monitor never appends into a
+/// golden-set ledger, and ledger files written before the move (tests/fixtures/ledger, their
+/// chains checked by Python's hashlib in `check_chain.py`) still verify.
+#[test]
+fn monitoring_ledger_is_on_the_trace_chain() {
+    let ledger_cmd = |args: &[&str], dir: &Path| {
+        medgate()
+            .current_dir(dir)
+            .arg("ledger")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let stdout = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).to_string();
+
+    // Files in the earlier format, hashes as Python computed them.
+    let fx = root().join("tests/fixtures/ledger");
+    for (file, kind_key, hashes) in [
+        (
+            "monitoring-v1.jsonl",
+            "baseline_run_id",
+            &["a781e43a4b93", "55bbcc6e1955"][..],
+        ),
+        ("golden-v1.jsonl", "set_root", &["f75190d608ca"][..]),
+    ] {
+        let o = ledger_cmd(&[file, "--verify", "--format", "json"], &fx);
+        assert_eq!(code(&o), 0, "{file}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let e = v["entries"].as_array().unwrap();
+        assert_eq!(e.len(), hashes.len());
+        for (e, h) in e.iter().zip(hashes) {
+            assert!(e[kind_key].is_string(), "{file}: {e}");
+            assert!(e["hash"].as_str().unwrap().starts_with(h), "{file}: {e}");
+        }
+        assert!(v["breaks"].as_array().unwrap().is_empty());
+    }
+
+    let ws = Ws::new();
+    let day1 = ws.log("day1.csv", 1000, usize::MAX, 0.0, 21);
+    let day2 = ws.log("day2.csv", 600, usize::MAX, 0.0, 22);
+    for d in [&day1, &day2] {
+        let o = ws.monitor("m", &[d], &["--state", "state.json"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    let o = ledger_cmd(&["bundle", "--verify"], ws.path("").as_path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("chain intact: 2 entries"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("in_control"), "{}", stdout(&o));
+    // The golden-set ledger of the same workspace is checked by the same verb.
+    let o = ledger_cmd(&["ledger.jsonl", "--verify"], ws.path("").as_path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    let lp = ws.path("bundle.monitoring.jsonl");
+    let original = std::fs::read_to_string(&lp).unwrap();
+    assert_eq!(original.lines().count(), 2);
+    // Edited record: named by line.
+    std::fs::write(
+        &lp,
+        original.replacen("\"rows_read\":1000", "\"rows_read\":999", 1),
+    )
+    .unwrap();
+    let o = ledger_cmd(
+        &["bundle.monitoring.jsonl", "--verify"],
+        ws.path("").as_path(),
+    );
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("bundle.monitoring.jsonl:1: entry hash does not match"),
+        "{}",
+        stderr(&o)
+    );
+    // A run on the broken chain is refused and leaves the state as it was.
+    let state = std::fs::read(ws.path("state.json")).unwrap();
+    let day3 = ws.log("day3.csv", 400, usize::MAX, 0.0, 23);
+    let o = ws.monitor("m", &[&day3], &["--state", "state.json"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("ledger chain is broken"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(ws.path("state.json")).unwrap(), state);
+    // Deleted record: the next one no longer chains.
+    let first_removed: String = original.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&lp, first_removed).unwrap();
+    let o = ledger_cmd(&["bundle", "--verify"], ws.path("").as_path());
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains(":1: sequence number 2 where 1 was expected"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(&lp, &original).unwrap();
+    let o = ws.monitor("m", &[&day3], &["--state", "state.json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = ledger_cmd(&["bundle", "--verify"], ws.path("").as_path());
+    assert!(
+        stdout(&o).contains("chain intact: 3 entries"),
+        "{}",
+        stdout(&o)
+    );
+
+    // A plan pointing the monitoring ledger at the golden-set ledger is refused, not mixed in.
+    let golden = std::fs::read(ws.path("ledger.jsonl")).unwrap();
+    ws.monitor_protocol(
+        "into-golden.yaml",
+        &PLAN.replace("monitoring:\n", "monitoring:\n  ledger: ledger.jsonl\n"),
+    );
+    let o = ws.monitor_with("into-golden.yaml", "m2", &[&day1], &[]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("not a monitoring ledger entry"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(ws.path("ledger.jsonl")).unwrap(), golden);
 }

@@ -139,7 +139,7 @@ pub enum Command {
     Schema(schema::SchemaArgs),
     /// Run a protocol: verify inputs, infer every case, compute statistics, write the bundle.
     Run(run::RunArgs),
-    /// List or verify the hash-chained audit ledger of a golden set.
+    /// List or verify a hash-chained audit ledger (golden-set or monitoring runs).
     Ledger(ledger::LedgerArgs),
     /// Re-render a bundle's report (PDF, HTML, Markdown) from its evidence.json.
     Report(report::ReportArgs),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::error::Result;
 use crate::exit::Outcome;
-use crate::monitor::{MonitorOptions, default_ledger};
+use crate::monitor::MonitorOptions;
 
 /// Check a production log against the verified release bundle, under the protocol's
 /// `monitoring:` plan (drift, performance, CUSUM/EWMA charts).
@@ -147,7 +147,7 @@ pub fn run(args: MonitorArgs, global: &GlobalArgs) -> Result<Outcome> {
             s.files_skipped.len(),
             s.written.len(),
             out.display(),
-            default_ledger(&args.baseline).display(),
+            s.ledger_path.display(),
             s.ledger.seq
         );
     }

@@ -1,6 +1,11 @@
 //! The monitoring computation: windows, per-window statistics against the baseline, control
 //! charts over the windows, and the alarms. Pure functions of the baseline, the plan and the
 //! rows (no I/O, no clock), so the same inputs give the same `monitor.json`.
+//!
+//! CUSUM charts are AIM-CU's (FDA DIDSR `aim-cu` 0.2.1): `h` from `(k, ARL0)` by
+//! [`cusum_crit`] rounded as its `get_threshold`, and the statistic path, the alarm points and
+//! the first alarm from [`aimcu_path`] / [`aimcu_signal`], the same code the reference tests
+//! check against AIM-CU (`tests/fixtures/monitor/cusum.json`); there is no second CUSUM here.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +16,9 @@ use crate::protocol::monitoring::{
     ChartOf, Direction, InControl, MonitorKind, MonitorStatistic, MonitoringSpec, WindowSpec,
 };
 use crate::protocol::{Bound, IntervalMethod};
-use crate::stats::cusum::{Cusum, CusumState, Ewma, Side, cusum_crit, mean_sd, round_to};
+use crate::stats::cusum::{
+    Cusum, Ewma, Side, aimcu_path, aimcu_signal, cusum_crit, mean_sd, round_to,
+};
 use crate::stats::drift::{
     bin_counts, chi2_contingency, ks_2samp, psi, quantile_edges, wasserstein,
 };
@@ -248,13 +255,17 @@ pub struct ChartPoint {
     pub window: u64,
     /// The raw window value.
     pub raw: Option<f64>,
-    /// The charted observation (standardised for `in_control: baseline`).
+    /// The charted observation: standardised for `in_control: baseline` (and for an EWMA with
+    /// `in_control: windows`); the raw window value for a CUSUM with `in_control: windows`
+    /// (AIM-CU charts the metric itself).
     pub x: Option<f64>,
-    /// CUSUM S+ (normalised by sigma: comparable with h) or EWMA Z.
+    /// CUSUM S+ as AIM-CU computes it (`stats::cusum::aimcu_path`: in the units of `x`, rounded
+    /// to 2 decimals), or EWMA Z; `None` for a side the chart does not monitor.
     pub upper_stat: Option<f64>,
-    /// CUSUM S- (normalised), or EWMA lower limit.
+    /// CUSUM S- (as S+), or EWMA lower limit.
     pub lower_stat: Option<f64>,
-    /// CUSUM: h; EWMA: upper control limit.
+    /// CUSUM: `H = h sigma` in the units of `x` (so `h` itself for a baseline design, whose `x`
+    /// is standardised); EWMA: upper control limit.
     pub limit: Option<f64>,
     /// Alarm side at this point.
     pub alarm: Option<Side>,
@@ -990,47 +1001,52 @@ fn build_chart(
         Direction::Lower => side == Side::Lower,
     };
     if is_cusum {
-        let h = h.unwrap_or(0.0);
-        let c = Cusum {
-            mu0: 0.0,
-            sigma: 1.0,
-            k,
-            h,
+        // AIM-CU's path (`stats::cusum::aimcu_path`) on the observations as charted: the
+        // standardised window values (mu0 0, sigma 1) for a baseline design, the raw window
+        // values with the in-control windows' mu0 and sigma for a windows design (AIM-CU's own
+        // setting, so its 2-decimal rounding is in the metric's units). Windows without a value
+        // are skipped.
+        let c = match s.in_control {
+            InControl::Baseline => Cusum {
+                mu0: 0.0,
+                sigma: 1.0,
+                k,
+                h: h.unwrap_or(0.0),
+            },
+            InControl::Windows(_) => Cusum {
+                mu0,
+                sigma,
+                k,
+                h: h.unwrap_or(0.0),
+            },
         };
-        let mut st = CusumState::default();
-        for o in series {
-            let x = observe(o);
+        let xs: Vec<Option<f64>> = series
+            .iter()
+            .map(|o| match s.in_control {
+                InControl::Baseline => observe(o),
+                InControl::Windows(_) => o.raw,
+            })
+            .collect();
+        let defined: Vec<f64> = xs.iter().flatten().copied().collect();
+        let (path, _) = aimcu_path(&c, &defined);
+        let mut path = path.into_iter();
+        let (upper, lower) = (allowed(Side::Upper), allowed(Side::Lower));
+        for (o, x) in series.iter().zip(xs) {
             let mut p = ChartPoint {
                 window: o.window,
                 raw: o.raw,
                 x,
                 upper_stat: None,
                 lower_stat: None,
-                limit: Some(h),
+                limit: Some(c.h * c.sigma),
                 alarm: None,
             };
-            if let Some(x) = x {
-                let (n, _) = c.step(st, x);
-                let mut hi = n.s_hi;
-                let mut lo = n.s_lo;
-                if s.direction == Direction::Lower {
-                    hi = 0.0;
-                }
-                if s.direction == Direction::Upper {
-                    lo = 0.0;
-                }
-                st = CusumState { s_hi: hi, s_lo: lo };
-                let side = if hi > h {
-                    Some(Side::Upper)
-                } else if lo > h {
-                    Some(Side::Lower)
-                } else {
-                    None
-                }
-                .filter(|sd| allowed(*sd));
-                p.upper_stat = Some(hi);
-                p.lower_stat = Some(lo);
-                p.alarm = side;
+            if x.is_some()
+                && let Some(st) = path.next()
+            {
+                p.upper_stat = upper.then_some(st.s_hi);
+                p.lower_stat = lower.then_some(st.s_lo);
+                p.alarm = aimcu_signal(&c, &st, upper, lower);
             }
             if chart.first_alarm.is_none()
                 && let Some(sd) = p.alarm

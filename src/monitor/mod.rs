@@ -24,7 +24,10 @@
 //!    after the watermark, so a daily run processes only unseen rows, the charts carry over,
 //!    and rerunning on the same log gives the same `monitor.json`.
 //! 6. **Outputs** ([`output`]): `monitor.json`, `junit.xml`, `monitor.html`, `monitor.typ` and
-//!    `monitor.pdf`, and one entry in the hash-chained monitoring ledger beside the baseline.
+//!    `monitor.pdf`, and one entry in the hash-chained monitoring ledger beside the baseline: a
+//!    [`crate::trace::ledger::MonitorEntry`] on the project's one ledger chain
+//!    ([`crate::trace::ledger`]), so `medgate ledger BUNDLE.monitoring.jsonl --verify` (or
+//!    `medgate ledger BUNDLE --verify`) checks it and a broken chain refuses the next run.
 //!
 //! # Exit status
 //! 0 when no alarm has fired in any closed window, 1 when one has (alarms stay until the state
@@ -32,7 +35,6 @@
 //! baseline, unreadable log, a state file of another baseline or plan).
 
 pub mod engine;
-pub mod ledger;
 pub mod log;
 pub mod output;
 pub mod plot;
@@ -207,7 +209,7 @@ pub struct RunSummary {
     /// Files written.
     pub written: Vec<PathBuf>,
     /// The ledger entry appended.
-    pub ledger: ledger::MonitorLedgerEntry,
+    pub ledger: crate::trace::ledger::MonitorEntry,
     /// Ledger path.
     pub ledger_path: PathBuf,
 }
@@ -605,19 +607,18 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
     };
     report.results_sha256 = results_sha256(&report)?;
 
-    // 6. Outputs, state, ledger.
-    let written = output::write_all(&opts.out, &report, opts.pdf)?;
-    if let Some(p) = &opts.state {
-        state::save(p, &st)?;
-    }
+    // 6. Ledger entry sealed first (a broken chain stops the run before anything is written),
+    //    then outputs and state, then the entry appended.
     let ledger_path = plan
         .ledger
         .as_ref()
         .map(|p| lp.resolve(p))
         .unwrap_or_else(|| default_ledger(&opts.baseline));
-    let entry = ledger::append(
+    let entry = crate::trace::ledger::seal(
         &ledger_path,
-        ledger::NewMonitorEntry {
+        &crate::trace::ledger::read_chain(&ledger_path)?,
+        crate::trace::ledger::MonitorEntry {
+            seq: 0,
             time: world
                 .now()
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -641,8 +642,15 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
             alarms_total: report.alarms.len() as u64,
             status: report.status.as_str().to_string(),
             results_sha256: report.results_sha256.clone(),
+            prev_hash: String::new(),
+            hash: String::new(),
         },
     )?;
+    let written = output::write_all(&opts.out, &report, opts.pdf)?;
+    if let Some(p) = &opts.state {
+        state::save(p, &st)?;
+    }
+    crate::trace::ledger::commit(&ledger_path, &entry)?;
     Ok(RunSummary {
         report,
         new_windows,

@@ -1,7 +1,9 @@
 //! Control charts and drift plots of the monitoring report, as small hand-written SVG: a pure
 //! function of `monitor.json` (fixed number formatting, no clock), with text in Libertinus
 //! Serif, which the embedded Typst resolves from its bundled fonts (as `report/plots.rs`).
-//! Every user-written string is XML-escaped.
+//! Every user-written string is XML-escaped. A CUSUM chart draws exactly the chart's points
+//! (AIM-CU's path from `stats::cusum::aimcu_path`, as in `monitor.json`) and its `H` line;
+//! nothing is recomputed here.
 
 use crate::report::junit::xml_escape;
 
@@ -196,7 +198,7 @@ pub fn chart_svg(c: &Chart) -> String {
                     points: pts(&|p| p.lower_stat),
                 },
                 Series {
-                    name: "h",
+                    name: "H = h sigma",
                     color: "#7a7a7a",
                     dashed: true,
                     points: pts(&|p| p.limit),
@@ -213,7 +215,18 @@ pub fn chart_svg(c: &Chart) -> String {
                     Some((p.window as f64, y))
                 })
                 .collect();
-            line_chart(&format!("CUSUM {title}"), "CUSUM / sigma", &series, &alarms)
+            let units = match c.design.in_control {
+                crate::protocol::monitoring::InControl::Baseline => "standardised".to_string(),
+                crate::protocol::monitoring::InControl::Windows(_) => {
+                    c.design.of.as_str().to_string()
+                }
+            };
+            line_chart(
+                &format!("CUSUM {title}"),
+                &format!("CUSUM ({units})"),
+                &series,
+                &alarms,
+            )
         }
         _ => {
             let series = [

@@ -19,14 +19,8 @@ use crate::error::{Error, Result};
 /// State format version.
 pub const STATE_FORMAT: u32 = 1;
 
-/// A log file already read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileRecord {
-    /// Path as given.
-    pub path: String,
-    /// SHA-256 of its bytes.
-    pub sha256: String,
-}
+/// A log file already read (the same record the monitoring ledger lists).
+pub use crate::trace::ledger::FileRecord;
 
 /// The state between runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -17,14 +17,19 @@
 //! `S+_t = max(0, S+_{t-1} + x_t - mu0 - K)`, `S-_t = max(0, S-_{t-1} + mu0 - K - x_t)`,
 //! alarm at the first `t` where `S+_t > H` or `S-_t > H` ([`Cusum`]).
 //!
-//! Two deliberate differences from AIM-CU's `compute_cusum`: AIM-CU sets `S_0 = 0` *at* the
-//! first observation (the first value is never accumulated) and rounds the path to 2 decimals
-//! (in the metric's own units) before comparing it with `H`, which can move the alarm by many
-//! observations when `sigma` is small (0.02 in the fixture: 47 instead of 55). [`Cusum::path`]
-//! accumulates every observation from `S = 0` and compares unrounded values (what
-//! `medgate monitor` charts); [`aimcu_path`] reproduces AIM-CU exactly. The reference test
-//! checks both: the unrounded path against AIM-CU's within its rounding, and [`aimcu_path`]'s
-//! path and alarm index against AIM-CU's exactly.
+//! AIM-CU's `compute_cusum` differs from that textbook recursion in two ways: it sets
+//! `S_0 = 0` *at* the first observation (the first value is never accumulated) and rounds the
+//! path to 2 decimals (in the metric's own units) before comparing it with `H`, which can move
+//! the alarm by many observations when `sigma` is small (0.02 in the fixture: 47 instead of
+//! 55). [`aimcu_path`] reproduces AIM-CU exactly, and it is the one path `medgate monitor`
+//! charts and alarms on (h, k, statistic path and alarm index as AIM-CU 0.2.1 gives them, so a
+//! reviewer can rerun AIM-CU on the chart's observations and get the same chart).
+//! [`Cusum::path`] is the unrounded textbook recursion from `S = 0`; nothing in medgate
+//! charts it any more (it stays as the form the reference test compares AIM-CU's rounding
+//! against). The reference test checks both: the unrounded
+//! path against AIM-CU's within its rounding, and [`aimcu_path`]'s path and alarm index against
+//! AIM-CU's exactly; `tests/monitor.rs` checks the monitor's charts end to end against the
+//! same fixture.
 //!
 //! # EWMA
 //! `Z_t = lambda x_t + (1 - lambda) Z_{t-1}`, `Z_0 = mu0`; control limits
@@ -285,14 +290,14 @@ impl Cusum {
     }
 }
 
-/// AIM-CU's `CUSUM.change_detection`, reproduced exactly (for parity checks and for users
-/// who need AIM-CU's alarm times): the path starts at 0 *on* the first observation, every
-/// value is rounded to 2 decimals (in the observations' own units) before it is compared with
-/// `H = h sigma`, and when both sides first exceed `H` at the same index the lower side is
-/// reported. Returns the rounded `(S+, S-)` path and the first alarm.
+/// AIM-CU's `CUSUM.change_detection`, reproduced exactly; `medgate monitor` draws its CUSUM
+/// charts and takes their alarm times from this path: the path starts at 0 *on* the first
+/// observation, every value is rounded to 2 decimals (in the observations' own units) before it
+/// is compared with `H = h sigma`, and when both sides first exceed `H` at the same index the
+/// lower side is reported ([`aimcu_signal`]). Returns the rounded `(S+, S-)` path and the first
+/// alarm.
 pub fn aimcu_path(c: &Cusum, xs: &[f64]) -> (Vec<CusumState>, Option<(usize, Side)>) {
     let kk = c.k * c.sigma;
-    let hh = c.h * c.sigma;
     let mut raw = CusumState::default();
     let mut out = Vec::with_capacity(xs.len());
     for (i, x) in xs.iter().enumerate() {
@@ -307,15 +312,26 @@ pub fn aimcu_path(c: &Cusum, xs: &[f64]) -> (Vec<CusumState>, Option<(usize, Sid
             s_lo: round_to(raw.s_lo, 2),
         });
     }
-    let hi = out.iter().position(|s| s.s_hi > hh);
-    let lo = out.iter().position(|s| s.s_lo > hh);
-    let alarm = match (hi, lo) {
-        (Some(a), Some(b)) if a < b => Some((a, Side::Upper)),
-        (_, Some(b)) => Some((b, Side::Lower)),
-        (Some(a), None) => Some((a, Side::Upper)),
-        (None, None) => None,
-    };
+    let alarm = out
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| aimcu_signal(c, s, true, true).map(|sd| (i, sd)));
     (out, alarm)
+}
+
+/// The side one point `s` of [`aimcu_path`] signals on, among the sides monitored (`upper`,
+/// `lower`): a side signals when its statistic exceeds `H = h sigma`; when both do, the lower
+/// one, as AIM-CU reports it (its alarm is the first index of either side, S- on a tie). So the
+/// first point with a signal is [`aimcu_path`]'s alarm.
+pub fn aimcu_signal(c: &Cusum, s: &CusumState, upper: bool, lower: bool) -> Option<Side> {
+    let hh = c.h * c.sigma;
+    if lower && s.s_lo > hh {
+        Some(Side::Lower)
+    } else if upper && s.s_hi > hh {
+        Some(Side::Upper)
+    } else {
+        None
+    }
 }
 
 /// Mean and population standard deviation (`ddof = 0`, numpy's `np.std`) of `xs`.

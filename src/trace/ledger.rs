@@ -1,11 +1,26 @@
-//! The audit ledger of golden-set use (21 CFR Part 11 style audit trail).
+//! The project's hash-chained audit ledgers (21 CFR Part 11 style audit trail): the one chain
+//! implementation (record hashing, reading, verification, appending) and its record kinds.
 //!
-//! Every run that unblinds a golden set appends one line to `LEDGER.jsonl` beside the set (or
-//! the protocol's `ledger.path`). Entries are hash-chained: each carries the SHA-256 of the
-//! previous entry's canonical JSON, and its own hash over its canonical JSON without the
-//! `hash` field, so editing or removing any entry breaks the chain at that point and
-//! `medgate ledger --verify` names it. The ledger also counts distinct model versions per
-//! set, so test-set reuse (a GMLP concern) is visible before it becomes a problem.
+//! # Record kinds
+//! - [`LedgerEntry`]: a run that unblinded a golden set. Every such run appends one line to
+//!   `LEDGER.jsonl` beside the set (or the protocol's `ledger.path`).
+//! - [`MonitorEntry`]: a `medgate monitor` run, appended to the monitoring ledger beside the
+//!   baseline bundle (`<bundle>.monitoring.jsonl`, or the plan's `ledger`).
+//!
+//! Both are flat JSON objects with the chain fields `seq`, `prev_hash` and `hash` beside their
+//! own ([`ChainRecord`]); [`LedgerRecord`] reads either, so `medgate ledger --verify` checks
+//! both with [`verify`]. A ledger file holds one kind: the golden-set pipeline reads only
+//! [`LedgerEntry`] lines and the monitor appends only after [`MonitorEntry`] lines, so neither
+//! writes into the other's file. The monitoring ledger's lines are unchanged from the format
+//! `src/monitor/ledger.rs` wrote before it moved here (same fields, same hash), so earlier
+//! files verify as they are (`tests/fixtures/ledger/`).
+//!
+//! # Chain
+//! Entries are hash-chained: each carries the SHA-256 of the previous entry's canonical JSON,
+//! and its own hash over its canonical JSON without the `hash` field, so editing or removing
+//! any entry breaks the chain at that point and `medgate ledger --verify` names it. The golden
+//! ledger also counts distinct model versions per set, so test-set reuse (a GMLP concern) is
+//! visible before it becomes a problem.
 //!
 //! # Anchoring
 //! A hash chain alone proves nothing against someone who rewrites the whole file: re-chaining
@@ -15,7 +30,8 @@
 //! with [`prepare`] before the evidence is written and appended with [`commit`] after. A ledger
 //! that no longer holds that exact entry at that position, or whose chain up to it changed,
 //! fails `medgate verify` ([`check_anchor`]). Lines with unknown fields are errors, so
-//! nothing can ride along unhashed.
+//! nothing can ride along unhashed. Monitoring runs are not anchored this way yet: their
+//! `monitor.json` does not record its ledger entry, so only the chain protects them.
 
 use std::io::Write;
 use std::path::Path;
@@ -56,8 +72,171 @@ pub struct LedgerEntry {
     pub hash: String,
 }
 
-/// The hash of an entry: SHA-256 of its canonical JSON with the `hash` field left out.
-fn entry_hash(e: &LedgerEntry) -> Result<String> {
+/// A record kind of the chain: a flat JSON object with `seq`, `prev_hash` and `hash` beside its
+/// own fields (unknown fields refused, so nothing rides along unhashed).
+pub trait ChainRecord: Serialize + serde::de::DeserializeOwned {
+    /// What a line of this kind is, for messages ("golden-set ledger entry").
+    const WHAT: &'static str;
+    /// 1-based position in the chain.
+    fn seq(&self) -> u64;
+    /// Hash of the previous record (GENESIS for the first).
+    fn prev_hash(&self) -> &str;
+    /// SHA-256 of this record's canonical JSON without `hash`.
+    fn hash(&self) -> &str;
+    /// Sets the chain fields.
+    fn set_link(&mut self, seq: u64, prev_hash: String, hash: String);
+}
+
+/// `ChainRecord` for a record struct with the fields `seq`, `prev_hash` and `hash`.
+macro_rules! chain_record {
+    ($t:ty, $what:literal) => {
+        impl ChainRecord for $t {
+            const WHAT: &'static str = $what;
+            fn seq(&self) -> u64 {
+                self.seq
+            }
+            fn prev_hash(&self) -> &str {
+                &self.prev_hash
+            }
+            fn hash(&self) -> &str {
+                &self.hash
+            }
+            fn set_link(&mut self, seq: u64, prev_hash: String, hash: String) {
+                (self.seq, self.prev_hash, self.hash) = (seq, prev_hash, hash);
+            }
+        }
+    };
+}
+
+chain_record!(LedgerEntry, "ledger entry");
+
+/// A log file a monitoring run read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRecord {
+    /// Path as given.
+    pub path: String,
+    /// SHA-256 of its bytes.
+    pub sha256: String,
+}
+
+/// One `medgate monitor` run (the monitoring ledger's record kind).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorEntry {
+    /// 1-based position in the chain.
+    pub seq: u64,
+    /// When (RFC 3339 UTC).
+    pub time: String,
+    /// Who.
+    pub user: String,
+    /// medgate version.
+    pub medgate_version: String,
+    /// Protocol ID and version.
+    pub protocol: String,
+    /// Baseline run ID.
+    pub baseline_run_id: String,
+    /// Log files read in this run.
+    pub log_files: Vec<FileRecord>,
+    /// Rows read in this run.
+    pub rows_read: u64,
+    /// Windows closed in this run.
+    pub new_windows: u64,
+    /// Windows so far.
+    pub windows_total: u64,
+    /// Alarms in the windows closed in this run.
+    pub new_alarms: u64,
+    /// Alarms so far.
+    pub alarms_total: u64,
+    /// `in_control` or `alarm`.
+    pub status: String,
+    /// `results_sha256` of the `monitor.json` written.
+    pub results_sha256: String,
+    /// Hash of the previous entry (GENESIS for the first).
+    pub prev_hash: String,
+    /// SHA-256 of this entry's canonical JSON without this field.
+    pub hash: String,
+}
+
+chain_record!(MonitorEntry, "monitoring ledger entry");
+
+/// A line of either kind (what `medgate ledger` reads): a line with `baseline_run_id` is a
+/// [`MonitorEntry`], any other a [`LedgerEntry`]; each then parses with its own unknown-field
+/// check. Serializes as the inner record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum LedgerRecord {
+    /// A golden-set run.
+    Run(LedgerEntry),
+    /// A monitoring run.
+    Monitor(MonitorEntry),
+}
+
+impl<'de> Deserialize<'de> for LedgerRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let v = serde_json::Value::deserialize(d)?;
+        if v.get("baseline_run_id").is_some() {
+            serde_json::from_value(v)
+                .map(LedgerRecord::Monitor)
+                .map_err(D::Error::custom)
+        } else {
+            serde_json::from_value(v)
+                .map(LedgerRecord::Run)
+                .map_err(D::Error::custom)
+        }
+    }
+}
+
+impl LedgerRecord {
+    fn inner(&self) -> &dyn LinkView {
+        match self {
+            LedgerRecord::Run(e) => e,
+            LedgerRecord::Monitor(e) => e,
+        }
+    }
+}
+
+/// Object-safe view of the chain fields (for [`LedgerRecord`]'s delegation).
+trait LinkView {
+    fn seq(&self) -> u64;
+    fn prev_hash(&self) -> &str;
+    fn hash(&self) -> &str;
+}
+
+impl<T: ChainRecord> LinkView for T {
+    fn seq(&self) -> u64 {
+        ChainRecord::seq(self)
+    }
+    fn prev_hash(&self) -> &str {
+        ChainRecord::prev_hash(self)
+    }
+    fn hash(&self) -> &str {
+        ChainRecord::hash(self)
+    }
+}
+
+impl ChainRecord for LedgerRecord {
+    const WHAT: &'static str = "ledger entry (golden-set or monitoring run)";
+    fn seq(&self) -> u64 {
+        self.inner().seq()
+    }
+    fn prev_hash(&self) -> &str {
+        self.inner().prev_hash()
+    }
+    fn hash(&self) -> &str {
+        self.inner().hash()
+    }
+    fn set_link(&mut self, seq: u64, prev_hash: String, hash: String) {
+        match self {
+            LedgerRecord::Run(e) => e.set_link(seq, prev_hash, hash),
+            LedgerRecord::Monitor(e) => e.set_link(seq, prev_hash, hash),
+        }
+    }
+}
+
+/// The hash of a record: SHA-256 of its canonical JSON with the `hash` field left out.
+fn entry_hash<R: Serialize>(e: &R) -> Result<String> {
     let mut v = serde_json::to_value(e).map_err(|er| Error::Internal(er.to_string()))?;
     if let serde_json::Value::Object(m) = &mut v {
         m.remove("hash");
@@ -80,8 +259,14 @@ pub fn path_for(
     }
 }
 
-/// Reads every entry (no verification); none when the file does not exist.
+/// Reads every golden-set run entry (no verification); none when the file does not exist.
 pub fn read(path: &Path) -> Result<Vec<LedgerEntry>> {
+    read_chain(path)
+}
+
+/// Reads every record of kind `R` (no verification); none when the file does not exist. A
+/// line that is not a record of that kind is an error naming the file and line.
+pub fn read_chain<R: ChainRecord>(path: &Path) -> Result<Vec<R>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
@@ -92,9 +277,10 @@ pub fn read(path: &Path) -> Result<Vec<LedgerEntry>> {
         .map(|(i, l)| {
             serde_json::from_str(l).map_err(|e| {
                 Error::input(format!(
-                    "{}:{}: not a ledger entry: {e}",
+                    "{}:{}: not a {}: {e}",
                     path.display(),
-                    i + 1
+                    i + 1,
+                    R::WHAT
                 ))
             })
         })
@@ -110,22 +296,22 @@ pub struct ChainBreak {
     pub problem: String,
 }
 
-/// Verifies the hash chain; returns every break found.
-pub fn verify(entries: &[LedgerEntry]) -> Result<Vec<ChainBreak>> {
+/// Verifies the hash chain of records of any kind; returns every break found.
+pub fn verify<R: ChainRecord>(entries: &[R]) -> Result<Vec<ChainBreak>> {
     let mut breaks = Vec::new();
     let mut prev = GENESIS.to_string();
     for (i, e) in entries.iter().enumerate() {
-        if e.seq != i as u64 + 1 {
+        if e.seq() != i as u64 + 1 {
             breaks.push(ChainBreak {
                 line: i + 1,
                 problem: format!(
                     "sequence number {} where {} was expected (an entry was removed or inserted)",
-                    e.seq,
+                    e.seq(),
                     i + 1
                 ),
             });
         }
-        if e.prev_hash != prev {
+        if e.prev_hash() != prev {
             breaks.push(ChainBreak {
                 line: i + 1,
                 problem:
@@ -134,13 +320,13 @@ pub fn verify(entries: &[LedgerEntry]) -> Result<Vec<ChainBreak>> {
             });
         }
         let h = entry_hash(e)?;
-        if h != e.hash {
+        if h != e.hash() {
             breaks.push(ChainBreak {
                 line: i + 1,
                 problem: "entry hash does not match its content (this entry was edited)".into(),
             });
         }
-        prev = e.hash.clone();
+        prev = e.hash().to_string();
     }
     Ok(breaks)
 }
@@ -215,6 +401,28 @@ impl LedgerAnchor {
 /// ([`read`]) are `entries` (sequence number, previous hash and its own hash filled in),
 /// without writing it. Refuses to extend a broken chain.
 pub fn prepare(path: &Path, entries: &[LedgerEntry], new: NewEntry) -> Result<LedgerEntry> {
+    seal(
+        path,
+        entries,
+        LedgerEntry {
+            seq: 0,
+            time: new.time,
+            user: new.user,
+            protocol: new.protocol,
+            model_sha256: new.model_sha256,
+            set_root: new.set_root,
+            run_id: new.run_id,
+            verdict: new.verdict,
+            prev_hash: String::new(),
+            hash: String::new(),
+        },
+    )
+}
+
+/// Places `record` after `entries` (the ledger at `path` as read once by the caller): its
+/// sequence number, previous hash and own hash filled in, nothing written. Refuses to extend a
+/// broken chain.
+pub fn seal<R: ChainRecord>(path: &Path, entries: &[R], mut record: R) -> Result<R> {
     let breaks = verify(entries)?;
     if let Some(b) = breaks.first() {
         return Err(Error::input_hint(
@@ -224,40 +432,33 @@ pub fn prepare(path: &Path, entries: &[LedgerEntry], new: NewEntry) -> Result<Le
                 b.line,
                 b.problem
             ),
-            "the audit trail has been altered; investigate before running again (`medgate ledger --verify`)",
+            format!(
+                "the audit trail has been altered; investigate before running again (`medgate ledger {} --verify`)",
+                path.display()
+            ),
         ));
     }
     let prev = entries
         .last()
-        .map(|e| e.hash.clone())
+        .map(|e| e.hash().to_string())
         .unwrap_or_else(|| GENESIS.to_string());
-    let mut e = LedgerEntry {
-        seq: entries.len() as u64 + 1,
-        time: new.time,
-        user: new.user,
-        protocol: new.protocol,
-        model_sha256: new.model_sha256,
-        set_root: new.set_root,
-        run_id: new.run_id,
-        verdict: new.verdict,
-        prev_hash: prev,
-        hash: String::new(),
-    };
-    e.hash = entry_hash(&e)?;
-    Ok(e)
+    record.set_link(entries.len() as u64 + 1, prev.clone(), String::new());
+    let h = entry_hash(&record)?;
+    record.set_link(entries.len() as u64 + 1, prev, h);
+    Ok(record)
 }
 
 /// Appends an entry built by [`prepare`], after checking that the ledger's head is still the
 /// one it was chained to (another run appending meanwhile is refused, not silently forked).
 /// That check re-reads the file on purpose: it is about the ledger as it is now, not as the
 /// run read it.
-pub fn commit(path: &Path, e: &LedgerEntry) -> Result<()> {
-    let entries = read(path)?;
+pub fn commit<R: ChainRecord>(path: &Path, e: &R) -> Result<()> {
+    let entries: Vec<R> = read_chain(path)?;
     let head = entries
         .last()
-        .map(|e| e.hash.clone())
+        .map(|e| e.hash().to_string())
         .unwrap_or_else(|| GENESIS.to_string());
-    if head != e.prev_hash || entries.len() as u64 + 1 != e.seq {
+    if head != e.prev_hash() || entries.len() as u64 + 1 != e.seq() {
         return Err(Error::infra(format!(
             "{}: the ledger changed while this run was in progress (its head is now entry {}); this run's entry was not appended",
             path.display(),
@@ -289,6 +490,14 @@ pub fn commit(path: &Path, e: &LedgerEntry) -> Result<()> {
 /// Appends an entry, chaining it to the last one. Refuses to extend a broken chain.
 pub fn append(path: &Path, new: NewEntry) -> Result<LedgerEntry> {
     let e = prepare(path, &read(path)?, new)?;
+    commit(path, &e)?;
+    Ok(e)
+}
+
+/// Appends a record of kind `R` (its chain fields are filled here) to the ledger at `path`,
+/// whose every line must be of that kind. Refuses to extend a broken chain.
+pub fn append_record<R: ChainRecord>(path: &Path, record: R) -> Result<R> {
+    let e = seal(path, &read_chain::<R>(path)?, record)?;
     commit(path, &e)?;
     Ok(e)
 }
