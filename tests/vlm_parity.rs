@@ -39,13 +39,20 @@ struct Expected {
     meta: serde_json::Value,
 }
 
-fn expected() -> Expected {
+/// `STEM.safetensors` + `STEM.json` from the fixture directory.
+fn load_expected(stem: &str) -> Expected {
     let dir = fixture();
     let tensors =
-        candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+        candle_core::safetensors::load(dir.join(format!("{stem}.safetensors")), &Device::Cpu)
+            .unwrap();
     let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{stem}.json"))).unwrap())
+            .unwrap();
     Expected { tensors, meta }
+}
+
+fn expected() -> Expected {
+    load_expected("expected")
 }
 
 fn f32s(t: &Tensor) -> Vec<f32> {
@@ -284,20 +291,8 @@ fn an_unknown_precision_is_refused_and_every_setting_is_in_the_journal_key() {
 
 /// transformers' own outputs with the checkpoint loaded in bf16 / f16
 /// (`make_half_fixture.py`, same versions; see the fixture README).
-struct ExpectedHalf {
-    tensors: HashMap<String, Tensor>,
-    meta: serde_json::Value,
-}
-
-fn expected_half() -> ExpectedHalf {
-    let dir = fixture();
-    let tensors =
-        candle_core::safetensors::load(dir.join("expected_half.safetensors"), &Device::Cpu)
-            .unwrap();
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected_half.json")).unwrap())
-            .unwrap();
-    ExpectedHalf { tensors, meta }
+fn expected_half() -> Expected {
+    load_expected("expected_half")
 }
 
 /// Checks the backend in `precision` against transformers in the same dtype: logits within

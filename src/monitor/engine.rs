@@ -1006,19 +1006,15 @@ fn build_chart(
         // values with the in-control windows' mu0 and sigma for a windows design (AIM-CU's own
         // setting, so its 2-decimal rounding is in the metric's units). Windows without a value
         // are skipped.
-        let c = match s.in_control {
-            InControl::Baseline => Cusum {
-                mu0: 0.0,
-                sigma: 1.0,
-                k,
-                h: h.unwrap_or(0.0),
-            },
-            InControl::Windows(_) => Cusum {
-                mu0,
-                sigma,
-                k,
-                h: h.unwrap_or(0.0),
-            },
+        let (mu0, sigma) = match s.in_control {
+            InControl::Baseline => (0.0, 1.0),
+            InControl::Windows(_) => (mu0, sigma),
+        };
+        let c = Cusum {
+            mu0,
+            sigma,
+            k,
+            h: h.unwrap_or(0.0),
         };
         let xs: Vec<Option<f64>> = series
             .iter()

@@ -1008,9 +1008,9 @@ subgroups:
 acceptance:
 "#;
 
-    /// Checks `HEAD` + `acceptance` (no external files), returning every diagnostic.
-    fn diags(acceptance: &str) -> Vec<Diagnostic> {
-        let source = format!("{HEAD}{acceptance}");
+    /// Checks a whole protocol `source` (no external files), returning the diagnostics whose
+    /// message contains `topic`.
+    fn diags_about(source: String, topic: &str) -> Vec<Diagnostic> {
         let protocol = crate::protocol::parse_protocol("t.yaml", &source).unwrap();
         let lp = LoadedProtocol {
             protocol,
@@ -1021,8 +1021,13 @@ acceptance:
         };
         check(&lp, &ExternalFacts::default())
             .into_iter()
-            .filter(|d| d.message.contains("criterion"))
+            .filter(|d| d.message.contains(topic))
             .collect()
+    }
+
+    /// Checks `HEAD` + `acceptance`, returning every criterion diagnostic.
+    fn diags(acceptance: &str) -> Vec<Diagnostic> {
+        diags_about(format!("{HEAD}{acceptance}"), "criterion")
     }
 
     fn one(acceptance: &str, needle: &str) -> Diagnostic {
@@ -1112,18 +1117,7 @@ acceptance:
                     "  backend: candle-vlm\n  path: m\n  device: cpu\n  precision: {precision}\n"
                 ),
             );
-            let protocol = crate::protocol::parse_protocol("t.yaml", &source).unwrap();
-            let lp = LoadedProtocol {
-                protocol,
-                path: PathBuf::from("t.yaml"),
-                dir: PathBuf::from("/nonexistent-medgate-test"),
-                sha256: crate::hash::sha256_hex(source.as_bytes()),
-                source,
-            };
-            check(&lp, &ExternalFacts::default())
-                .into_iter()
-                .filter(|d| d.message.contains("precision"))
-                .collect()
+            diags_about(source, "precision")
         };
         for ok in ["f32", "bf16", "f16"] {
             assert!(
