@@ -512,3 +512,98 @@ fn verify_refuses_a_symlinked_reference_copy() {
         "{copy}"
     );
 }
+
+/// The demo set with one more manifest column that no protocol declares as a subgroup
+/// attribute, re-locked in `dir/set-extra`.
+fn set_with_undeclared_column(dir: &Path) -> PathBuf {
+    let set = dir.join("set-extra");
+    copy_dir(&root().join("golden-sets/demo-cxr"), &set);
+    let manifest = std::fs::read_to_string(set.join("manifest.csv")).unwrap();
+    let mut out = String::new();
+    for (i, line) in manifest.lines().enumerate() {
+        let extra = if i == 0 {
+            "reader_comment".to_string()
+        } else {
+            format!("free text {i}")
+        };
+        out.push_str(&format!("{line},{extra}\n"));
+    }
+    std::fs::write(set.join("manifest.csv"), out).unwrap();
+    let l = medgate()
+        .arg("lock")
+        .arg(&set)
+        .arg("--force")
+        .output()
+        .unwrap();
+    if !l.status.success() {
+        let l2 = medgate().arg("lock").arg(&set).output().unwrap();
+        assert!(l2.status.success(), "lock: {}", stderr(&l2));
+    }
+    set
+}
+
+#[test]
+fn flips_carry_only_the_protocols_declared_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = set_with_undeclared_column(dir.path());
+    let committed_set = root().join("golden-sets/demo-cxr").display().to_string();
+    let on_set = |t: String| t.replace(&committed_set, &set.display().to_string());
+    let p = dir.path().join("demo.yaml");
+    std::fs::write(&p, on_set(localise("demo-cxr.yaml", dir.path()))).unwrap();
+    let reference = dir.path().join("ref");
+    let o = run(&p, &reference);
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(1)),
+        "{}",
+        stderr(&o)
+    );
+    let sha = evidence(&reference)["results_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let committed = localise("demo-cxr-compare.yaml", dir.path());
+    let text = on_set(committed.replace(&pin_of(&committed), &sha).replace(
+        "bundle: ../runs/VP-CXR-DEMO-001",
+        &format!("bundle: {}", reference.display()),
+    ));
+    let cp = dir.path().join("compare.yaml");
+    std::fs::write(&cp, text).unwrap();
+    let out = dir.path().join("cmp");
+    let o = run(&cp, &out);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let declared = ["age_band", "manufacturer", "sex", "site", "view_position"];
+    let cmp = &evidence(&out)["comparison"];
+    let flips = cmp["flips"].as_array().unwrap();
+    assert!(!flips.is_empty());
+    for f in flips {
+        let keys: Vec<&str> = f["attributes"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, declared, "{f}");
+    }
+    for u in cmp["flip_summary"].as_array().unwrap() {
+        let unit = u["unit"].as_str().unwrap();
+        assert!(
+            unit == "overall" || declared.iter().any(|a| unit.starts_with(&format!("{a}="))),
+            "{unit}"
+        );
+    }
+    let csv = std::fs::read_to_string(out.join("flips.csv")).unwrap();
+    assert!(!csv.contains("reader_comment") && !csv.contains("free text"));
+    // verify re-derives the flips from cases.parquet, which holds only the declared
+    // attributes: the recorded flips must be the same.
+    let v = medgate()
+        .args(["verify", "--format", "json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+}

@@ -20,6 +20,8 @@
 //!   AUROC): `bound: lower, at_least: -0.05` is non-inferiority with a 5-point margin,
 //!   `at_least: 0` superiority. An undefined difference, a denominator below
 //!   `min_subgroup_size`, or a degenerate DeLong variance is NOT EVALUABLE.
+//! - Flips (evidence, `flips.csv`) and their counts by subgroup carry only the protocol's
+//!   declared subgroup attributes, never the golden set's other manifest columns.
 //! - Minimum sizes apply to the difference's own denominator (positives for sensitivity,
 //!   negatives for specificity, the smaller class for AUROC), overall as well as per level.
 //! - Multiplicity: the difference criteria's observations form one family; their p-values
@@ -167,7 +169,7 @@ pub struct Flip {
     pub new_score: Option<f64>,
     /// The new model's answer.
     pub new_answer: String,
-    /// Subgroup attribute values.
+    /// The case's values of the protocol's declared subgroup attributes (only those).
     pub attributes: BTreeMap<String, String>,
 }
 
@@ -621,7 +623,7 @@ pub fn compare(
             reference_answer: answer(ref_dec[i]),
             new_score: r.score.filter(|_| new_dec[i].is_some()),
             new_answer: answer(new_dec[i]),
-            attributes: r.attributes.clone(),
+            attributes: declared_attributes(protocol, &r.attributes),
         });
     }
     flips.sort_by(|a, b| (a.direction, &a.case_id).cmp(&(b.direction, &b.case_id)));
@@ -689,6 +691,22 @@ fn imputed_scores<'a>(
                 }
             }
         })
+        .collect()
+}
+
+/// The protocol's declared subgroup attributes of a case, and nothing else: the golden set's
+/// other manifest columns (free text, identifiers an auditor did not ask for) stay out of the
+/// evidence and `flips.csv`, and the flips read back from `cases.parquet` (which holds only
+/// the declared attributes) by `verify` are the same.
+fn declared_attributes(
+    protocol: &Protocol,
+    attributes: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    protocol
+        .subgroups
+        .attributes
+        .iter()
+        .filter_map(|a| attributes.get(a).map(|v| (a.clone(), v.clone())))
         .collect()
 }
 
