@@ -201,12 +201,13 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
         &p.subgroups.attributes,
         check.manifest,
     )?;
-    // verify: a release comparison's reference, verified and matched before anything is written.
+    // verify: a release comparison's reference bundle, verified and matched before anything
+    // is written (an in-run reference model is run below, after the model under test).
     let reference = match &p.comparison {
-        Some(spec) => Some(crate::verify::reference::load_verified(
+        Some(spec) if spec.reference.is_some() => Some(crate::verify::reference::load_verified(
             &lp, spec, &set, &out_dir, world,
         )?),
-        None => None,
+        _ => None,
     };
     // trace: configuration identification and the release gate.
     let git = trace::provenance::git_state(&lp.dir);
@@ -219,6 +220,21 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
     let ids: Vec<String> = set.cases.iter().map(|c| c.case_id.clone()).collect();
     let backend = crate::model::build_backend(p, &lp.dir, &ids, world)?;
     let info = backend.info();
+    // model: an in-run reference model (`comparison.reference_model`), built now so that a
+    // weights hash that differs from its pin refuses the run before anything is written.
+    let reference_model = match p.reference_protocol() {
+        Some(rp) => {
+            if opts.release && rp.model.pinned_sha256().is_none() {
+                return Err(Error::input_hint(
+                    "release run refused: the protocol does not pin the reference model's sha256",
+                    "add `sha256:` under `comparison.reference_model.model`",
+                ));
+            }
+            let b = crate::model::build_backend(&rp, &lp.dir, &ids, world)?;
+            Some((rp, b))
+        }
+        None => None,
+    };
     // harness: every case, journaled as it completes, into a bundle of this protocol only.
     if opts.resume {
         harness::check_resumable(&out_dir)?;
@@ -234,9 +250,35 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
     };
     let inputs = harness::case_inputs(&set);
     let out = harness::run_cases(backend.as_ref(), &inputs, &header, &out_dir, world, &hopts)?;
+    // harness: the in-run reference model on the same cases, journaled into reference/.
+    let in_run = match &reference_model {
+        Some((rp, rb)) => {
+            let rinfo = rb.info();
+            let rheader = harness::journal_header(rp, &rinfo)?;
+            let rdir =
+                crate::fsx::create_dir_inside(&out_dir, Path::new(comparison::REFERENCE_DIR))?;
+            let ropts = HarnessOptions {
+                progress: opts.progress,
+                limit: opts.limit,
+                events: None,
+            };
+            let rout = harness::run_cases(rb.as_ref(), &inputs, &rheader, &rdir, world, &ropts)?;
+            let identity = comparison::ReferenceIdentity::in_run(
+                p,
+                rinfo.model_name.clone(),
+                rinfo.model_sha256.clone(),
+                set.lock.root_hash.clone(),
+                env!("CARGO_PKG_VERSION").into(),
+            )
+            .ok_or_else(|| Error::Internal("reference model without a comparison".into()))?;
+            Some(comparison::in_run_reference(identity, &set, &rout.results))
+        }
+        None => None,
+    };
     // stats and trace: analysis, criteria, traceability, warnings, evidence.
     let rows = analysis::case_rows(&set, &out.results);
-    let a = analysis::analyze_against(p, &rows, &set, reference.as_ref().map(|r| &r.1))?;
+    let reference_cases = reference.as_ref().map(|r| &r.1).or(in_run.as_ref());
+    let a = analysis::analyze_against(p, &rows, &set, reference_cases)?;
     let ledger_path = ledger::path_for(&p.ledger, &lp.dir, &set.dir);
     let prior = ledger::read(&ledger_path)?;
     let versions = ledger::model_versions(&prior, &set.lock.root_hash, Some(&header.model_sha256));
@@ -276,8 +318,12 @@ pub fn run(protocol_path: &Path, opts: &RunOptions, world: &dyn World) -> Result
     crate::report::junit::write(&evidence, &out_dir)?;
     let ropts = crate::report::RenderOptions::for_run(&lp, &set, opts.typst_bin.clone());
     crate::report::render_bundle(&evidence, &p.report.formats, &ropts, &out_dir)?;
-    if let (Some((ref_dir, _)), Some(cmp)) = (&reference, &evidence.comparison) {
-        comparison::write_bundle_files(&out_dir, ref_dir, cmp, &set, p)?;
+    match (&reference, &evidence.comparison) {
+        (Some((ref_dir, _)), Some(cmp)) => {
+            comparison::write_bundle_files(&out_dir, ref_dir, cmp, &set, p)?
+        }
+        (None, Some(cmp)) => comparison::write_flips_file(&out_dir, cmp, &set, p)?,
+        _ => {}
     }
     ledger::commit(&ledger_path, &ledger_entry)?;
     let files = trace::bundle::write_sha256sums(&out_dir)?;

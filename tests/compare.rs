@@ -512,3 +512,306 @@ fn verify_refuses_a_symlinked_reference_copy() {
         "{copy}"
     );
 }
+
+/// The demo set with one more manifest column that no protocol declares as a subgroup
+/// attribute, re-locked in `dir/set-extra`.
+fn set_with_undeclared_column(dir: &Path) -> PathBuf {
+    let set = dir.join("set-extra");
+    copy_dir(&root().join("golden-sets/demo-cxr"), &set);
+    let manifest = std::fs::read_to_string(set.join("manifest.csv")).unwrap();
+    let mut out = String::new();
+    for (i, line) in manifest.lines().enumerate() {
+        let extra = if i == 0 {
+            "reader_comment".to_string()
+        } else {
+            format!("free text {i}")
+        };
+        out.push_str(&format!("{line},{extra}\n"));
+    }
+    std::fs::write(set.join("manifest.csv"), out).unwrap();
+    let l = medgate()
+        .arg("lock")
+        .arg(&set)
+        .arg("--force")
+        .output()
+        .unwrap();
+    if !l.status.success() {
+        let l2 = medgate().arg("lock").arg(&set).output().unwrap();
+        assert!(l2.status.success(), "lock: {}", stderr(&l2));
+    }
+    set
+}
+
+#[test]
+fn flips_carry_only_the_protocols_declared_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = set_with_undeclared_column(dir.path());
+    let committed_set = root().join("golden-sets/demo-cxr").display().to_string();
+    let on_set = |t: String| t.replace(&committed_set, &set.display().to_string());
+    let p = dir.path().join("demo.yaml");
+    std::fs::write(&p, on_set(localise("demo-cxr.yaml", dir.path()))).unwrap();
+    let reference = dir.path().join("ref");
+    let o = run(&p, &reference);
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(1)),
+        "{}",
+        stderr(&o)
+    );
+    let sha = evidence(&reference)["results_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let committed = localise("demo-cxr-compare.yaml", dir.path());
+    let text = on_set(committed.replace(&pin_of(&committed), &sha).replace(
+        "bundle: ../runs/VP-CXR-DEMO-001",
+        &format!("bundle: {}", reference.display()),
+    ));
+    let cp = dir.path().join("compare.yaml");
+    std::fs::write(&cp, text).unwrap();
+    let out = dir.path().join("cmp");
+    let o = run(&cp, &out);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let declared = ["age_band", "manufacturer", "sex", "site", "view_position"];
+    let cmp = &evidence(&out)["comparison"];
+    let flips = cmp["flips"].as_array().unwrap();
+    assert!(!flips.is_empty());
+    for f in flips {
+        let keys: Vec<&str> = f["attributes"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, declared, "{f}");
+    }
+    for u in cmp["flip_summary"].as_array().unwrap() {
+        let unit = u["unit"].as_str().unwrap();
+        assert!(
+            unit == "overall" || declared.iter().any(|a| unit.starts_with(&format!("{a}="))),
+            "{unit}"
+        );
+    }
+    let csv = std::fs::read_to_string(out.join("flips.csv")).unwrap();
+    assert!(!csv.contains("reader_comment") && !csv.contains("free text"));
+    // verify re-derives the flips from cases.parquet, which holds only the declared
+    // attributes: the recorded flips must be the same.
+    let v = medgate()
+        .args(["verify", "--format", "json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+}
+
+/// Runs the in-run comparison demo (protocols/demo-cxr-compare-inrun.yaml) in `dir` into
+/// `dir/inrun`, which must pass.
+fn run_inrun(dir: &Path) -> PathBuf {
+    let p = dir.join("inrun.yaml");
+    std::fs::write(&p, localise("demo-cxr-compare-inrun.yaml", dir)).unwrap();
+    let out = dir.join("inrun");
+    let o = run(&p, &out);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    out
+}
+
+fn verify_json(dir: &Path) -> (Option<i32>, serde_json::Value) {
+    let v = medgate()
+        .args(["verify", "--format", "json"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let vj = serde_json::from_slice(&v.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&v)));
+    (v.status.code(), vj)
+}
+
+#[test]
+fn in_run_reference_model_gives_the_bundle_comparisons_numbers_and_verifies() {
+    // The same modification against the same reference, once from the earlier bundle and
+    // once with the reference model run here: the paired statistics and flips must agree.
+    let demo = Demo::new();
+    let bundled = demo.run_comparison();
+    let out = run_inrun(demo.dir.path());
+    assert!(out.join("reference/journal.jsonl").is_file());
+    assert!(!out.join("reference/evidence.json").exists());
+    let (ev, eb) = (evidence(&out), evidence(&bundled));
+    let cmp = &ev["comparison"];
+    assert_eq!(cmp["reference"]["source"], "in_run");
+    assert_eq!(
+        cmp["reference"]["name"],
+        "demo release 1.0 (protocols/demo-cxr.yaml prompts)"
+    );
+    assert!(cmp["reference"].get("results_sha256").is_none(), "{cmp:#}");
+    assert_eq!(cmp["matched_cases"], 1000);
+    assert!(!cmp["flips"].as_array().unwrap().is_empty());
+    assert_eq!(cmp["statistics"], eb["comparison"]["statistics"]);
+    assert_eq!(cmp["flips"], eb["comparison"]["flips"]);
+    assert_eq!(cmp["flip_summary"], eb["comparison"]["flip_summary"]);
+    assert_eq!(
+        std::fs::read(out.join("flips.csv")).unwrap(),
+        std::fs::read(bundled.join("flips.csv")).unwrap()
+    );
+    let crit = ev["criteria"].as_array().unwrap();
+    let ni = crit.iter().find(|c| c["id"] == "AC-CMP-01").unwrap();
+    assert_eq!(ni["metric"], "sensitivity_difference");
+    assert_eq!(ni["verdict"], "PASS");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("### Comparison with the reference release"));
+    assert!(md.contains("in this run, on the same cases"), "{md}");
+
+    let (code, vj) = verify_json(&out);
+    assert_eq!(code, Some(0), "{vj:#}");
+    let c = vj["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "comparison.reference_journal")
+        .unwrap_or_else(|| panic!("no comparison.reference_journal check: {vj:#}"));
+    assert_eq!(c["ok"], true, "{c}");
+
+    // Same inputs, same evidence: a second run into a fresh directory.
+    let p = demo.dir.path().join("inrun.yaml");
+    let again = demo.dir.path().join("inrun-again");
+    assert_eq!(run(&p, &again).status.code(), Some(0));
+    let mut e2 = evidence(&again);
+    assert_eq!(ev["results_sha256"], e2["results_sha256"]);
+    e2["comparison"]["reference"]["name"] = cmp["reference"]["name"].clone();
+    assert_eq!(ev["comparison"], e2["comparison"]);
+}
+
+#[test]
+fn a_tampered_reference_journal_fails_verify_even_resealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_inrun(dir.path());
+    let journal = out.join("reference/journal.jsonl");
+    let original = std::fs::read_to_string(&journal).unwrap();
+
+    // One reference answer turned from negative to positive, SHA256SUMS re-sealed.
+    let mut done = false;
+    let edited: Vec<String> = original
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let score = v["result"]["prediction"]["score"].as_f64();
+            if i > 0 && !done && score.is_some_and(|s| s < 0.36) {
+                v["result"]["prediction"]["score"] = serde_json::json!(0.99);
+                done = true;
+            }
+            if i == 0 { l.to_string() } else { v.to_string() }
+        })
+        .collect();
+    assert!(done);
+    std::fs::write(&journal, edited.join("\n") + "\n").unwrap();
+    reseal(&out);
+    let (code, vj) = verify_json(&out);
+    assert_eq!(code, Some(1), "{vj:#}");
+    let paths: Vec<&str> = vj["discrepancies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.iter().any(|p| p.starts_with("$.comparison.")),
+        "{paths:?}"
+    );
+
+    // A header naming another task (prompts), SHA256SUMS re-sealed: the run key check fails.
+    let mut lines: Vec<String> = original.lines().map(String::from).collect();
+    let mut h: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    h["task_sha256"] = serde_json::json!("0".repeat(64));
+    lines[0] = h.to_string();
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    reseal(&out);
+    let (code, vj) = verify_json(&out);
+    assert_eq!(code, Some(1), "{vj:#}");
+    let c = vj["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "comparison.reference_journal")
+        .unwrap();
+    assert_eq!(c["ok"], false, "{c}");
+    assert!(c["detail"].as_str().unwrap().contains("task"), "{c}");
+
+    // The journal removed (and unlisted): refused, not taken as "no reference".
+    std::fs::remove_file(&journal).unwrap();
+    reseal(&out);
+    let (code, vj) = verify_json(&out);
+    assert_eq!(code, Some(1), "{vj:#}");
+}
+
+#[test]
+fn check_refuses_a_comparison_with_both_a_bundle_and_a_reference_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = localise("demo-cxr-compare-inrun.yaml", dir.path()).replace(
+        "comparison:\n",
+        "comparison:\n  reference:\n    bundle: ../runs/VP-CXR-DEMO-001\n    results_sha256: \"eb705c6aec7acc6375439bcdd90e28716ab46b9ebbb9a56ae2566dfb5281576f\"\n",
+    );
+    // The diagnostic points at the `reference_model` mapping itself: its first key, on the
+    // line after `reference_model:` (1-based), column 5.
+    let line = text
+        .lines()
+        .position(|l| l == "  reference_model:")
+        .unwrap()
+        + 2;
+    let p = dir.path().join("both.yaml");
+    std::fs::write(&p, &text).unwrap();
+    let o = medgate().arg("check").arg(&p).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    let at = format!("both.yaml:{line}:5");
+    assert!(
+        all.lines()
+            .any(|l| l.contains(&at) && l.contains("give exactly one")),
+        "`{at}` and `give exactly one` not on one line in: {all}"
+    );
+    // And `run` refuses it the same way, writing nothing.
+    let out = dir.path().join("out");
+    let o = run(&p, &out);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_bad_reference_model_is_refused_where_it_is_written_and_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = localise("demo-cxr-compare-inrun.yaml", dir.path());
+    // A threshold outside [0, 1] under reference_model: `check` names its line and column.
+    let text = base.replace(
+        "    prompts:\n      positive: [\"a chest radiograph with a lung nodule\", \"a chest radiograph with a pneumothorax\"]",
+        "    threshold: 1.5\n    prompts:\n      positive: [\"a chest radiograph with a lung nodule\", \"a chest radiograph with a pneumothorax\"]",
+    );
+    assert_ne!(text, base);
+    let line = text
+        .lines()
+        .position(|l| l == "    threshold: 1.5")
+        .unwrap()
+        + 1;
+    let p = dir.path().join("thr.yaml");
+    std::fs::write(&p, &text).unwrap();
+    let o = medgate().arg("check").arg(&p).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    let at = format!("thr.yaml:{line}:16");
+    assert!(
+        all.lines()
+            .any(|l| l.contains(&at) && l.contains("threshold 1.5 is outside [0, 1]")),
+        "`{at}` not in: {all}"
+    );
+    // A reference model whose weights differ from its pin: refused, nothing written.
+    let pin = "46049007501d6af38c470d0561371dc412dd0ceca1877d86bf9321606e437905";
+    let (first, rest) = base.split_at(base.find("reference_model:").unwrap());
+    let text = format!("{first}{}", rest.replacen(pin, &"ab".repeat(32), 1));
+    let p = dir.path().join("pin.yaml");
+    std::fs::write(&p, &text).unwrap();
+    let out = dir.path().join("out-pin");
+    let o = run(&p, &out);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!out.exists(), "something was written");
+}

@@ -489,6 +489,9 @@ fn selftest_passes_and_writes_the_validation_record() {
     for want in [
         "delong/asah_ndka/ci/0.95",
         "ci/wilson/0-of-10/0.95",
+        "compare/paired/59-6-16-80/0.95",
+        "compare/mcnemar/0-3",
+        "compare/paired-delong/asah_s100b_vs_ndka/0.95",
         "e2e/verdicts",
         "e2e/verify-identical",
         "e2e/signature",
@@ -504,8 +507,10 @@ fn selftest_passes_and_writes_the_validation_record() {
 fn selftest_fails_when_a_fixture_expected_value_is_altered() {
     let tmp = tempfile::tempdir().unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stats");
+    let compare = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compare");
     let fx = tmp.path().join("fixtures");
     copy_dir(&src, &fx);
+    copy_dir(&compare, &fx.join("compare"));
     // pROC gives 0.501244999271703 for the lower 95% bound of aSAH ndka; alter it by 1e-6.
     let p = fx.join("delong_expected.csv");
     let text = std::fs::read_to_string(&p).unwrap();
@@ -524,8 +529,53 @@ fn selftest_fails_when_a_fixture_expected_value_is_altered() {
         1,
         "{out}"
     );
+    // An altered paired reference of the release comparison is caught too: pROC's lower 95%
+    // bound of the aSAH s100b - ndka AUROC difference, moved by 1e-6.
+    let fx2 = tmp.path().join("fixtures-compare");
+    copy_dir(&src, &fx2);
+    copy_dir(&compare, &fx2.join("compare"));
+    let p = fx2.join("compare/paired_delong_expected.csv");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let altered = text.replacen("-0.048870606422809354", "-0.048869606422809354", 1);
+    assert_ne!(text, altered);
+    std::fs::write(&p, altered).unwrap();
+    let o = medgate(
+        &[
+            "selftest",
+            "--fixtures",
+            fx2.to_str().unwrap(),
+            "--skip-e2e",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code(&o), 1, "{}", all(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("FAIL compare/paired-delong/asah_s100b_vs_ndka/0.95"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("\nFAIL ").count() + usize::from(out.starts_with("FAIL ")),
+        1,
+        "{out}"
+    );
+    // A directory without the compare/ files is refused as unreadable fixtures.
+    let stats_only = tmp.path().join("stats-only");
+    copy_dir(&src, &stats_only);
+    let o = medgate(
+        &[
+            "selftest",
+            "--fixtures",
+            stats_only.to_str().unwrap(),
+            "--skip-e2e",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code(&o), 2, "{}", all(&o));
+    assert!(all(&o).contains("compare/paired_tables.csv"), "{}", all(&o));
     // Unaltered fixtures from the directory pass.
     copy_dir(&src, &tmp.path().join("clean"));
+    copy_dir(&compare, &tmp.path().join("clean/compare"));
     let o = medgate(
         &[
             "selftest",

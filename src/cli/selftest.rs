@@ -12,7 +12,8 @@ use crate::world::SystemWorld;
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Reruns medgate's reference-value cases (statistics fixtures with values from
-statsmodels, scikit-learn and R pROC) and a small end-to-end protocol (synthetic golden set,
+statsmodels, scikit-learn, R pROC and R contingencytables, the release comparison's paired
+statistics included) and a small end-to-end protocol (synthetic golden set,
 run, independent recomputation, verification, tamper and signature controls), and writes a
 tool-validation record a QA team can file (tool-validation.md and tool-validation.json).
 
@@ -27,7 +28,8 @@ pub struct SelftestArgs {
     /// Write tool-validation.md and tool-validation.json into this directory.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Read the reference fixtures from this directory instead of the built-in ones.
+    /// Read the reference fixtures from this directory instead of the built-in ones (the
+    /// files of tests/fixtures/stats in DIR, those of tests/fixtures/compare in DIR/compare).
     #[arg(long, value_name = "DIR")]
     pub fixtures: Option<PathBuf>,
     /// Keep the end-to-end project in this directory (default: a temporary one, removed).

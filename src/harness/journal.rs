@@ -236,6 +236,38 @@ impl Journal {
     }
 }
 
+/// A journal's text as `medgate verify` reads it back: the header (when the first line is
+/// one), the last entry of each case key (a retried case's later answer wins, as on resume),
+/// and how many lines are unreadable.
+#[derive(Debug, Clone, Default)]
+pub struct JournalText {
+    /// The header line, when it parses.
+    pub header: Option<JournalHeader>,
+    /// The last entry of each key.
+    pub last: std::collections::BTreeMap<String, JournalEntry>,
+    /// Lines after the header that are not entries.
+    pub torn: usize,
+}
+
+/// Parses a journal's text (see [`JournalText`]); never fails.
+pub fn parse_text(text: &str) -> JournalText {
+    let mut lines = text.lines();
+    let header = lines.next().and_then(|l| serde_json::from_str(l).ok());
+    let mut out = JournalText {
+        header,
+        ..JournalText::default()
+    };
+    for l in lines {
+        match serde_json::from_str::<JournalEntry>(l) {
+            Ok(e) => {
+                out.last.insert(e.key.clone(), e);
+            }
+            Err(_) => out.torn += 1,
+        }
+    }
+    out
+}
+
 /// `journal.jsonl` -> `journal.jsonl.rejected.jsonl`.
 fn rejected_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();

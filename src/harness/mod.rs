@@ -301,7 +301,7 @@ pub fn journal_header(
 }
 
 /// The model hash recorded (journal, ledger) for a backend that reports none.
-const UNPINNED_MODEL: &str = "unpinned";
+pub const UNPINNED_MODEL: &str = "unpinned";
 
 /// The backend's view of a verified golden set's cases, in manifest order.
 pub fn case_inputs(set: &crate::golden::GoldenSet) -> Vec<CaseInput> {

@@ -45,6 +45,32 @@ struct Shadow {
     traceability: Option<ShadowTrace>,
     #[serde(default)]
     report: Option<ShadowReport>,
+    #[serde(default)]
+    comparison: Option<Spanned<ShadowComparison>>,
+}
+
+#[derive(Deserialize, Default)]
+struct ShadowComparison {
+    #[serde(default)]
+    reference: Option<Spanned<ShadowReference>>,
+    #[serde(default)]
+    reference_model: Option<Spanned<ShadowReferenceModel>>,
+}
+
+#[derive(Deserialize, Default)]
+struct ShadowReference {
+    #[serde(default)]
+    results_sha256: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+struct ShadowReferenceModel {
+    #[serde(default)]
+    model: Option<ShadowModel>,
+    #[serde(default)]
+    threshold: Option<Spanned<serde_json::Value>>,
+    #[serde(default)]
+    prompts: Option<Spanned<serde_json::Value>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -228,12 +254,12 @@ pub fn check(lp: &LoadedProtocol, facts: &ExternalFacts) -> Vec<Diagnostic> {
         hint(d, "use a document ID such as `VP-PTX-001`");
     }
 
-    check_model(&mut c, lp, &shadow);
-    check_task(&mut c, lp, &shadow);
+    check_model(&mut c, lp, &p.model, shadow.model.as_ref());
+    check_task(&mut c, &p.task, &p.model, shadow.task.as_ref());
     check_golden(&mut c, lp, &shadow, facts);
     check_statistics(&mut c, lp, &shadow);
     check_criteria(&mut c, lp, &shadow, facts);
-    check_comparison(&mut c, lp);
+    check_comparison(&mut c, lp, &shadow);
     check_report(&mut c, lp, &shadow);
     c.diags
 }
@@ -264,9 +290,13 @@ fn check_path_exists(
     }
 }
 
-fn check_model(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
-    let sm = shadow.model.as_ref();
-    let pinned = lp.protocol.model.pinned_sha256();
+fn check_model(
+    c: &mut Checker<'_>,
+    lp: &LoadedProtocol,
+    model: &ModelSpec,
+    sm: Option<&ShadowModel>,
+) {
+    let pinned = model.pinned_sha256();
     if let Some(h) = pinned
         && (h.len() != 64
             || !h
@@ -277,7 +307,7 @@ fn check_model(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
         let d = c.error(at, format!("sha256 `{h}` is not 64 lowercase hex digits"));
         hint(d, "compute it with `sha256sum model.safetensors`");
     }
-    match &lp.protocol.model {
+    match model {
         ModelSpec::CandleClip(s) => {
             let at = sm.and_then(|m| m.path.as_ref()).and_then(pos);
             check_path_exists(c, lp, &s.path, at, "model directory", true);
@@ -420,9 +450,12 @@ fn check_model(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
     }
 }
 
-fn check_task(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
-    let t = &lp.protocol.task;
-    let st = shadow.task.as_ref();
+fn check_task(
+    c: &mut Checker<'_>,
+    t: &super::types::TaskSpec,
+    model: &ModelSpec,
+    st: Option<&ShadowTask>,
+) {
     if !t.threshold.is_finite() {
         let at = st.and_then(|s| s.threshold.as_ref()).and_then(pos);
         c.error(at, "threshold must be a finite number");
@@ -441,7 +474,7 @@ fn check_task(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
         );
         hint(d, "set `task.threshold` to a probability, e.g. 0.5");
     }
-    match &lp.protocol.model {
+    match model {
         ModelSpec::CandleClip(_) => {
             match &t.prompts {
                 None => {
@@ -638,20 +671,72 @@ fn check_statistics(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
     }
 }
 
-fn check_comparison(c: &mut Checker<'_>, lp: &LoadedProtocol) {
+fn check_comparison(c: &mut Checker<'_>, lp: &LoadedProtocol, shadow: &Shadow) {
     let Some(cmp) = &lp.protocol.comparison else {
         return;
     };
-    let pin = &cmp.reference.results_sha256;
-    if pin.len() != 64 || !pin.chars().all(|ch| ch.is_ascii_hexdigit()) {
-        let d = c.error(
-            None,
-            format!("comparison.reference.results_sha256 `{pin}` is not a SHA-256 (64 hex digits)"),
-        );
-        hint(
-            d,
-            "copy `results_sha256` from the reference bundle's evidence.json (`medgate verify BUNDLE` prints it)",
-        );
+    let sc = shadow.comparison.as_ref();
+    let sref = sc.and_then(|s| s.value.reference.as_ref());
+    let smodel = sc.and_then(|s| s.value.reference_model.as_ref());
+    match (&cmp.reference, &cmp.reference_model) {
+        (Some(_), Some(_)) => {
+            let at = smodel.and_then(pos).or_else(|| sc.and_then(pos));
+            let d = c.error(
+                at,
+                "`comparison` names both `reference` (an earlier bundle) and `reference_model` (a model run in this run): give exactly one",
+            );
+            hint(
+                d,
+                "keep `reference: {bundle, results_sha256}` to compare with a verified earlier bundle, or `reference_model: {model, ...}` to run the reference here",
+            );
+        }
+        (None, None) => {
+            let at = sc.and_then(pos);
+            let d = c.error(
+                at,
+                "`comparison` names no reference: give `reference` (an earlier bundle) or `reference_model` (a model run in this run)",
+            );
+            hint(
+                d,
+                "e.g. `comparison: {reference: {bundle: ..., results_sha256: ...}}`",
+            );
+        }
+        _ => {}
+    }
+    if let Some(r) = &cmp.reference {
+        let pin = &r.results_sha256;
+        if pin.len() != 64 || !pin.chars().all(|ch| ch.is_ascii_hexdigit()) {
+            let at = sref
+                .and_then(|s| s.value.results_sha256.as_ref())
+                .and_then(pos);
+            let d = c.error(
+                at,
+                format!(
+                    "comparison.reference.results_sha256 `{pin}` is not a SHA-256 (64 hex digits)"
+                ),
+            );
+            hint(
+                d,
+                "copy `results_sha256` from the reference bundle's evidence.json (`medgate verify BUNDLE` prints it)",
+            );
+        }
+    }
+    if let (Some(_), Some(rp)) = (&cmp.reference_model, lp.protocol.reference_protocol()) {
+        let sm = smodel.map(|s| &s.value);
+        check_model(c, lp, &rp.model, sm.and_then(|s| s.model.as_ref()));
+        let st = ShadowTask {
+            threshold: sm.and_then(|s| s.threshold.clone()),
+            prompts: sm.and_then(|s| s.prompts.clone()),
+            question: None,
+        };
+        check_task(c, &rp.task, &rp.model, Some(&st));
+        if rp.model == lp.protocol.model && rp.task == lp.protocol.task {
+            let at = smodel.and_then(pos);
+            c.warn(
+                at,
+                "the reference model, its prompts and threshold are those of the model under test: every difference is zero",
+            );
+        }
     }
     if !lp
         .protocol

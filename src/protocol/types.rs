@@ -72,12 +72,58 @@ pub struct Protocol {
     pub monitoring: Option<super::monitoring::MonitoringSpec>,
 }
 
-/// The reference release of a comparison.
+/// The reference release of a comparison: exactly one of `reference` (an earlier verified
+/// bundle) and `reference_model` (a second model run in the same `medgate run`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComparisonSpec {
     /// The reference: an earlier evidence bundle of the same protocol on the same locked set.
-    pub reference: ReferenceSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<ReferenceSpec>,
+    /// The reference: a second model run on the same locked cases in this run, journaled
+    /// into the bundle's `reference/journal.jsonl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_model: Option<ReferenceModelSpec>,
+}
+
+/// A reference model run in the same run as the model under test, on the same cases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceModelSpec {
+    /// A human name for the reference release, e.g. `"release 1.0 (cleared)"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The reference model and how to run it (same form as the protocol's `model`).
+    pub model: ModelSpec,
+    /// The reference's prompts for contrastive backends; default: the protocol's
+    /// `task.prompts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts: Option<Prompts>,
+    /// The reference's locked operating point; default: the protocol's `task.threshold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub threshold: Option<f64>,
+}
+
+impl Protocol {
+    /// The protocol the in-run reference model (`comparison.reference_model`) runs under:
+    /// this protocol with `model` replaced, and `task.prompts` and `task.threshold` replaced
+    /// where the reference pre-specifies them; no comparison and no difference criteria.
+    /// `None` without a reference model.
+    pub fn reference_protocol(&self) -> Option<Protocol> {
+        let rm = self.comparison.as_ref()?.reference_model.as_ref()?;
+        let mut p = self.clone();
+        p.model = rm.model.clone();
+        if let Some(pr) = &rm.prompts {
+            p.task.prompts = Some(pr.clone());
+        }
+        if let Some(t) = rm.threshold {
+            p.task.threshold = t;
+        }
+        p.comparison = None;
+        p.acceptance.retain(|c| c.metric.difference_of().is_none());
+        Some(p)
+    }
 }
 
 /// An earlier verified evidence bundle, pinned by its results hash.

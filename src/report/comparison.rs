@@ -190,6 +190,11 @@ fn direction_words(d: crate::trace::comparison::FlipDirection) -> &'static str {
     }
 }
 
+/// Printed as the run ID of an in-run reference model (`comparison.reference_model`).
+const IN_RUN: &str = "in this run, on the same cases";
+/// Printed as the results hash of an in-run reference model.
+const IN_RUN_RESULTS: &str = "none (its answers are reference/journal.jsonl in this bundle)";
+
 /// The section's view, when the evidence holds a comparison.
 pub fn build(ev: &Evidence) -> Option<ComparisonView> {
     let c = ev.comparison.as_ref()?;
@@ -201,14 +206,21 @@ pub fn build(ev: &Evidence) -> Option<ComparisonView> {
         None => a.to_string(),
     };
     Some(ComparisonView {
-        reference_name: r.name.clone().unwrap_or_else(|| r.run_id.clone()),
-        reference_run_id: r.run_id.clone(),
+        reference_name: r
+            .name
+            .clone()
+            .or_else(|| r.run_id.clone())
+            .unwrap_or_else(|| r.model_name.clone()),
+        reference_run_id: r.run_id.clone().unwrap_or_else(|| IN_RUN.into()),
         reference_protocol_version: r.protocol_version.clone(),
-        reference_results_sha256: r.results_sha256.clone(),
+        reference_results_sha256: r
+            .results_sha256
+            .clone()
+            .unwrap_or_else(|| IN_RUN_RESULTS.into()),
         reference_model_sha256: r.model_sha256.clone().unwrap_or_else(|| NA.into()),
         new_model_sha256: ev.model.sha256.clone().unwrap_or_else(|| NA.into()),
         reference_threshold: format!("{}", r.threshold),
-        reference_verdict: r.verdict.label().into(),
+        reference_verdict: r.verdict.map_or(NA, |v| v.label()).into(),
         plan: cc.map(|c| c.plan.clone()).unwrap_or_else(|| NA.into()),
         modification: cc
             .map(|c| c.modification.clone())

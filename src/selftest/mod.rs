@@ -7,9 +7,11 @@
 //! - **Reference values** ([`mod@reference`]): every statistics fixture (intervals, DeLong AUROC,
 //!   McNemar, multiplicity, agreement, two-sample and paired differences, simultaneous subgroup
 //!   gap bounds, homogeneity tests, exact sample sizes, prevalence-adjusted PPV/NPV,
-//!   calibration, equivocal imputation with 0/1 scores) recomputed by this build and compared
-//!   with the value an independent tool (statsmodels, scipy, scikit-learn, calzone-tool, R
-//!   pROC, a published table) produced, within a stated tolerance.
+//!   calibration, equivocal imputation with 0/1 scores, and the release comparison's paired
+//!   statistics: Newcombe method 10, exact and mid-p McNemar, paired DeLong) recomputed by
+//!   this build and compared with the value an independent tool (statsmodels, scipy,
+//!   scikit-learn, calzone-tool, R pROC, R contingencytables, a published table) produced,
+//!   within a stated tolerance.
 //! - **End to end** ([`e2e`]): a small synthetic golden set is generated and locked, a
 //!   protocol with known acceptance criteria is run through the whole pipeline, the counts,
 //!   intervals and verdicts are compared with values computed independently here, the bundle

@@ -7,12 +7,20 @@
 //! stage before calling [`check_reference`]; `verify` recomputes [`compare`] from the two case
 //! tables in the new bundle).
 //!
+//! The reference is either an earlier bundle (`comparison.reference`, [`load_reference`]) or
+//! a second model run by `pipeline` in the same run (`comparison.reference_model`, under
+//! [`crate::protocol::Protocol::reference_protocol`]; its cases from [`in_run_reference`], its
+//! answers journaled in the bundle's `reference/journal.jsonl`, which `verify` reads back).
+//! Both feed the same [`compare`].
+//!
 //! # Rules
-//! - The reference must be the same protocol (ID) on the same locked golden set (root hash),
-//!   pinned by its `results_sha256`; every case is matched by case ID **and** image hash, and
-//!   labels must agree. Any mismatch refuses the comparison with every reason named.
+//! - A bundle reference must be the same protocol (ID) on the same locked golden set (root
+//!   hash), pinned by its `results_sha256`; every case is matched by case ID **and** image
+//!   hash, and labels must agree. Any mismatch refuses the comparison with every reason named.
+//!   An in-run reference runs on the new run's own verified cases.
 //! - Decisions: the new model's at the protocol's threshold, the reference's at the threshold
-//!   recorded in its evidence. An equivocal answer counts against the truth (a wrong
+//!   recorded in its evidence (a bundle) or its protocol's (`reference_model.threshold`, else
+//!   `task.threshold`, for an in-run reference). An equivocal answer counts against the truth (a wrong
 //!   decision; for AUROC a score beyond every real score of that model, on the wrong side).
 //!   A case not evaluated by either model is left out of the paired analysis and listed.
 //! - A difference criterion tests `new - reference` with the criterion's bound of the paired
@@ -20,6 +28,8 @@
 //!   AUROC): `bound: lower, at_least: -0.05` is non-inferiority with a 5-point margin,
 //!   `at_least: 0` superiority. An undefined difference, a denominator below
 //!   `min_subgroup_size`, or a degenerate DeLong variance is NOT EVALUABLE.
+//! - Flips (evidence, `flips.csv`) and their counts by subgroup carry only the protocol's
+//!   declared subgroup attributes, never the golden set's other manifest columns.
 //! - Minimum sizes apply to the difference's own denominator (positives for sensitivity,
 //!   negatives for specificity, the smaller class for AUROC), overall as well as per level.
 //! - Multiplicity: the difference criteria's observations form one family; their p-values
@@ -73,19 +83,47 @@ pub struct ReferenceCases {
     pub cases: Vec<PairedCase>,
 }
 
+/// Where the reference release's answers come from.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferenceSource {
+    /// An earlier verified bundle (`comparison.reference`), copied into `reference/`.
+    #[default]
+    Bundle,
+    /// A second model run in the same run (`comparison.reference_model`), journaled into
+    /// `reference/journal.jsonl`.
+    InRun,
+}
+
+impl ReferenceSource {
+    /// True for [`ReferenceSource::Bundle`] (not written, so that bundle comparisons keep
+    /// their evidence unchanged).
+    pub fn is_bundle(&self) -> bool {
+        *self == ReferenceSource::Bundle
+    }
+}
+
 /// The identity of the reference release, as recorded in the new evidence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReferenceIdentity {
-    /// Name from the protocol's `comparison.reference.name`.
+    /// Name from the protocol's `comparison.reference.name` (or `reference_model.name`).
     pub name: Option<String>,
-    /// The reference run ID.
-    pub run_id: String,
+    /// `bundle` (absent) or `in_run`.
+    #[serde(default, skip_serializing_if = "ReferenceSource::is_bundle")]
+    pub source: ReferenceSource,
+    /// The reference run ID (absent for an in-run reference: it is this run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
     /// Its protocol ID.
     pub protocol: String,
     /// Its protocol version.
     pub protocol_version: String,
-    /// Its `results_sha256` (equal to the protocol's pin).
-    pub results_sha256: String,
+    /// Its `results_sha256` (equal to the protocol's pin; absent for an in-run reference,
+    /// whose answers are covered by this bundle's SHA256SUMS and this run's results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results_sha256: Option<String>,
     /// Its model backend.
     pub model_backend: String,
     /// Its model name.
@@ -98,8 +136,9 @@ pub struct ReferenceIdentity {
     pub medgate_version: String,
     /// Its operating point.
     pub threshold: f64,
-    /// Its recorded verdict.
-    pub verdict: Verdict,
+    /// Its recorded verdict (absent for an in-run reference: it has no evidence of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
 }
 
 impl ReferenceIdentity {
@@ -107,18 +146,48 @@ impl ReferenceIdentity {
     pub fn of(evidence: &Evidence, name: Option<String>) -> Self {
         ReferenceIdentity {
             name,
-            run_id: evidence.run_id.clone(),
+            source: ReferenceSource::Bundle,
+            run_id: Some(evidence.run_id.clone()),
             protocol: evidence.protocol.protocol.clone(),
             protocol_version: evidence.protocol.version.clone(),
-            results_sha256: evidence.results_sha256.clone(),
+            results_sha256: Some(evidence.results_sha256.clone()),
             model_backend: evidence.model.backend.to_string(),
             model_name: evidence.model.name.clone(),
             model_sha256: evidence.model.sha256.clone(),
             golden_set_root: evidence.golden_set.root_hash.clone(),
             medgate_version: evidence.provenance.medgate_version.clone(),
             threshold: evidence.statistics.threshold,
-            verdict: evidence.verdict,
+            verdict: Some(evidence.verdict),
         }
+    }
+
+    /// The identity of an in-run reference model: `protocol`'s `comparison.reference_model`
+    /// run under [`Protocol::reference_protocol`] by a backend named `model_name` with weights
+    /// `model_sha256`, on the set with root `golden_set_root`, by medgate `medgate_version`.
+    pub fn in_run(
+        protocol: &Protocol,
+        model_name: String,
+        model_sha256: Option<String>,
+        golden_set_root: String,
+        medgate_version: String,
+    ) -> Option<Self> {
+        let rm = protocol.comparison.as_ref()?.reference_model.as_ref()?;
+        let rp = protocol.reference_protocol()?;
+        Some(ReferenceIdentity {
+            name: rm.name.clone(),
+            source: ReferenceSource::InRun,
+            run_id: None,
+            protocol: protocol.protocol.clone(),
+            protocol_version: protocol.version.clone(),
+            results_sha256: None,
+            model_backend: rp.model.backend_name().to_string(),
+            model_name,
+            model_sha256,
+            golden_set_root,
+            medgate_version,
+            threshold: rp.task.threshold,
+            verdict: None,
+        })
     }
 }
 
@@ -167,7 +236,7 @@ pub struct Flip {
     pub new_score: Option<f64>,
     /// The new model's answer.
     pub new_answer: String,
-    /// Subgroup attribute values.
+    /// The case's values of the protocol's declared subgroup attributes (only those).
     pub attributes: BTreeMap<String, String>,
 }
 
@@ -293,7 +362,7 @@ pub fn load_reference(dir: &Path, name: Option<String>) -> Result<(Evidence, Ref
 pub fn check_reference_copy(
     bundle: &Path,
     protocol: &Protocol,
-    spec: &crate::protocol::ComparisonSpec,
+    spec: &crate::protocol::ReferenceSpec,
     check: &mut dyn FnMut(&str, bool, String),
 ) -> Result<Option<ReferenceCases>> {
     let dir = bundle.join(REFERENCE_DIR);
@@ -314,7 +383,7 @@ pub fn check_reference_copy(
             return Ok(None);
         }
     }
-    let (evidence, cases) = match load_reference(&dir, spec.reference.name.clone()) {
+    let (evidence, cases) = match load_reference(&dir, spec.name.clone()) {
         Ok(v) => v,
         Err(e) => {
             check(
@@ -325,7 +394,7 @@ pub fn check_reference_copy(
             return Ok(None);
         }
     };
-    let pinned = evidence.results_sha256 == spec.reference.results_sha256;
+    let pinned = evidence.results_sha256 == spec.results_sha256;
     check(
         "comparison.reference_pin",
         pinned,
@@ -333,7 +402,7 @@ pub fn check_reference_copy(
             "{REFERENCE_DIR}/evidence.json results_sha256 {} {} the protocol's pin {}",
             evidence.results_sha256,
             if pinned { "equals" } else { "differs from" },
-            spec.reference.results_sha256
+            spec.results_sha256
         ),
     );
     let same_set = evidence.protocol.protocol == protocol.protocol;
@@ -390,14 +459,18 @@ pub fn check_reference(
     reference: &Evidence,
     reference_cases: &[PairedCase],
 ) -> Result<()> {
-    let Some(spec) = &protocol.comparison else {
-        return Err(Error::Internal("no comparison section".into()));
+    let Some(spec) = protocol
+        .comparison
+        .as_ref()
+        .and_then(|c| c.reference.as_ref())
+    else {
+        return Err(Error::Internal("no comparison reference bundle".into()));
     };
     let mut reasons: Vec<String> = Vec::new();
-    if reference.results_sha256 != spec.reference.results_sha256 {
+    if reference.results_sha256 != spec.results_sha256 {
         reasons.push(format!(
             "its results_sha256 is {}, the protocol pins {}",
-            reference.results_sha256, spec.reference.results_sha256
+            reference.results_sha256, spec.results_sha256
         ));
     }
     if reference.golden_set.root_hash != golden_set_root {
@@ -419,7 +492,7 @@ pub fn check_reference(
         Err(Error::input_hint(
             format!(
                 "reference bundle {} refused: {}",
-                spec.reference.bundle.display(),
+                spec.bundle.display(),
                 reasons.join("; ")
             ),
             "a comparison needs the earlier bundle of the same protocol on the same locked set, pinned by its results_sha256",
@@ -484,6 +557,29 @@ pub fn match_problems(new_cases: &[PairedCase], reference_cases: &[PairedCase]) 
     .into_iter()
     .flatten()
     .collect()
+}
+
+/// The in-run reference model's cases: its harness results on the new run's locked set
+/// (same cases, in manifest order, so case IDs, labels and image hashes match by
+/// construction).
+pub fn in_run_reference(
+    identity: ReferenceIdentity,
+    set: &crate::golden::GoldenSet,
+    results: &[crate::harness::CaseResult],
+) -> ReferenceCases {
+    let cases = set
+        .cases
+        .iter()
+        .zip(results)
+        .map(|(c, r)| PairedCase {
+            case_id: c.case_id.clone(),
+            image_sha256: Some(c.image_sha256.clone()),
+            label: c.label,
+            status: r.status(),
+            score: r.prediction().map(|p| p.score),
+        })
+        .collect();
+    ReferenceCases { identity, cases }
 }
 
 /// A model's decision on one case: `Some(positive?)`, or `None` when equivocal.
@@ -621,7 +717,7 @@ pub fn compare(
             reference_answer: answer(ref_dec[i]),
             new_score: r.score.filter(|_| new_dec[i].is_some()),
             new_answer: answer(new_dec[i]),
-            attributes: r.attributes.clone(),
+            attributes: declared_attributes(protocol, &r.attributes),
         });
     }
     flips.sort_by(|a, b| (a.direction, &a.case_id).cmp(&(b.direction, &b.case_id)));
@@ -689,6 +785,22 @@ fn imputed_scores<'a>(
                 }
             }
         })
+        .collect()
+}
+
+/// The protocol's declared subgroup attributes of a case, and nothing else: the golden set's
+/// other manifest columns (free text, identifiers an auditor did not ask for) stay out of the
+/// evidence and `flips.csv`, and the flips read back from `cases.parquet` (which holds only
+/// the declared attributes) by `verify` are the same.
+fn declared_attributes(
+    protocol: &Protocol,
+    attributes: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    protocol
+        .subgroups
+        .attributes
+        .iter()
+        .filter_map(|a| attributes.get(a).map(|v| (a.clone(), v.clone())))
         .collect()
 }
 
@@ -912,6 +1024,17 @@ pub fn write_bundle_files(
         let (from, to) = (reference_dir.join(f), copy_dir.join(f));
         std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
     }
+    write_flips_file(out_dir, cmp, set, protocol)
+}
+
+/// Writes [`FLIPS_FILE`] into the new bundle `out_dir` (for an in-run reference model, the
+/// only comparison file besides the reference journal the harness wrote).
+pub fn write_flips_file(
+    out_dir: &Path,
+    cmp: &ComparisonEvidence,
+    set: &crate::golden::GoldenSet,
+    protocol: &Protocol,
+) -> Result<()> {
     let images: HashMap<String, String> = set
         .cases
         .iter()

@@ -70,7 +70,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::harness::{CaseStatus, JournalEntry, JournalHeader};
+use crate::harness::CaseStatus;
 use crate::protocol::Protocol;
 use crate::trace::analysis::{self, CaseRow};
 use crate::trace::bundle::{self, CASES_FILE, EVIDENCE_FILE, PROTOCOL_FILE, SUMS_FILE, SumProblem};
@@ -449,17 +449,39 @@ pub fn verify_bundle(dir: &Path, opts: &VerifyOptions, world: &dyn World) -> Res
     };
 
     // The release comparison: recomputed from the two case tables in this bundle.
-    let reference = match &protocol.comparison {
-        Some(spec) => Some(crate::trace::comparison::check_reference_copy(
+    // A bundle reference: its copy in reference/; an in-run reference model: its journal.
+    let new_images: Vec<Option<String>> =
+        read_image_hashes(&dir.join(CASES_FILE)).unwrap_or_else(|| vec![None; rows.len()]);
+    let reference = match protocol
+        .comparison
+        .as_ref()
+        .map(|c| (&c.reference, &c.reference_model))
+    {
+        Some((Some(spec), None)) => Some(crate::trace::comparison::check_reference_copy(
             dir,
             &protocol,
             spec,
             &mut |name, ok, detail| report.checks.push(check(name, ok, detail)),
         )?),
+        Some((None, Some(_))) => Some(reference::check_reference_journal(
+            dir,
+            &protocol,
+            evidence.comparison.as_ref().map(|c| &c.reference),
+            &evidence.golden_set.root_hash,
+            &rows,
+            &new_images,
+            &mut |name, ok, detail| report.checks.push(check(name, ok, detail)),
+        )?),
+        Some(_) => {
+            report.checks.push(check(
+                "comparison.reference",
+                false,
+                "the protocol's `comparison` names both or neither of `reference` and `reference_model`",
+            ));
+            Some(None)
+        }
         None => None,
     };
-    let new_images: Vec<Option<String>> =
-        read_image_hashes(&dir.join(CASES_FILE)).unwrap_or_else(|| vec![None; rows.len()]);
     let analysed = match &reference {
         Some(Some(r)) => analysis::analyze_compared(&protocol, &rows, Some((&new_images, r))),
         _ => analysis::analyze(&protocol, &rows),
@@ -1351,9 +1373,8 @@ fn check_journal(
             return Ok(());
         }
     };
-    let mut lines = text.lines();
-    let header: Option<JournalHeader> = lines.next().and_then(|l| serde_json::from_str(l).ok());
-    let Some(h) = header else {
+    let parsed = crate::harness::journal::parse_text(&text);
+    let Some(h) = parsed.header else {
         report.checks.push(check(
             "journal.header",
             false,
@@ -1410,16 +1431,7 @@ fn check_journal(
     let Some(images) = images else {
         return Ok(());
     };
-    let mut last: BTreeMap<String, JournalEntry> = BTreeMap::new();
-    let mut torn = 0usize;
-    for l in lines {
-        match serde_json::from_str::<JournalEntry>(l) {
-            Ok(e) => {
-                last.insert(e.key.clone(), e);
-            }
-            Err(_) => torn += 1,
-        }
-    }
+    let (last, torn) = (parsed.last, parsed.torn);
     if torn > 0 {
         report.checks.push(check(
             "journal.entries",

@@ -20,6 +20,17 @@ use crate::trace::bundle::{CASES_FILE, EVIDENCE_FILE, JUNIT_FILE, PROTOCOL_FILE}
 /// The files of a bundle that are not renderings.
 const DATA_FILES: [&str; 4] = [EVIDENCE_FILE, CASES_FILE, PROTOCOL_FILE, "journal.jsonl"];
 
+/// The comparison's data files under `reference/`, by exact name: the reference bundle's copy
+/// (`comparison.reference`) or the in-run reference model's journal and the file its corrupt
+/// lines are moved to on resume (`comparison.reference_model`).
+const REFERENCE_FILES: [&str; 5] = [
+    "reference/evidence.json",
+    "reference/cases.parquet",
+    "reference/protocol.yaml",
+    super::reference::REFERENCE_JOURNAL,
+    "reference/journal.jsonl.rejected.jsonl",
+];
+
 /// Re-renders every artifact from `recomputed` and compares it with the bundle's file.
 /// `listed` are the files `SHA256SUMS` lists; one that is neither data nor a rendering is a
 /// problem too (`bundle.contents`). Returns one check per artifact.
@@ -115,7 +126,7 @@ pub(crate) fn check_renderings(
             !DATA_FILES.contains(&f.as_str())
                 && !produced.contains(f.as_str())
                 && f.as_str() != crate::trace::comparison::FLIPS_FILE
-                && !f.starts_with(&format!("{}/", crate::trace::comparison::REFERENCE_DIR))
+                && !REFERENCE_FILES.contains(&f.as_str())
                 && !f.starts_with("journal.jsonl.rejected")
         })
         .collect();
