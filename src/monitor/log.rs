@@ -509,7 +509,7 @@ fn read_block(
         let case_id = cell(cols.case, i).unwrap_or("");
         let exclude = |out: &mut LogRead, reason: &str, detail: String| {
             *out.excluded.entry(reason.to_string()).or_insert(0) += 1;
-            problem(out, &file, row, case_id, reason, detail);
+            problem(out, file, row, case_id, reason, detail);
         };
         if case_id.is_empty() {
             exclude(&mut out, Reason::MISSING_CASE_ID, String::new());
@@ -565,7 +565,7 @@ fn read_block(
                     .or_insert(0) += 1;
                 problem(
                     &mut out,
-                    &file,
+                    file,
                     row,
                     case_id,
                     Reason::BAD_LABEL,

@@ -293,6 +293,13 @@ pub fn check_plan(p: &crate::protocol::Protocol, plan: &MonitoringSpec) -> Vec<S
     out
 }
 
+/// One window's identity, statistics and chart observations.
+type EvaluatedWindow = (
+    WindowInfo,
+    Vec<engine::StatValue>,
+    Vec<(String, engine::ChartObs)>,
+);
+
 /// Runs one monitoring pass (see the module docs).
 pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
     let lp = crate::protocol::load(&opts.protocol)?;
@@ -519,11 +526,7 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
     // evaluated in parallel (each worker with its own caches) and collected in window order,
     // so the result is the same as one window after the other.
     let base_index = st.windows.len() as u64;
-    let evaluated_windows: Vec<(
-        WindowInfo,
-        Vec<engine::StatValue>,
-        Vec<(String, engine::ChartObs)>,
-    )> = {
+    let evaluated_windows: Vec<EvaluatedWindow> = {
         use rayon::prelude::*;
         let read = &read;
         let new_ctx = || Context {
