@@ -510,17 +510,34 @@ fn bound_value(b: Bound, point: Option<f64>, iv: Option<(f64, f64)>) -> Option<f
 /// Evaluates every non-chart statistic of the plan on one window's rows.
 pub fn evaluate_window(ctx: &Context, info: &WindowInfo, rows: &[LogRow]) -> Vec<StatValue> {
     let mut out = Vec::new();
+    // The window's sorted scores by scope, sorted once for every score statistic (PSI, KS,
+    // Wasserstein) of that scope.
+    let mut sorted: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for s in &ctx.plan.statistics {
         if matches!(s.statistic, MonitorKind::Cusum | MonitorKind::Ewma) {
             continue;
         }
+        let needs_scores = matches!(
+            s.statistic,
+            MonitorKind::Psi | MonitorKind::Ks | MonitorKind::Wasserstein
+        );
         for scope in scopes(ctx, s, &[]) {
             let sel: Vec<&LogRow> = rows.iter().filter(|r| in_scope(ctx, r, &scope)).collect();
             if scope.attr.is_some() && sel.is_empty() {
                 continue;
             }
             let base = ctx.summary(&scope);
-            let mut v = stat_value(ctx, s, &scope, &sel, &base);
+            let scores: &[f64] = if needs_scores {
+                sorted.entry(scope.label()).or_insert_with(|| {
+                    let mut v: Vec<f64> = sel.iter().filter_map(|r| r.score).collect();
+                    // Unstable is enough: values equal under total_cmp are the same bits.
+                    v.sort_unstable_by(f64::total_cmp);
+                    v
+                })
+            } else {
+                &[]
+            };
+            let mut v = stat_value(ctx, s, &scope, &sel, &base, scores);
             if info.small && v.alarm {
                 v.alarm = false;
                 v.note = Some(format!(
@@ -545,9 +562,8 @@ fn stat_value(
     scope: &Scope,
     sel: &[&LogRow],
     base: &BaseSummary,
+    scores: &[f64],
 ) -> StatValue {
-    let mut scores: Vec<f64> = sel.iter().filter_map(|r| r.score).collect();
-    scores.sort_by(f64::total_cmp);
     let evaluated: Vec<&&LogRow> = sel
         .iter()
         .filter(|r| r.outcome == RowOutcome::Evaluated && r.positive.is_some())
@@ -573,7 +589,7 @@ fn stat_value(
                 return v;
             }
             let e = ctx.psi_edges(scope, base);
-            let cur = bin_counts(&e.0, &scores);
+            let cur = bin_counts(&e.0, scores);
             v.value = psi(&e.1, &cur);
             v.alarm = v.value.is_some_and(|x| x > th);
             v
@@ -587,7 +603,7 @@ fn stat_value(
                 format!("alarm when p < {}", fmt(th)),
             );
             v.n = scores.len() as u64;
-            match ks_2samp(&base.sorted, &scores) {
+            match ks_2samp(&base.sorted, scores) {
                 Some(r) => {
                     v.value = Some(r.p_value);
                     v.detail.insert("d".into(), r.statistic.into());
@@ -614,7 +630,7 @@ fn stat_value(
                     .unwrap_or_else(|| "reported only (no alarm_above)".into()),
             );
             v.n = scores.len() as u64;
-            v.value = wasserstein(&base.sorted, &scores);
+            v.value = wasserstein(&base.sorted, scores);
             if v.value.is_none() {
                 undefined(&mut v, "no scores in the window or the baseline scope");
             }
@@ -716,11 +732,17 @@ fn stat_value(
                     counts.entry(c.attrs[ai].clone()).or_default().0 += 1;
                 }
             }
+            // Window counts by level code first (no string per row), then by level name.
+            let mut by_code = vec![0u64; ctx.levels[ai].len()];
             for r in sel {
-                counts
-                    .entry(ctx.levels[ai][r.attrs[ai] as usize].clone())
-                    .or_default()
-                    .1 += 1;
+                if let Some(n) = by_code.get_mut(r.attrs[ai] as usize) {
+                    *n += 1;
+                }
+            }
+            for (code, n) in by_code.into_iter().enumerate() {
+                if n > 0 {
+                    counts.entry(ctx.levels[ai][code].clone()).or_default().1 += n;
+                }
             }
             let table: Vec<Vec<u64>> = counts.values().map(|(b, w)| vec![*b, *w]).collect();
             v.n = sel.len() as u64;

@@ -5,6 +5,12 @@
 //! Each row is validated here and either kept (possibly with its label or score set aside and
 //! the reason counted) or excluded with a reason: nothing is dropped silently. File-level
 //! problems (missing required column, unreadable file) are input errors (exit 2).
+//!
+//! Built for ten million rows (issue 16): cells are read in place from polars' columns (no
+//! `String` per cell; a value is spelled out only to name a bad cell), rows are validated in
+//! parallel blocks merged in file order, a row holds its case ID as an index into one shared
+//! buffer ([`CaseIds`]) and its attribute values as inline codes ([`AttrCodes`]), and
+//! duplicate case IDs are found by sorting row hashes rather than probing a hash set.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,13 +34,14 @@ pub enum RowOutcome {
     NotEvaluated,
 }
 
-/// One accepted log row.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One accepted log row. Small and allocation-free: the case ID is an index into
+/// [`LogRead::cases`] (one shared buffer), the attribute values are codes held inline.
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogRow {
     /// Milliseconds since the Unix epoch (UTC).
     pub ts_ms: i64,
-    /// Case ID.
-    pub case_id: String,
+    /// Case ID, as an index into [`LogRead::cases`] (see [`LogRead::case_id`]).
+    pub case: usize,
     /// Model score.
     pub score: Option<f64>,
     /// Called positive (score >= threshold, or a positive answer); `None` unless evaluated.
@@ -45,7 +52,81 @@ pub struct LogRow {
     pub label: Option<bool>,
     /// Attribute values in the order of [`LogSpec::attributes`], as indices into
     /// [`LogRead::levels`] (the empty string when absent).
-    pub attrs: Vec<u32>,
+    pub attrs: AttrCodes,
+}
+
+/// Attribute codes of one row: up to [`AttrCodes::INLINE`] held inline (no allocation per
+/// row), more in a vector. Indexes like a `[u32]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttrCodes {
+    len: usize,
+    inline: [u32; AttrCodes::INLINE],
+    spill: Vec<u32>,
+}
+
+impl AttrCodes {
+    /// Codes held without allocating.
+    pub const INLINE: usize = 8;
+
+    /// Appends a code.
+    pub fn push(&mut self, code: u32) {
+        if self.len < Self::INLINE && self.spill.is_empty() {
+            self.inline[self.len] = code;
+        } else {
+            if self.spill.is_empty() {
+                self.spill.extend_from_slice(&self.inline[..self.len]);
+            }
+            self.spill.push(code);
+        }
+        self.len += 1;
+    }
+}
+
+impl std::ops::Deref for AttrCodes {
+    type Target = [u32];
+    fn deref(&self) -> &[u32] {
+        if self.spill.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spill
+        }
+    }
+}
+
+impl FromIterator<u32> for AttrCodes {
+    fn from_iter<I: IntoIterator<Item = u32>>(it: I) -> Self {
+        let mut c = AttrCodes::default();
+        for x in it {
+            c.push(x);
+        }
+        c
+    }
+}
+
+/// The case IDs of the accepted rows, in one buffer (a `String` per row would cost one
+/// allocation per row and about 40 bytes of overhead each).
+#[derive(Debug, Clone, Default)]
+pub struct CaseIds {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl CaseIds {
+    /// Adds an ID; returns its index.
+    pub fn push(&mut self, id: &str) -> usize {
+        self.text.push_str(id);
+        self.ends.push(self.text.len());
+        self.ends.len() - 1
+    }
+
+    /// The ID of index `i` (empty when out of range).
+    pub fn get(&self, i: usize) -> &str {
+        let Some(&end) = self.ends.get(i) else {
+            return "";
+        };
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..end]
+    }
 }
 
 /// A row as the state file keeps it (attribute values spelled out).
@@ -144,6 +225,8 @@ pub struct LogRead {
     pub duplicate_timestamps: u64,
     /// Per attribute: the distinct values seen, indexed by [`LogRow::attrs`].
     pub levels: Vec<Vec<String>>,
+    /// Case IDs of the rows, indexed by [`LogRow::case`].
+    pub cases: CaseIds,
     dict: Vec<std::collections::HashMap<String, u32>>,
 }
 
@@ -161,7 +244,13 @@ impl LogRead {
 
     /// The index of value `v` of attribute `a`, adding it when new.
     pub fn intern(&mut self, a: usize, v: &str) -> u32 {
-        if let Some(i) = self.dict[a].get(v) {
+        // Attributes have few levels: a short scan beats hashing the value.
+        let levels = &self.levels[a];
+        if levels.len() <= 16 {
+            if let Some(i) = levels.iter().position(|l| l == v) {
+                return i as u32;
+            }
+        } else if let Some(i) = self.dict[a].get(v) {
             return *i;
         }
         let i = self.levels[a].len() as u32;
@@ -170,11 +259,52 @@ impl LogRead {
         i
     }
 
+    /// Appends the rows and accounting of `part` (read after everything already here),
+    /// mapping its case IDs and attribute codes into this one's.
+    fn merge(&mut self, part: LogRead) {
+        let remap: Vec<Vec<u32>> = part
+            .levels
+            .iter()
+            .enumerate()
+            .map(|(a, lv)| lv.iter().map(|v| self.intern(a, v)).collect())
+            .collect();
+        let base = self.cases.ends.len();
+        self.cases.text.push_str(&part.cases.text);
+        let shift = self.cases.text.len() - part.cases.text.len();
+        self.cases
+            .ends
+            .extend(part.cases.ends.iter().map(|e| e + shift));
+        self.rows.extend(part.rows.into_iter().map(|mut r| {
+            r.case += base;
+            r.attrs = r
+                .attrs
+                .iter()
+                .enumerate()
+                .map(|(a, c)| remap[a][*c as usize])
+                .collect();
+            r
+        }));
+        self.rows_read += part.rows_read;
+        for (k, v) in part.excluded {
+            *self.excluded.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in part.set_aside {
+            *self.set_aside.entry(k).or_insert(0) += v;
+        }
+        let room = MAX_PROBLEMS.saturating_sub(self.problems.len());
+        self.problems.extend(part.problems.into_iter().take(room));
+    }
+
+    /// The case ID of a row.
+    pub fn case_id(&self, r: &LogRow) -> &str {
+        self.cases.get(r.case)
+    }
+
     /// A row spelled out for the state file.
     pub fn store(&self, r: &LogRow) -> StoredRow {
         StoredRow {
             ts_ms: r.ts_ms,
-            case_id: r.case_id.clone(),
+            case_id: self.case_id(r).to_string(),
             score: r.score,
             positive: r.positive,
             outcome: r.outcome,
@@ -209,22 +339,59 @@ pub fn format_timestamp(ms: i64) -> String {
     }
 }
 
+/// The cells of one column: a polars string column (CSV, Parquet: borrowed in place, no copy
+/// per cell) or the strings of a JSON-lines file.
+enum Cells {
+    /// The column's chunks as polars read them, with each chunk's first row (not rechunked:
+    /// that would copy the column while the frame still holds it).
+    Polars(StringChunked, Vec<usize>),
+    Owned(Vec<Option<String>>),
+}
+
+impl Cells {
+    fn polars(ca: StringChunked) -> Self {
+        let mut starts = Vec::with_capacity(ca.chunks().len());
+        let mut at = 0;
+        for len in ca.chunk_lengths() {
+            starts.push(at);
+            at += len;
+        }
+        Cells::Polars(ca, starts)
+    }
+
+    fn get(&self, i: usize) -> Option<&str> {
+        match self {
+            Cells::Polars(ca, starts) => {
+                let k = starts.partition_point(|s| *s <= i).checked_sub(1)?;
+                let arr = ca.downcast_get(k)?;
+                let local = i - starts[k];
+                if local < arr.len() {
+                    arr.get(local)
+                } else {
+                    None
+                }
+            }
+            Cells::Owned(v) => v.get(i).and_then(|c| c.as_deref()),
+        }
+    }
+}
+
 /// The raw cells of one file, as optional strings (scores may come as floats).
 struct RawTable {
     height: usize,
     names: Vec<String>,
-    cols: BTreeMap<String, Vec<Option<String>>>,
-    score_f64: Option<Vec<Option<f64>>>,
+    cols: BTreeMap<String, Cells>,
+    score_f64: Option<Float64Chunked>,
 }
 
 fn polars_err(path: &Path, e: PolarsError) -> Error {
     Error::input(format!("{}: {e}", path.display()))
 }
 
-fn string_column(path: &Path, c: &Column) -> Result<Vec<Option<String>>> {
+fn string_column(path: &Path, c: &Column) -> Result<Cells> {
     let c = c.cast(&DataType::String).map_err(|e| polars_err(path, e))?;
     let ca = c.str().map_err(|e| polars_err(path, e))?;
-    Ok(ca.iter().map(|v| v.map(str::to_string)).collect())
+    Ok(Cells::polars(ca.clone()))
 }
 
 fn read_polars(path: &Path, score_col: &str, wanted: &[&str]) -> Result<RawTable> {
@@ -247,10 +414,12 @@ fn read_polars(path: &Path, score_col: &str, wanted: &[&str]) -> Result<RawTable
                 .cast(&DataType::Float64)
                 .map_err(|e| polars_err(path, e))?;
             let ca = c.f64().map_err(|e| polars_err(path, e))?;
-            score_f64 = Some(ca.iter().collect());
+            score_f64 = Some(ca.rechunk().into_owned());
             continue;
         }
-        cols.insert(name.to_string(), string_column(path, c)?);
+        if !cols.contains_key(*name) {
+            cols.insert(name.to_string(), string_column(path, c)?);
+        }
     }
     Ok(RawTable {
         height: df.height(),
@@ -298,9 +467,187 @@ fn read_jsonl(path: &Path, wanted: &[&str]) -> Result<RawTable> {
     Ok(RawTable {
         height,
         names,
-        cols,
+        cols: cols
+            .into_iter()
+            .map(|(k, v)| (k, Cells::Owned(v)))
+            .collect(),
         score_f64: None,
     })
+}
+
+/// Rows validated per parallel block.
+const ROW_BLOCK: usize = 1 << 18;
+
+/// The columns of one file, looked up once (no name lookup per cell).
+struct FileColumns<'a> {
+    case: Option<&'a Cells>,
+    model: Option<&'a Cells>,
+    ts: Option<&'a Cells>,
+    score: Option<&'a Cells>,
+    answer: Option<&'a Cells>,
+    label: Option<&'a Cells>,
+    attrs: Vec<Option<&'a Cells>>,
+    score_f64: Option<&'a Float64Chunked>,
+}
+
+/// Validates rows `range` of one file into a fresh accumulator; also returns each accepted
+/// row's 1-based row number.
+fn read_block(
+    cols: &FileColumns,
+    spec: &LogSpec,
+    pos: &Regex,
+    neg: &Regex,
+    file: &str,
+    range: std::ops::Range<usize>,
+) -> (LogRead, Vec<u64>) {
+    let mut out = LogRead::new(spec.attributes.len());
+    let mut origin = Vec::with_capacity(range.len());
+    out.rows.reserve(range.len());
+    for i in range {
+        out.rows_read += 1;
+        let row = (i + 1) as u64;
+        let case_id = cell(cols.case, i).unwrap_or("");
+        let exclude = |out: &mut LogRead, reason: &str, detail: String| {
+            *out.excluded.entry(reason.to_string()).or_insert(0) += 1;
+            problem(out, file, row, case_id, reason, detail);
+        };
+        if case_id.is_empty() {
+            exclude(&mut out, Reason::MISSING_CASE_ID, String::new());
+            continue;
+        }
+        let model = cell(cols.model, i).unwrap_or("");
+        if let Some(m) = &spec.model_sha256
+            && !model.eq_ignore_ascii_case(m)
+        {
+            exclude(&mut out, Reason::OTHER_MODEL, format!("model {model:?}"));
+            continue;
+        }
+        let Some(ts_ms) = cell(cols.ts, i).and_then(parse_timestamp) else {
+            let t = cell(cols.ts, i).unwrap_or("");
+            exclude(&mut out, Reason::BAD_TIMESTAMP, format!("{t:?}"));
+            continue;
+        };
+        let score = match cols.score_f64 {
+            Some(v) => v.get(i),
+            None => match cell(cols.score, i) {
+                None => None,
+                Some(s) => match s.parse::<f64>() {
+                    Ok(x) => Some(x),
+                    Err(_) => {
+                        exclude(&mut out, Reason::BAD_SCORE, format!("{s:?}"));
+                        continue;
+                    }
+                },
+            },
+        };
+        if let Some(x) = score
+            && !x.is_finite()
+        {
+            exclude(&mut out, Reason::BAD_SCORE, format!("{x}"));
+            continue;
+        }
+        let (outcome, positive) = match score {
+            Some(x) => (RowOutcome::Evaluated, Some(x >= spec.threshold)),
+            None => match cell(cols.answer, i) {
+                None => (RowOutcome::NotEvaluated, None),
+                Some(a) if pos.is_match(a) => (RowOutcome::Evaluated, Some(true)),
+                Some(a) if neg.is_match(a) => (RowOutcome::Evaluated, Some(false)),
+                Some(_) => (RowOutcome::Equivocal, None),
+            },
+        };
+        let label = match cell(cols.label, i) {
+            None => None,
+            Some("0") | Some("0.0") | Some("false") | Some("False") => Some(false),
+            Some("1") | Some("1.0") | Some("true") | Some("True") => Some(true),
+            Some(other) => {
+                *out.set_aside
+                    .entry(Reason::BAD_LABEL.to_string())
+                    .or_insert(0) += 1;
+                problem(
+                    &mut out,
+                    file,
+                    row,
+                    case_id,
+                    Reason::BAD_LABEL,
+                    format!("{other:?} (row kept, label ignored)"),
+                );
+                None
+            }
+        };
+        let attrs = cols
+            .attrs
+            .iter()
+            .enumerate()
+            .map(|(ai, cells)| out.intern(ai, cell(*cells, i).unwrap_or("")))
+            .collect();
+        let case = out.cases.push(case_id);
+        origin.push(row);
+        out.rows.push(LogRow {
+            ts_ms,
+            case,
+            score,
+            positive,
+            outcome,
+            label,
+            attrs,
+        });
+    }
+    (out, origin)
+}
+
+/// For each row, whether its case ID is the first occurrence of that ID. The rows' IDs are
+/// hashed (SipHash with a random key, so that no log can be crafted to collide) and the
+/// `(hash, row)` pairs sorted: equal IDs become neighbours, and only rows whose hashes are equal
+/// are compared as strings. One cache-friendly sort instead of ten million random probes of a
+/// hash set; the result does not depend on the key.
+fn first_occurrences(cases: &CaseIds, rows: &[LogRow]) -> Vec<bool> {
+    use rayon::prelude::*;
+    use std::hash::BuildHasher;
+    let state = std::collections::hash_map::RandomState::new();
+    let mut keys: Vec<(u64, usize)> = rows
+        .par_iter()
+        .enumerate()
+        .map(|(i, r)| (state.hash_one(cases.get(r.case)), i))
+        .collect();
+    keys.par_sort_unstable();
+    let mut keep = vec![true; rows.len()];
+    let id = |k: &(u64, usize)| cases.get(rows[k.1].case);
+    let mut s = 0;
+    while s < keys.len() {
+        let mut e = s + 1;
+        while e < keys.len() && keys[e].0 == keys[s].0 {
+            e += 1;
+        }
+        // Within a run the rows are in file order: a row repeats an ID when an earlier kept
+        // row of the run has it (almost always the run's first row, so this is linear).
+        for j in s + 1..e {
+            let me = id(&keys[j]);
+            if keys[s..j].iter().any(|k| keep[k.1] && id(k) == me) {
+                keep[keys[j].1] = false;
+            }
+        }
+        s = e;
+    }
+    keep
+}
+
+/// Cell `i` of a column, trimmed; `None` when the column is absent or the cell null or blank.
+fn cell(cells: Option<&Cells>, i: usize) -> Option<&str> {
+    cells
+        .and_then(|v| v.get(i))
+        .map(trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// `str::trim`, with a fast path for the usual cell that starts and ends with a printable
+/// ASCII character (never white space).
+fn trim(s: &str) -> &str {
+    let b = s.as_bytes();
+    let plain = |c: u8| c > b' ' && c < 0x7f;
+    match (b.first(), b.last()) {
+        (Some(&f), Some(&l)) if plain(f) && plain(l) => s,
+        _ => s.trim(),
+    }
 }
 
 fn problem(out: &mut LogRead, file: &str, row: u64, case_id: &str, reason: &str, detail: String) {
@@ -323,6 +670,17 @@ pub fn read_logs(
     spec: &LogSpec,
     pending: &[StoredRow],
 ) -> Result<LogRead> {
+    read_logs_in_blocks(files, spec, pending, ROW_BLOCK)
+}
+
+/// [`read_logs`] with rows validated in parallel blocks of `block` rows.
+fn read_logs_in_blocks(
+    files: &[std::path::PathBuf],
+    spec: &LogSpec,
+    pending: &[StoredRow],
+    block: usize,
+) -> Result<LogRead> {
+    let block = block.max(1);
     let c = &spec.columns;
     let pos = Regex::new(&format!("(?i){}", spec.answer_positive))
         .map_err(|e| Error::input(format!("task.answer.positive: {e}")))?;
@@ -342,9 +700,10 @@ pub fn read_logs(
         let attrs = (0..spec.attributes.len())
             .map(|a| out.intern(a, p.attrs.get(a).map(String::as_str).unwrap_or("")))
             .collect();
+        let case = out.cases.push(&p.case_id);
         out.rows.push(LogRow {
             ts_ms: p.ts_ms,
-            case_id: p.case_id.clone(),
+            case,
             score: p.score,
             positive: p.positive,
             outcome: p.outcome,
@@ -400,113 +759,39 @@ pub fn read_logs(
                 out.ignored_columns.push(n.clone());
             }
         }
-        let get = |name: &str, i: usize| -> Option<&str> {
-            raw.cols
-                .get(name)
-                .and_then(|v| v[i].as_deref())
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
+        // Rows are validated in parallel blocks, each into its own accumulator, then merged in
+        // file order: counts, problems (capped in order), case IDs and attribute codes come out
+        // as one pass over the file would give them.
+        let cols = FileColumns {
+            case: raw.cols.get(&c.case_id),
+            model: raw.cols.get(&c.model_sha256),
+            ts: raw.cols.get(&c.timestamp),
+            score: raw.cols.get(&c.score),
+            answer: raw.cols.get(&c.answer),
+            label: raw.cols.get(&c.label),
+            attrs: spec.attributes.iter().map(|a| raw.cols.get(a)).collect(),
+            score_f64: raw.score_f64.as_ref(),
         };
-        for i in 0..raw.height {
-            out.rows_read += 1;
-            let row = (i + 1) as u64;
-            let case_id = get(&c.case_id, i).unwrap_or("").to_string();
-            let exclude = |out: &mut LogRead, reason: &str, detail: String| {
-                *out.excluded.entry(reason.to_string()).or_insert(0) += 1;
-                problem(out, &file, row, &case_id, reason, detail);
-            };
-            if case_id.is_empty() {
-                exclude(&mut out, Reason::MISSING_CASE_ID, String::new());
-                continue;
-            }
-            let model = get(&c.model_sha256, i).unwrap_or("");
-            if let Some(m) = &spec.model_sha256
-                && !model.eq_ignore_ascii_case(m)
-            {
-                exclude(&mut out, Reason::OTHER_MODEL, format!("model {model:?}"));
-                continue;
-            }
-            let Some(ts_ms) = get(&c.timestamp, i).and_then(parse_timestamp) else {
-                let t = get(&c.timestamp, i).unwrap_or("").to_string();
-                exclude(&mut out, Reason::BAD_TIMESTAMP, format!("{t:?}"));
-                continue;
-            };
-            let score = match &raw.score_f64 {
-                Some(v) => v[i],
-                None => match get(&c.score, i) {
-                    None => None,
-                    Some(s) => match s.parse::<f64>() {
-                        Ok(x) => Some(x),
-                        Err(_) => {
-                            exclude(&mut out, Reason::BAD_SCORE, format!("{s:?}"));
-                            continue;
-                        }
-                    },
-                },
-            };
-            if let Some(x) = score
-                && !x.is_finite()
-            {
-                exclude(&mut out, Reason::BAD_SCORE, format!("{x}"));
-                continue;
-            }
-            let (outcome, positive) = match score {
-                Some(x) => (RowOutcome::Evaluated, Some(x >= spec.threshold)),
-                None => match get(&c.answer, i) {
-                    None => (RowOutcome::NotEvaluated, None),
-                    Some(a) if pos.is_match(a) => (RowOutcome::Evaluated, Some(true)),
-                    Some(a) if neg.is_match(a) => (RowOutcome::Evaluated, Some(false)),
-                    Some(_) => (RowOutcome::Equivocal, None),
-                },
-            };
-            let label = match get(&c.label, i) {
-                None => None,
-                Some("0") | Some("0.0") | Some("false") | Some("False") => Some(false),
-                Some("1") | Some("1.0") | Some("true") | Some("True") => Some(true),
-                Some(other) => {
-                    *out.set_aside
-                        .entry(Reason::BAD_LABEL.to_string())
-                        .or_insert(0) += 1;
-                    problem(
-                        &mut out,
-                        &file,
-                        row,
-                        &case_id,
-                        Reason::BAD_LABEL,
-                        format!("{other:?} (row kept, label ignored)"),
-                    );
-                    None
-                }
-            };
-            let attrs = spec
-                .attributes
-                .iter()
-                .enumerate()
-                .map(|(ai, a)| out.intern(ai, get(a, i).unwrap_or("")))
+        let parts: Vec<(LogRead, Vec<u64>)> = {
+            use rayon::prelude::*;
+            let blocks: Vec<std::ops::Range<usize>> = (0..raw.height)
+                .step_by(block)
+                .map(|s| s..(s + block).min(raw.height))
                 .collect();
-            origin.push((fi, row));
-            out.rows.push(LogRow {
-                ts_ms,
-                case_id,
-                score,
-                positive,
-                outcome,
-                label,
-                attrs,
-            });
+            blocks
+                .into_par_iter()
+                .map(|range| read_block(&cols, spec, &pos, &neg, &file, range))
+                .collect()
+        };
+        out.rows.reserve(raw.height);
+        origin.reserve(raw.height);
+        for (part, rows) in parts {
+            out.merge(part);
+            origin.extend(rows.into_iter().map(|r| (fi, r)));
         }
     }
     // Duplicate case IDs: the first occurrence is kept, later ones are excluded.
-    let mut keep = vec![true; out.rows.len()];
-    {
-        let mut seen: std::collections::HashSet<&str> =
-            std::collections::HashSet::with_capacity(out.rows.len());
-        for (i, r) in out.rows.iter().enumerate() {
-            if !seen.insert(r.case_id.as_str()) {
-                keep[i] = false;
-            }
-        }
-    }
+    let keep = first_occurrences(&out.cases, &out.rows);
     if keep.iter().any(|k| !k) {
         let mut rows = Vec::with_capacity(out.rows.len());
         let taken = std::mem::take(&mut out.rows);
@@ -522,11 +807,12 @@ pub fn read_logs(
                     .get(fi)
                     .map(|p| p.display().to_string())
                     .unwrap_or_default();
+                let case_id = out.cases.get(r.case).to_string();
                 problem(
                     &mut out,
                     &file,
                     row,
-                    &r.case_id,
+                    &case_id,
                     Reason::DUPLICATE_CASE,
                     "same case ID as an earlier row".into(),
                 );
@@ -541,7 +827,98 @@ pub fn read_logs(
             out.duplicate_timestamps += 1;
         }
     }
-    // Stable sort: rows with equal timestamps keep their file order.
-    out.rows.sort_by_key(|r| r.ts_ms);
+    // Stable sort: rows with equal timestamps keep their file order (already sorted: nothing
+    // to do).
+    if out.unsorted_rows > 0 {
+        out.rows.sort_by_key(|r| r.ts_ms);
+    }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reading in blocks of a few rows gives exactly what one pass gives: rows (case IDs and
+    /// attribute codes included), counts, the problems in file order and the levels in
+    /// first-seen order, with duplicates, exclusions and new levels spread over the blocks.
+    #[test]
+    fn blocks_merge_as_one_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = "ab".repeat(32);
+        let mut t = String::from("timestamp,case_id,score,label,model_sha256,site\n");
+        for i in 0..200u64 {
+            let ts = 1772409600 + (i * 7919 % 200) * 60; // unsorted, with repeats of no ts
+            let id = if i % 37 == 5 {
+                format!("C{}", i - 3)
+            } else {
+                format!("C{i}")
+            };
+            let m = if i % 41 == 7 {
+                "cd".repeat(32)
+            } else {
+                model.clone()
+            };
+            let ts = if i % 53 == 9 {
+                "soon".to_string()
+            } else {
+                ts.to_string()
+            };
+            let score = match i % 29 {
+                3 => "high".to_string(),
+                4 => String::new(),
+                _ => format!("0.{}", (i * 31) % 1000),
+            };
+            let label = ["0", "1", "", "2"][(i % 4) as usize];
+            let site = format!("site-{}", (i * i) % 11);
+            t.push_str(&format!("{ts},{id},{score},{label},{m},{site}\n"));
+        }
+        let f = dir.path().join("log.csv");
+        std::fs::write(&f, t).unwrap();
+        let spec = LogSpec {
+            columns: LogColumns::default(),
+            attributes: vec!["site".into(), "view".into()],
+            required_attributes: vec![],
+            model_sha256: Some(model),
+            threshold: 0.5,
+            answer_positive: "yes".into(),
+            answer_negative: "no".into(),
+        };
+        let pending = vec![StoredRow {
+            ts_ms: 1772409600000,
+            case_id: "C7".into(),
+            score: Some(0.4),
+            positive: Some(false),
+            outcome: RowOutcome::Evaluated,
+            label: None,
+            attrs: vec!["site-x".into(), String::new()],
+        }];
+        let files = vec![f];
+        let one = read_logs_in_blocks(&files, &spec, &pending, usize::MAX).unwrap();
+        assert!(one.excluded.len() >= 4, "{:?}", one.excluded);
+        assert!(one.unsorted_rows > 0);
+        for block in [1, 3, 64] {
+            let b = read_logs_in_blocks(&files, &spec, &pending, block).unwrap();
+            assert_eq!(b.rows, one.rows, "block {block}");
+            let ids = |r: &LogRead| -> Vec<String> {
+                r.rows.iter().map(|x| r.case_id(x).to_string()).collect()
+            };
+            assert_eq!(ids(&b), ids(&one));
+            assert_eq!(b.levels, one.levels);
+            assert_eq!(b.problems, one.problems);
+            assert_eq!(b.excluded, one.excluded);
+            assert_eq!(b.set_aside, one.set_aside);
+            assert_eq!(b.rows_read, one.rows_read);
+            assert_eq!(b.unsorted_rows, one.unsorted_rows);
+            assert_eq!(b.duplicate_timestamps, one.duplicate_timestamps);
+        }
+    }
+
+    #[test]
+    fn attribute_codes_spill_past_the_inline_ones() {
+        let c: AttrCodes = (0..20u32).collect();
+        assert_eq!(&c[..], &(0..20u32).collect::<Vec<_>>()[..]);
+        let d: AttrCodes = [4u32, 2].into_iter().collect();
+        assert_eq!(&d[..], &[4, 2]);
+    }
 }

@@ -295,6 +295,13 @@ pub fn check_plan(p: &crate::protocol::Protocol, plan: &MonitoringSpec) -> Vec<S
     out
 }
 
+/// One window's identity, statistics and chart observations.
+type EvaluatedWindow = (
+    WindowInfo,
+    Vec<engine::StatValue>,
+    Vec<(String, engine::ChartObs)>,
+);
+
 /// Runs one monitoring pass (see the module docs).
 pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
     let lp = crate::protocol::load(&opts.protocol)?;
@@ -437,13 +444,14 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
     // Rows at or before the watermark were read by an earlier run.
     let mut already = 0u64;
     if let Some((wts, wid)) = st.watermark.clone() {
-        let before = read.rows.len();
-        let (old, new): (Vec<_>, Vec<_>) = read.rows.drain(..).enumerate().partition(|(i, r)| {
-            *i >= pending_n && (r.ts_ms, r.case_id.as_str()) <= (wts, wid.as_str())
+        let cases = &read.cases;
+        let mut i = 0usize;
+        read.rows.retain(|r| {
+            let seen = i >= pending_n && (r.ts_ms, cases.get(r.case)) <= (wts, wid.as_str());
+            i += 1;
+            already += seen as u64;
+            !seen
         });
-        read.rows = new.into_iter().map(|(_, r)| r).collect();
-        already = old.len() as u64;
-        debug_assert_eq!(before, read.rows.len() + old.len());
     }
     let rows_read = read.rows_read;
     let inp = &mut st.input;
@@ -477,7 +485,7 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
         }
     }
     if let Some(last) = read.rows.last() {
-        let w = (last.ts_ms, last.case_id.clone());
+        let w = (last.ts_ms, read.case_id(last).to_string());
         if st.watermark.as_ref().is_none_or(|old| w > *old) {
             st.watermark = Some(w);
         }
@@ -516,45 +524,63 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
     }
     let mut new_windows = 0u64;
     let first_new_window = st.windows.len() as u64 + 1;
-    for (key, range) in groups.iter().take(closed) {
-        let wrows = &rows[range.clone()];
-        let index = st.windows.len() as u64 + 1;
-        let evaluated = wrows
-            .iter()
-            .filter(|r| r.outcome == RowOutcome::Evaluated)
-            .count() as u64;
-        let info = WindowInfo {
-            index,
-            first: log::format_timestamp(wrows[0].ts_ms),
-            last: log::format_timestamp(wrows[wrows.len() - 1].ts_ms),
-            span: engine::window_span(plan.window, *key)
-                .map(|(a, b)| (log::format_timestamp(a), log::format_timestamp(b))),
-            cases: (
-                wrows[0].case_id.clone(),
-                wrows[wrows.len() - 1].case_id.clone(),
-            ),
-            rows: wrows.len() as u64,
-            evaluated,
-            equivocal: wrows
-                .iter()
-                .filter(|r| r.outcome == RowOutcome::Equivocal)
-                .count() as u64,
-            not_evaluated: wrows
-                .iter()
-                .filter(|r| r.outcome == RowOutcome::NotEvaluated)
-                .count() as u64,
-            labelled: wrows.iter().filter(|r| r.label.is_some()).count() as u64,
-            small: (evaluated as usize) < plan.min_window_cases,
+    // Each closed window is a pure function of its rows, the baseline and the plan: they are
+    // evaluated in parallel (each worker with its own caches) and collected in window order,
+    // so the result is the same as one window after the other.
+    let base_index = st.windows.len() as u64;
+    let evaluated_windows: Vec<EvaluatedWindow> = {
+        use rayon::prelude::*;
+        let read = &read;
+        let new_ctx = || Context {
+            plan: &plan,
+            baseline: &baseline,
+            attributes: &attributes,
+            levels: &read.levels,
+            confidence,
+            interval: protocol.statistics.interval,
+            summaries: Default::default(),
+            edges: Default::default(),
         };
-        let values = engine::evaluate_window(&ctx, &info, wrows);
-        for (k, o) in engine::chart_observations(&ctx, index, wrows) {
+        groups[..closed]
+            .par_iter()
+            .enumerate()
+            .map_init(new_ctx, |ctx, (w, (key, range))| {
+                let wrows = &rows[range.clone()];
+                let index = base_index + w as u64 + 1;
+                let count = |o: RowOutcome| wrows.iter().filter(|r| r.outcome == o).count() as u64;
+                let evaluated = count(RowOutcome::Evaluated);
+                let info = WindowInfo {
+                    index,
+                    first: log::format_timestamp(wrows[0].ts_ms),
+                    last: log::format_timestamp(wrows[wrows.len() - 1].ts_ms),
+                    span: engine::window_span(plan.window, *key)
+                        .map(|(a, b)| (log::format_timestamp(a), log::format_timestamp(b))),
+                    cases: (
+                        read.case_id(&wrows[0]).to_string(),
+                        read.case_id(&wrows[wrows.len() - 1]).to_string(),
+                    ),
+                    rows: wrows.len() as u64,
+                    evaluated,
+                    equivocal: count(RowOutcome::Equivocal),
+                    not_evaluated: count(RowOutcome::NotEvaluated),
+                    labelled: wrows.iter().filter(|r| r.label.is_some()).count() as u64,
+                    small: (evaluated as usize) < plan.min_window_cases,
+                };
+                let values = engine::evaluate_window(ctx, &info, wrows);
+                let obs = engine::chart_observations(ctx, index, wrows);
+                (info, values, obs)
+            })
+            .collect()
+    };
+    for ((info, values, obs), (_, range)) in evaluated_windows.into_iter().zip(&groups) {
+        for (k, o) in obs {
             st.chart_obs.entry(k).or_default().push(o);
         }
         st.windows.push(WindowResult {
             window: info,
             values,
         });
-        st.rows_windowed += wrows.len() as u64;
+        st.rows_windowed += range.len() as u64;
         new_windows += 1;
     }
     st.pending = groups
