@@ -651,6 +651,38 @@ fn exact_sample_size_matches_scipy_and_published_table() {
     }
 }
 
+/// Issue 17 item 7, AUROC: the Obuchowski-variance plan against R pROC 1.18.0
+/// `power.roc.test` (`power_roc.csv`, `power_roc_at_n.csv`, from `gen_power_roc.R`): the
+/// real-valued size and the power are closed form (1e-9); the integer sizes exactly.
+#[test]
+fn auroc_sample_size_matches_proc_power_roc_test() {
+    use samplesize::{AurocVariance, auroc_plan, auroc_power, obuchowski_positives};
+    let rows = csv_rows(include_str!("../../tests/fixtures/stats/power_roc.csv"));
+    assert!(rows.len() >= 10);
+    for r in rows {
+        let v: Vec<f64> = r.iter().map(|x| x.parse().unwrap()).collect();
+        let real = obuchowski_positives(v[0], v[1], v[2], v[3], v[4]).unwrap();
+        assert!((real - v[5]).abs() < 1e-9, "{r:?}: {real}");
+        let plan = auroc_plan(AurocVariance::Obuchowski, v[0], v[1], v[2], v[3], v[4]).unwrap();
+        assert_eq!(
+            (plan.positives as f64, plan.negatives as f64),
+            (v[7], v[8]),
+            "{r:?}"
+        );
+        assert!((plan.power - v[9]).abs() < 1e-9, "{r:?}: {plan:?}");
+    }
+    let rows = csv_rows(include_str!(
+        "../../tests/fixtures/stats/power_roc_at_n.csv"
+    ));
+    assert!(rows.len() >= 5);
+    for r in rows {
+        let v: Vec<f64> = r.iter().map(|x| x.parse().unwrap()).collect();
+        let (np, nn) = (r[3].parse().unwrap(), r[4].parse().unwrap());
+        let p = auroc_power(AurocVariance::Obuchowski, v[0], v[1], v[2], np, nn).unwrap();
+        assert!((p - v[5]).abs() < 1e-9, "{r:?}: {p}");
+    }
+}
+
 /// Issue 17 item 9: prevalence-adjusted PPV/NPV against the transcription of Mercaldo, Lau &
 /// Zhou (2007) in `ppv_adjusted.csv`.
 #[test]
