@@ -343,6 +343,62 @@ fn plan_prints_sample_size() {
     assert!(err.contains("must exceed --goal"), "{err}");
 }
 
+/// `plan --metric auroc --auroc-variance obuchowski` against R pROC 1.18.0 power.roc.test
+/// (`fixtures/stats/power_roc.csv` row 7: AUROC 0.9 vs 0.8, one-sided 0.05, power 0.9, 2
+/// negatives per positive: 68 + 136, power 0.90433480270096989; `power_roc_at_n.csv` row 5:
+/// 37 + 91 positives/negatives at one-sided 0.05 give power 0.67773611229749608).
+#[test]
+fn plan_auroc_obuchowski_matches_proc() {
+    let args = [
+        "plan",
+        "--metric",
+        "auroc",
+        "--auroc-variance",
+        "obuchowski",
+        "--expected",
+        "0.9",
+        "--goal",
+        "0.8",
+        "--one-sided-alpha",
+        "0.05",
+        "--power",
+        "0.9",
+        "--ratio",
+        "2",
+        "--format",
+        "json",
+    ];
+    let (code, out, err) = medgate(&args);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["positives"].as_u64(), v["negatives"].as_u64()),
+        (Some(68), Some(136))
+    );
+    close(&v["achieved_power"], 0.904_334_802_700_97, 1e-9);
+    assert_eq!(v["variance"], "obuchowski");
+    assert!(v["method"].as_str().unwrap().contains("pROC"), "{out}");
+    let mut at_n = args.to_vec();
+    at_n[14] = "2.45";
+    at_n.extend(["--positives", "37"]);
+    let (code, out, err) = medgate(&at_n);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["positives"].as_u64(), v["negatives"].as_u64()),
+        (Some(37), Some(91))
+    );
+    close(&v["achieved_power"], 0.677_736_112_297_496, 1e-9);
+    // The default stays Hanley-McNeil, and says so.
+    let default: Vec<&str> = args[..3].iter().chain(&args[5..13]).copied().collect();
+    let (code, out, err) = medgate(&default);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("method: Obuchowski (1998) with the Hanley & McNeil"),
+        "{out}"
+    );
+}
+
 #[test]
 fn negative_threshold_and_intersections() {
     let input = fixture("asah_predictions.csv");

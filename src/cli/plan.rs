@@ -3,7 +3,8 @@
 //!
 //! Prints the exact binomial plan of [`crate::stats::samplesize`] (Flahault et al. 2005's
 //! smallest `n` and Chu & Cole 2007's saw-tooth-safe `n`, with the exact power achieved at
-//! each) or the Obuchowski / Hanley-McNeil AUROC plan, always naming the method used.
+//! each) or the AUROC plan with the Hanley-McNeil or the Obuchowski (pROC `power.roc.test`)
+//! variance (`--auroc-variance`), always naming the method used.
 
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 
@@ -11,7 +12,28 @@ use super::{GlobalArgs, OutputFormat};
 use crate::error::{Error, Result};
 use crate::exit::Outcome;
 use crate::protocol::Metric;
-use crate::stats::samplesize::{auroc_plan, exact_plan, normal_approx_positives};
+use crate::stats::samplesize::{
+    AurocVariance, auroc_plan, auroc_power, exact_plan, normal_approx_positives,
+};
+
+/// `--auroc-variance`: the variance of the AUROC the plan uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum AurocVarianceArg {
+    /// Hanley & McNeil (1982).
+    #[default]
+    HanleyMcneil,
+    /// Obuchowski (1994) binormal, as R pROC's power.roc.test.
+    Obuchowski,
+}
+
+impl From<AurocVarianceArg> for AurocVariance {
+    fn from(v: AurocVarianceArg) -> Self {
+        match v {
+            AurocVarianceArg::HanleyMcneil => Self::HanleyMcNeil,
+            AurocVarianceArg::Obuchowski => Self::Obuchowski,
+        }
+    }
+}
 
 /// Arguments of `medgate plan`.
 #[derive(Debug, clap::Args)]
@@ -21,6 +43,8 @@ Examples:
   medgate plan --expected 0.95 --goal 0.85 --one-sided-alpha 0.05 --power 0.95
   medgate plan --expected 0.92 --goal 0.85 --power 0.9 --prevalence 0.3 --format json
   medgate plan --metric auroc --expected 0.9 --goal 0.8 --ratio 2
+  medgate plan --metric auroc --auroc-variance obuchowski --expected 0.9 --goal 0.8
+  medgate plan --metric auroc --expected 0.9 --goal 0.8 --positives 100 --ratio 1
 
 For a specificity goal the same numbers are negatives (pass 1 - prevalence as --prevalence).
 The exact plan uses the one-sided exact (Clopper-Pearson) lower bound; a two-sided
@@ -52,6 +76,13 @@ pub struct PlanArgs {
     /// AUROC only: negatives per positive.
     #[arg(long, default_value_t = 1.0)]
     pub ratio: f64,
+    /// AUROC only: the variance of the AUROC.
+    #[arg(long, value_enum, default_value_t = AurocVarianceArg::HanleyMcneil)]
+    pub auroc_variance: AurocVarianceArg,
+    /// AUROC only: print the power at this many positives (negatives `ceil(ratio * N)`)
+    /// instead of a size.
+    #[arg(long, value_name = "N")]
+    pub positives: Option<u64>,
     /// Expected fraction of positives among enrolled cases (prints the total to enrol).
     #[arg(long)]
     pub prevalence: Option<f64>,
@@ -86,40 +117,7 @@ pub fn run(args: PlanArgs, _global: &GlobalArgs) -> Result<Outcome> {
         }
     };
     if args.metric == Metric::Auroc {
-        let plan = auroc_plan(args.expected, args.goal, alpha, args.power, args.ratio)
-            .ok_or_else(|| invalid(&args, alpha))?;
-        let method =
-            "Obuchowski (1998) with the Hanley & McNeil (1982) variance, normal approximation";
-        match args.format {
-            OutputFormat::Json => println!(
-                "{}",
-                serde_json::json!({
-                    "metric": "auroc",
-                    "method": method,
-                    "expected": args.expected,
-                    "goal": args.goal,
-                    "one_sided_alpha": alpha,
-                    "power": args.power,
-                    "ratio": args.ratio,
-                    "positives": plan.positives,
-                    "negatives": plan.negatives,
-                    "achieved_power": plan.power,
-                })
-            ),
-            OutputFormat::Text => {
-                println!(
-                    "{} positives and {} negatives: power {:.4} (target {}) that the one-sided {alpha} lower bound of the AUROC clears {} at an expected AUROC of {}",
-                    plan.positives,
-                    plan.negatives,
-                    plan.power,
-                    args.power,
-                    args.goal,
-                    args.expected
-                );
-                println!("method: {method}");
-            }
-        }
-        return Ok(Outcome::Pass);
+        return run_auroc(&args, alpha);
     }
     let plan = exact_plan(args.expected, args.goal, alpha, args.power)
         .ok_or_else(|| invalid(&args, alpha))?;
@@ -170,6 +168,87 @@ pub fn run(args: PlanArgs, _global: &GlobalArgs) -> Result<Outcome> {
             if let (Some(t), Some(p)) = (total, args.prevalence) {
                 println!("enrol about {t} cases at prevalence {p}");
             }
+        }
+    }
+    Ok(Outcome::Pass)
+}
+
+/// The AUROC branch of `medgate plan`: a size, or the power at `--positives`.
+fn run_auroc(args: &PlanArgs, alpha: f64) -> Result<Outcome> {
+    let variance = AurocVariance::from(args.auroc_variance);
+    let method = variance.method();
+    let (plan, at_given) = match args.positives {
+        Some(np) => {
+            let nn = (args.ratio * np as f64).ceil().max(1.0) as u64;
+            let bad = || {
+                Error::input_hint(
+                    format!("no power for {np} positives and {nn} negatives"),
+                    "--expected must exceed --goal, both in (0, 1), and --positives at least 1",
+                )
+            };
+            if !(args.ratio > 0.0 && args.ratio.is_finite()) {
+                return Err(bad());
+            }
+            let power =
+                auroc_power(variance, args.expected, args.goal, alpha, np, nn).ok_or_else(bad)?;
+            let plan = crate::stats::samplesize::AurocPlan {
+                positives: np,
+                negatives: nn,
+                power,
+            };
+            (plan, true)
+        }
+        None => (
+            auroc_plan(
+                variance,
+                args.expected,
+                args.goal,
+                alpha,
+                args.power,
+                args.ratio,
+            )
+            .ok_or_else(|| invalid(args, alpha))?,
+            false,
+        ),
+    };
+    match args.format {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::json!({
+                "metric": "auroc",
+                "method": method,
+                "variance": match variance {
+                    AurocVariance::HanleyMcNeil => "hanley-mcneil",
+                    AurocVariance::Obuchowski => "obuchowski",
+                },
+                "expected": args.expected,
+                "goal": args.goal,
+                "one_sided_alpha": alpha,
+                "power": if at_given { None } else { Some(args.power) },
+                "ratio": args.ratio,
+                "positives": plan.positives,
+                "negatives": plan.negatives,
+                "achieved_power": plan.power,
+            })
+        ),
+        OutputFormat::Text => {
+            if at_given {
+                println!(
+                    "{} positives and {} negatives: power {:.4} that the one-sided {alpha} lower bound of the AUROC clears {} at an expected AUROC of {}",
+                    plan.positives, plan.negatives, plan.power, args.goal, args.expected
+                );
+            } else {
+                println!(
+                    "{} positives and {} negatives: power {:.4} (target {}) that the one-sided {alpha} lower bound of the AUROC clears {} at an expected AUROC of {}",
+                    plan.positives,
+                    plan.negatives,
+                    plan.power,
+                    args.power,
+                    args.goal,
+                    args.expected
+                );
+            }
+            println!("method: {method}");
         }
     }
     Ok(Outcome::Pass)

@@ -19,7 +19,7 @@ use crate::protocol::{IntervalMethod, Multiplicity};
 use crate::stats;
 
 /// Fixture files the self-test reads, with their embedded content.
-pub const EMBEDDED: [(&str, &str); 26] = [
+pub const EMBEDDED: [(&str, &str); 28] = [
     (
         "proportion_ci.csv",
         include_str!("../../tests/fixtures/stats/proportion_ci.csv"),
@@ -75,6 +75,14 @@ pub const EMBEDDED: [(&str, &str); 26] = [
     (
         "samplesize.csv",
         include_str!("../../tests/fixtures/stats/samplesize.csv"),
+    ),
+    (
+        "power_roc.csv",
+        include_str!("../../tests/fixtures/stats/power_roc.csv"),
+    ),
+    (
+        "power_roc_at_n.csv",
+        include_str!("../../tests/fixtures/stats/power_roc_at_n.csv"),
     ),
     (
         "ppv_adjusted.csv",
@@ -816,6 +824,56 @@ fn step2_cases(fx: &Fixtures, r: &str, out: &mut Vec<SelftestCase>) -> Result<()
                 plan.map(|p| p.safe as f64),
                 plan.map(|p| p.safe_power),
             ],
+            TOL_CLOSED_FORM,
+        ));
+    }
+
+    let rp = r.replace("gen_proc.R", "gen_power_roc.R");
+    let ob = stats::samplesize::AurocVariance::Obuchowski;
+    let f = "power_roc.csv";
+    for (line, row) in fx.rows(f) {
+        let v: Vec<f64> = (0..10)
+            .map(|i| field(&row, i, f, line).and_then(|s| num(s, f, line)))
+            .collect::<Result<_>>()?;
+        let real = stats::samplesize::obuchowski_positives(v[0], v[1], v[2], v[3], v[4]);
+        let plan = stats::samplesize::auroc_plan(ob, v[0], v[1], v[2], v[3], v[4]);
+        out.push(case(
+            format!("auroc-samplesize/{}-vs-{}/{}/{}/k{}", v[0], v[1], v[2], v[3], v[4]),
+            "sample size",
+            format!(
+                "AUROC plan, Obuchowski variance: real-valued positives, integer positives and negatives and their power for AUROC {} vs goal {}, one-sided alpha {}, power {}, {} negatives per positive ({f} line {line})",
+                v[0], v[1], v[2], v[3], v[4]
+            ),
+            &format!("R pROC power.roc.test (goal 0.5) or its var.theta.obuchowski / solve.nd with the null variance at the goal, {rp}"),
+            &[v[5], v[7], v[8], v[9]],
+            &[
+                real,
+                plan.map(|p| p.positives as f64),
+                plan.map(|p| p.negatives as f64),
+                plan.map(|p| p.power),
+            ],
+            TOL_CLOSED_FORM,
+        ));
+    }
+    let f = "power_roc_at_n.csv";
+    for (line, row) in fx.rows(f) {
+        let v: Vec<f64> = (0..6)
+            .map(|i| field(&row, i, f, line).and_then(|s| num(s, f, line)))
+            .collect::<Result<_>>()?;
+        let (np, nn) = (
+            int(field(&row, 3, f, line)?, f, line)?,
+            int(field(&row, 4, f, line)?, f, line)?,
+        );
+        out.push(case(
+            format!("auroc-power/{}-vs-{}/{}/{np}+{nn}", v[0], v[1], v[2]),
+            "sample size",
+            format!(
+                "AUROC power, Obuchowski variance, at {np} positives and {nn} negatives for AUROC {} vs goal {}, one-sided alpha {} ({f} line {line})",
+                v[0], v[1], v[2]
+            ),
+            &format!("R pROC power.roc.test(auc, ncases, ncontrols, sig.level) (goal 0.5) or its solve.zbeta with the null variance at the goal, {rp}"),
+            &[v[5]],
+            &[stats::samplesize::auroc_power(ob, v[0], v[1], v[2], np, nn)],
             TOL_CLOSED_FORM,
         ));
     }

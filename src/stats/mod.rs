@@ -20,7 +20,8 @@
 //!   paired DeLong, flips) and independent differences of proportions.
 //! - [`multiplicity`]: Holm and Bonferroni.
 //! - [`samplesize`]: exact binomial planning for a sensitivity goal (Flahault 2005, Chu & Cole
-//!   2007) and AUROC planning (Hanley-McNeil variance).
+//!   2007) and AUROC planning (Hanley-McNeil or Obuchowski variance, the latter as R pROC's
+//!   `power.roc.test`).
 //! - [`calibration`]: ECE, calibration intercept and slope, Spiegelhalter's z.
 //! - [`ppv`]: prevalence-adjusted PPV and NPV (Mercaldo, Lau & Zhou 2007).
 //! - [`drift`] and [`cusum`]: post-market monitoring statistics (PSI, Kolmogorov-Smirnov,

@@ -28,6 +28,19 @@
 //! the Hanley & McNeil (1982, Radiology 143:29) variance
 //! `(A (1 - A) + (n_P - 1)(Q1 - A^2) + (n_N - 1)(Q2 - A^2)) / (n_P n_N)`,
 //! `Q1 = A / (2 - A)`, `Q2 = 2 A^2 / (1 + A)`.
+//!
+//! With [`AurocVariance::Obuchowski`] `SE(A)^2 = V(A, k) / n_P` instead, the binormal
+//! (equal-variance) approximation of Obuchowski (1994, Acad Radiol 1:345) that R pROC's
+//! `power.roc.test` uses: `V(A, k) = 0.0099 exp(-a^2 / 2) ((5 a^2 + 8) + (a^2 + 8) / k)` with
+//! `a = 1.414 Phi^-1(A)` (the published constants, kept as printed) and `k = n_N / n_P`. Its
+//! real-valued size is closed form, `n_P = (z_{1-a} sqrt(V(A0)) + z_{1-b} sqrt(V(A1)))^2 /
+//! (A1 - A0)^2` ([`obuchowski_positives`]); pROC tests only `A0 = 0.5` (where
+//! `V = 0.0792 (1 + 1/k)`), this takes the null variance at the goal. Checked against pROC 1.18.0
+//! in `tests/fixtures/stats/power_roc*.csv`.
+//!
+//! Both variances give the integer plan the same way: the smallest `n_P` (scanned from 1) whose
+//! power `Phi(((A1 - A0) - z_{1-a} SE(A0)) / SE(A1))` with `n_N = ceil(ratio n_P)` reaches the
+//! target ([`auroc_power`] at a given size).
 
 use statrs::distribution::{ContinuousCDF, Normal};
 use statrs::function::beta::beta_reg;
@@ -151,6 +164,95 @@ fn hanley_mcneil_variance(a: f64, np: f64, nn: f64) -> f64 {
     (a * (1.0 - a) + (np - 1.0) * (q1 - a * a) + (nn - 1.0) * (q2 - a * a)) / (np * nn)
 }
 
+/// Which variance of the AUROC an AUROC plan uses (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AurocVariance {
+    /// Hanley & McNeil (1982), exponential-score approximation.
+    #[default]
+    HanleyMcNeil,
+    /// Obuchowski (1994) binormal approximation, as R pROC's `power.roc.test`.
+    Obuchowski,
+}
+
+impl AurocVariance {
+    /// How `medgate plan` names the method.
+    pub fn method(self) -> &'static str {
+        match self {
+            Self::HanleyMcNeil => {
+                "Obuchowski (1998) with the Hanley & McNeil (1982) variance, normal approximation"
+            }
+            Self::Obuchowski => {
+                "Obuchowski (1998) with the Obuchowski (1994) binormal variance (as R pROC power.roc.test), normal approximation"
+            }
+        }
+    }
+
+    /// Variance of the AUROC `a` from `np` positives and `nn` negatives.
+    fn variance(self, a: f64, np: f64, nn: f64) -> f64 {
+        match self {
+            Self::HanleyMcNeil => hanley_mcneil_variance(a, np, nn),
+            Self::Obuchowski => obuchowski_unit_variance(a, nn / np) / np,
+        }
+    }
+}
+
+/// Obuchowski's `V(A, k)`: `n_P` times the variance of the AUROC `a` at `k = n_N / n_P`
+/// negatives per positive (pROC's `var.theta.obuchowski`).
+pub fn obuchowski_unit_variance(a: f64, kappa: f64) -> f64 {
+    let std = Normal::standard();
+    let z = std.inverse_cdf(a) * 1.414;
+    0.0099 * (-z * z / 2.0).exp() * ((5.0 * z * z + 8.0) + (z * z + 8.0) / kappa)
+}
+
+/// Real-valued positives for the Obuchowski plan at `kappa` negatives per positive (pROC's
+/// `ncases`; `None` for invalid arguments).
+pub fn obuchowski_positives(
+    expected: f64,
+    goal: f64,
+    alpha: f64,
+    power: f64,
+    kappa: f64,
+) -> Option<f64> {
+    if !valid_auroc_args(expected, goal, alpha, power, kappa) {
+        return None;
+    }
+    let std = Normal::standard();
+    let (za, zb) = (std.inverse_cdf(1.0 - alpha), std.inverse_cdf(power));
+    let v0 = obuchowski_unit_variance(goal, kappa);
+    let v1 = obuchowski_unit_variance(expected, kappa);
+    Some((za * v0.sqrt() + zb * v1.sqrt()).powi(2) / (expected - goal).powi(2))
+}
+
+fn valid_auroc_args(expected: f64, goal: f64, alpha: f64, power: f64, ratio: f64) -> bool {
+    open(expected)
+        && open(goal)
+        && open(alpha)
+        && open(power)
+        && expected > goal
+        && ratio > 0.0
+        && ratio.is_finite()
+}
+
+/// Normal-approximation power at `np` positives and `nn` negatives of the one-sided level-`alpha`
+/// test of `A <= goal` when the AUROC is `expected`; `None` for invalid arguments.
+pub fn auroc_power(
+    variance: AurocVariance,
+    expected: f64,
+    goal: f64,
+    alpha: f64,
+    np: u64,
+    nn: u64,
+) -> Option<f64> {
+    if !(open(expected) && open(goal) && open(alpha)) || expected <= goal || np == 0 || nn == 0 {
+        return None;
+    }
+    let std = Normal::standard();
+    let za = std.inverse_cdf(1.0 - alpha);
+    let s0 = variance.variance(goal, np as f64, nn as f64).sqrt();
+    let s1 = variance.variance(expected, np as f64, nn as f64).sqrt();
+    Some(std.cdf(((expected - goal) - za * s0) / s1))
+}
+
 /// An AUROC plan: positives, negatives, and the normal-approximation power achieved.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AurocPlan {
@@ -164,35 +266,30 @@ pub struct AurocPlan {
 
 /// AUROC plan (see the module docs): `ratio` negatives per positive, one-sided `alpha`.
 pub fn auroc_plan(
+    variance: AurocVariance,
     expected: f64,
     goal: f64,
     alpha: f64,
     power: f64,
     ratio: f64,
 ) -> Option<AurocPlan> {
-    if !(open(expected) && open(goal) && open(alpha) && open(power))
-        || expected <= goal
-        || !(ratio > 0.0 && ratio.is_finite())
-    {
+    if !valid_auroc_args(expected, goal, alpha, power, ratio) {
         return None;
     }
-    let std = Normal::standard();
-    let (za, zb) = (std.inverse_cdf(1.0 - alpha), std.inverse_cdf(power));
-    let achieved = |np: u64| {
-        let nn = (ratio * np as f64).ceil().max(1.0);
-        let s0 = hanley_mcneil_variance(goal, np as f64, nn).sqrt();
-        let s1 = hanley_mcneil_variance(expected, np as f64, nn).sqrt();
-        (nn as u64, s0, s1)
+    let negatives = |np: u64| (ratio * np as f64).ceil().max(1.0) as u64;
+    // Hanley-McNeil's variance has `n - 1` terms: one positive is no plan.
+    let first = match variance {
+        AurocVariance::HanleyMcNeil => 2,
+        AurocVariance::Obuchowski => 1,
     };
-    let np = (2..=MAX_N).find(|&np| {
-        let (_, s0, s1) = achieved(np);
-        za * s0 + zb * s1 <= expected - goal
+    let (np, achieved) = (first..=MAX_N).find_map(|np| {
+        let p = auroc_power(variance, expected, goal, alpha, np, negatives(np))?;
+        (p >= power).then_some((np, p))
     })?;
-    let (nn, s0, s1) = achieved(np);
     Some(AurocPlan {
         positives: np,
-        negatives: nn,
-        power: std.cdf(((expected - goal) - za * s0) / s1),
+        negatives: negatives(np),
+        power: achieved,
     })
 }
 
@@ -217,6 +314,18 @@ mod tests {
         assert_eq!(sample_size_positives(0.8, 0.9, 0.95, 0.8), None);
         assert_eq!(sample_size_positives(0.9, 0.9, 0.95, 0.8), None);
         assert_eq!(sample_size_positives(0.9, 0.8, 1.0, 0.8), None);
-        assert_eq!(auroc_plan(0.8, 0.9, 0.05, 0.8, 1.0), None);
+        assert_eq!(
+            auroc_plan(AurocVariance::HanleyMcNeil, 0.8, 0.9, 0.05, 0.8, 1.0),
+            None
+        );
+        assert_eq!(
+            auroc_plan(AurocVariance::Obuchowski, 0.9, 0.8, 0.05, 0.8, 0.0),
+            None
+        );
+        assert_eq!(obuchowski_positives(0.9, 0.8, 0.05, 1.0, 1.0), None);
+        assert_eq!(
+            auroc_power(AurocVariance::Obuchowski, 0.9, 0.8, 0.05, 0, 5),
+            None
+        );
     }
 }

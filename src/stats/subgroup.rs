@@ -15,8 +15,58 @@
 //! `va x vb`, and only combinations that occur are levels.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use rayon::prelude::*;
+
+/// A fast multiply-rotate hasher (the Fx hash of rustc) for coding level names: the map only
+/// numbers the distinct values, which are then renumbered in sorted order, so the hash never
+/// shows in a result, and crafted values can at worst slow the coding of one column.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(tail) ^ rest.len() as u64);
+    }
+
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 use super::StatsError;
 
@@ -37,7 +87,7 @@ impl Factor {
     where
         I: IntoIterator<Item = &'s str>,
     {
-        let mut index: HashMap<&'s str, u32> = HashMap::new();
+        let mut index: FxMap<&'s str, u32> = FxMap::default();
         let mut raw = Vec::new();
         for v in values {
             let next = index.len() as u32;
@@ -65,7 +115,7 @@ impl Factor {
             .map(|f| f.name.as_str())
             .collect::<Vec<_>>()
             .join(" x ");
-        let mut index: HashMap<Vec<u32>, u32> = HashMap::new();
+        let mut index: FxMap<Vec<u32>, u32> = FxMap::default();
         let mut raw = Vec::with_capacity(n);
         for i in 0..n {
             let key: Vec<u32> = parts.iter().map(|f| f.codes[i]).collect();
@@ -148,15 +198,20 @@ impl Prepared {
                 });
             }
         }
-        // Adding 0.0 turns -0.0 into 0.0, so total_cmp ties them. Sorting (score, index) pairs
-        // keeps the comparisons in cache; the index breaks ties, so the order (and every float
-        // sum over it) is unique whatever the thread count.
-        let mut pairs: Vec<(f64, u32)> = scores
+        // Adding 0.0 turns -0.0 into 0.0; the key maps each score's bits to an unsigned integer
+        // in the order of `f64::total_cmp` (flip every bit of a negative, the sign bit of a
+        // positive), so the sort compares integers. The index breaks ties, so the order (and
+        // every float sum over it) is unique whatever the thread count.
+        let key = |s: f64| {
+            let b = (s + 0.0).to_bits();
+            if b >> 63 == 1 { !b } else { b | (1 << 63) }
+        };
+        let mut pairs: Vec<(u64, u32)> = scores
             .iter()
             .enumerate()
-            .map(|(i, s)| (s + 0.0, i as u32))
+            .map(|(i, &s)| (key(s), i as u32))
             .collect();
-        pairs.par_sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        pairs.par_sort_unstable();
         let stride = 1 + factors.len();
         let mut offsets = Vec::with_capacity(factors.len());
         let mut n_levels = 1;
@@ -164,19 +219,25 @@ impl Prepared {
             offsets.push(n_levels);
             n_levels += f.levels.len();
         }
+        // Each case's levels laid out in input order first (sequential reads of every column),
+        // so that the sorted layout below gathers one contiguous row per case.
+        let mut rows = vec![0u32; n * stride];
+        for (j, (f, &off)) in factors.iter().zip(&offsets).enumerate() {
+            let col = 1 + j;
+            for (row, &c) in rows.chunks_exact_mut(stride).zip(&f.codes) {
+                row[col] = off as u32 + c;
+            }
+        }
         let mut positive = Vec::with_capacity(n);
         let mut levels = Vec::with_capacity(n * stride);
         let mut runs = Vec::new();
         let mut cut_run = None;
-        for (pos, &(score, i)) in pairs.iter().enumerate() {
+        for (pos, &(k, i)) in pairs.iter().enumerate() {
             let i = i as usize;
             positive.push(labels[i]);
-            levels.push(0);
-            for (f, &off) in factors.iter().zip(&offsets) {
-                levels.push((off + f.codes[i] as usize) as u32);
-            }
-            if pos == 0 || score != pairs[pos - 1].0 {
-                if cut_run.is_none() && score >= threshold {
+            levels.extend_from_slice(&rows[i * stride..(i + 1) * stride]);
+            if pos == 0 || k != pairs[pos - 1].0 {
+                if cut_run.is_none() && scores[i] + 0.0 >= threshold {
                     cut_run = Some(runs.len());
                 }
                 runs.push(pos);

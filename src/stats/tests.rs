@@ -457,6 +457,52 @@ proptest! {
     }
 }
 
+/// The stratified percentile bootstrap of the AUROC against R pROC 1.18.0's
+/// `ci.auc(method = "bootstrap", boot.stratified = TRUE, boot.n = 10000)` on aSAH
+/// (`boot_auc.csv`, `gen_proc_boot.R`). Both are Monte-Carlo estimates: the standard error of a
+/// 2.5% / 97.5% percentile is about `2.7 sd / sqrt(B)` (sd of the AUROC about 0.04-0.06), i.e.
+/// 0.0015 for pROC's 10,000 resamples and 0.0024 for medgate's 4,000, so 0.012 is about four
+/// combined standard errors (the fixture's median column is informational).
+#[test]
+fn bootstrap_interval_agrees_with_proc_ci_auc_bootstrap() {
+    let rows = csv_rows(include_str!("../../tests/fixtures/stats/asah.csv"));
+    let labels: Vec<bool> = rows.iter().map(|r| r[0] == "\"Poor\"").collect();
+    let cfg = AnalysisConfig {
+        threshold: 0.5,
+        interval: IntervalMethod::Bootstrap,
+        bootstrap_resamples: 4000,
+        seed: 20_261_203,
+        ..AnalysisConfig::default()
+    };
+    let want = csv_rows(include_str!("../../tests/fixtures/stats/boot_auc.csv"));
+    assert_eq!(want.len(), 3);
+    for w in want {
+        let col = match w[0].as_str() {
+            "ndka" => 1,
+            "s100b" => 2,
+            "wfns" => 3,
+            other => panic!("{other}"),
+        };
+        let scores: Vec<f64> = rows
+            .iter()
+            .map(|r| r[col].trim_matches('"').parse().unwrap())
+            .collect();
+        let input = AnalysisInput {
+            labels: &labels,
+            scores: &scores,
+            attributes: &[],
+        };
+        let a = analyze(&input, &cfg).unwrap().overall.auroc.unwrap();
+        assert_eq!(a.method, Some(Method::Bootstrap));
+        assert_eq!(a.usable_resamples, Some(4000));
+        let (lo, hi): (f64, f64) = (w[2].parse().unwrap(), w[3].parse().unwrap());
+        assert!(
+            (a.lower - lo).abs() < 0.012 && (a.upper - hi).abs() < 0.012,
+            "{w:?}: {a:?}"
+        );
+    }
+}
+
 #[test]
 fn bootstrap_refuses_absurd_level_counts() {
     let n = 60_000;
@@ -648,6 +694,38 @@ fn exact_sample_size_matches_scipy_and_published_table() {
         assert_eq!((plan.exact as f64, plan.safe as f64), (v[4], v[6]), "{r:?}");
         assert!((plan.exact_power - v[5]).abs() < 1e-9, "{r:?} {plan:?}");
         assert!((plan.safe_power - v[7]).abs() < 1e-9, "{r:?} {plan:?}");
+    }
+}
+
+/// Issue 17 item 7, AUROC: the Obuchowski-variance plan against R pROC 1.18.0
+/// `power.roc.test` (`power_roc.csv`, `power_roc_at_n.csv`, from `gen_power_roc.R`): the
+/// real-valued size and the power are closed form (1e-9); the integer sizes exactly.
+#[test]
+fn auroc_sample_size_matches_proc_power_roc_test() {
+    use samplesize::{AurocVariance, auroc_plan, auroc_power, obuchowski_positives};
+    let rows = csv_rows(include_str!("../../tests/fixtures/stats/power_roc.csv"));
+    assert!(rows.len() >= 10);
+    for r in rows {
+        let v: Vec<f64> = r.iter().map(|x| x.parse().unwrap()).collect();
+        let real = obuchowski_positives(v[0], v[1], v[2], v[3], v[4]).unwrap();
+        assert!((real - v[5]).abs() < 1e-9, "{r:?}: {real}");
+        let plan = auroc_plan(AurocVariance::Obuchowski, v[0], v[1], v[2], v[3], v[4]).unwrap();
+        assert_eq!(
+            (plan.positives as f64, plan.negatives as f64),
+            (v[7], v[8]),
+            "{r:?}"
+        );
+        assert!((plan.power - v[9]).abs() < 1e-9, "{r:?}: {plan:?}");
+    }
+    let rows = csv_rows(include_str!(
+        "../../tests/fixtures/stats/power_roc_at_n.csv"
+    ));
+    assert!(rows.len() >= 5);
+    for r in rows {
+        let v: Vec<f64> = r.iter().map(|x| x.parse().unwrap()).collect();
+        let (np, nn) = (r[3].parse().unwrap(), r[4].parse().unwrap());
+        let p = auroc_power(AurocVariance::Obuchowski, v[0], v[1], v[2], np, nn).unwrap();
+        assert!((p - v[5]).abs() < 1e-9, "{r:?}: {p}");
     }
 }
 
