@@ -346,6 +346,8 @@ pub struct Context<'a> {
     pub attributes: &'a [String],
     /// Level names per attribute.
     pub levels: &'a [Vec<String>],
+    /// The rows' attribute codes ([`crate::monitor::log::LogRead::codes`]).
+    pub codes: &'a [u32],
     /// Confidence level.
     pub confidence: f64,
     /// Interval method for proportions (bootstrap falls back to Wilson).
@@ -357,6 +359,11 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// Code of attribute `a` of row `r` (an index into `levels[a]`).
+    fn code(&self, r: &LogRow, a: usize) -> u32 {
+        self.codes[r.case * self.levels.len() + a]
+    }
+
     fn attr_index(&self, name: &str) -> Option<usize> {
         self.attributes.iter().position(|a| a == name)
     }
@@ -467,7 +474,7 @@ pub fn scopes(ctx: &Context, s: &MonitorStatistic, extra_levels: &[String]) -> V
 fn in_scope(ctx: &Context, r: &LogRow, scope: &Scope) -> bool {
     match &scope.attr {
         None => true,
-        Some((a, l)) => ctx.levels[*a][r.attrs[*a] as usize] == *l,
+        Some((a, l)) => ctx.levels[*a][ctx.code(r, *a) as usize] == *l,
     }
 }
 
@@ -735,7 +742,7 @@ fn stat_value(
             // Window counts by level code first (no string per row), then by level name.
             let mut by_code = vec![0u64; ctx.levels[ai].len()];
             for r in sel {
-                if let Some(n) = by_code.get_mut(r.attrs[ai] as usize) {
+                if let Some(n) = by_code.get_mut(ctx.code(r, ai) as usize) {
                     *n += 1;
                 }
             }

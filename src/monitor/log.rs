@@ -9,7 +9,8 @@
 //! Built for ten million rows (issue 16): cells are read in place from polars' columns (no
 //! `String` per cell; a value is spelled out only to name a bad cell), rows are validated in
 //! parallel blocks merged in file order, a row holds its case ID as an index into one shared
-//! buffer ([`CaseIds`]) and its attribute values as inline codes ([`AttrCodes`]), and
+//! buffer ([`CaseIds`]) and its attribute values as codes in one flat table indexed the same way
+//! ([`LogRead::attrs`]: a row is 40 bytes, with no allocation of its own), and
 //! duplicate case IDs are found by sorting row hashes rather than probing a hash set.
 
 use std::collections::BTreeMap;
@@ -35,7 +36,8 @@ pub enum RowOutcome {
 }
 
 /// One accepted log row. Small and allocation-free: the case ID is an index into
-/// [`LogRead::cases`] (one shared buffer), the attribute values are codes held inline.
+/// [`LogRead::cases`] (one shared buffer), and the same index finds the row's attribute codes
+/// ([`LogRead::attrs`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogRow {
     /// Milliseconds since the Unix epoch (UTC).
@@ -50,57 +52,6 @@ pub struct LogRow {
     pub outcome: RowOutcome,
     /// Late label, when present and valid.
     pub label: Option<bool>,
-    /// Attribute values in the order of [`LogSpec::attributes`], as indices into
-    /// [`LogRead::levels`] (the empty string when absent).
-    pub attrs: AttrCodes,
-}
-
-/// Attribute codes of one row: up to [`AttrCodes::INLINE`] held inline (no allocation per
-/// row), more in a vector. Indexes like a `[u32]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AttrCodes {
-    len: usize,
-    inline: [u32; AttrCodes::INLINE],
-    spill: Vec<u32>,
-}
-
-impl AttrCodes {
-    /// Codes held without allocating.
-    pub const INLINE: usize = 8;
-
-    /// Appends a code.
-    pub fn push(&mut self, code: u32) {
-        if self.len < Self::INLINE && self.spill.is_empty() {
-            self.inline[self.len] = code;
-        } else {
-            if self.spill.is_empty() {
-                self.spill.extend_from_slice(&self.inline[..self.len]);
-            }
-            self.spill.push(code);
-        }
-        self.len += 1;
-    }
-}
-
-impl std::ops::Deref for AttrCodes {
-    type Target = [u32];
-    fn deref(&self) -> &[u32] {
-        if self.spill.is_empty() {
-            &self.inline[..self.len]
-        } else {
-            &self.spill
-        }
-    }
-}
-
-impl FromIterator<u32> for AttrCodes {
-    fn from_iter<I: IntoIterator<Item = u32>>(it: I) -> Self {
-        let mut c = AttrCodes::default();
-        for x in it {
-            c.push(x);
-        }
-        c
-    }
 }
 
 /// The case IDs of the accepted rows, in one buffer (a `String` per row would cost one
@@ -223,10 +174,13 @@ pub struct LogRead {
     pub unsorted_rows: u64,
     /// Rows with the same timestamp as the previous row.
     pub duplicate_timestamps: u64,
-    /// Per attribute: the distinct values seen, indexed by [`LogRow::attrs`].
+    /// Per attribute: the distinct values seen, indexed by the codes of [`LogRead::attrs`].
     pub levels: Vec<Vec<String>>,
     /// Case IDs of the rows, indexed by [`LogRow::case`].
     pub cases: CaseIds,
+    /// Attribute codes of the rows, `levels.len()` per row, in the order of [`LogRow::case`]
+    /// (see [`LogRead::attrs`]).
+    pub codes: Vec<u32>,
     dict: Vec<std::collections::HashMap<String, u32>>,
 }
 
@@ -274,14 +228,15 @@ impl LogRead {
         self.cases
             .ends
             .extend(part.cases.ends.iter().map(|e| e + shift));
-        self.rows.extend(part.rows.into_iter().map(|mut r| {
-            r.case += base;
-            r.attrs = r
-                .attrs
+        let n = remap.len().max(1);
+        self.codes.extend(
+            part.codes
                 .iter()
                 .enumerate()
-                .map(|(a, c)| remap[a][*c as usize])
-                .collect();
+                .map(|(j, c)| remap[j % n][*c as usize]),
+        );
+        self.rows.extend(part.rows.into_iter().map(|mut r| {
+            r.case += base;
             r
         }));
         self.rows_read += part.rows_read;
@@ -293,6 +248,13 @@ impl LogRead {
         }
         let room = MAX_PROBLEMS.saturating_sub(self.problems.len());
         self.problems.extend(part.problems.into_iter().take(room));
+    }
+
+    /// The attribute codes of a row, in the order of [`LogSpec::attributes`], as indices into
+    /// [`LogRead::levels`] (the empty string when absent).
+    pub fn attrs(&self, r: &LogRow) -> &[u32] {
+        let n = self.levels.len();
+        &self.codes[r.case * n..(r.case + 1) * n]
     }
 
     /// The case ID of a row.
@@ -309,8 +271,8 @@ impl LogRead {
             positive: r.positive,
             outcome: r.outcome,
             label: r.label,
-            attrs: r
-                .attrs
+            attrs: self
+                .attrs(r)
                 .iter()
                 .enumerate()
                 .map(|(a, i)| self.levels[a][*i as usize].clone())
@@ -358,21 +320,54 @@ impl Cells {
         }
         Cells::Polars(ca, starts)
     }
+}
 
-    fn get(&self, i: usize) -> Option<&str> {
-        match self {
-            Cells::Polars(ca, starts) => {
-                let k = starts.partition_point(|s| *s <= i).checked_sub(1)?;
-                let arr = ca.downcast_get(k)?;
-                let local = i - starts[k];
-                if local < arr.len() {
-                    arr.get(local)
-                } else {
-                    None
-                }
-            }
-            Cells::Owned(v) => v.get(i).and_then(|c| c.as_deref()),
+/// One polars string chunk.
+type StrArray = <StringType as PolarsDataType>::Array;
+
+/// Reads one column's cells in row order: it keeps the chunk that held the last row asked
+/// for, so the next row costs a bounds check rather than a search over the chunks and a
+/// downcast.
+struct Cursor<'a> {
+    cells: Option<&'a Cells>,
+    arr: Option<&'a StrArray>,
+    start: usize,
+    end: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(cells: Option<&'a Cells>) -> Self {
+        Cursor {
+            cells,
+            arr: None,
+            start: 0,
+            end: 0,
         }
+    }
+
+    /// The raw cell of row `i` (`None` when the column is absent or the cell null).
+    fn raw(&mut self, i: usize) -> Option<&'a str> {
+        match self.cells? {
+            Cells::Owned(v) => v.get(i).and_then(|c| c.as_deref()),
+            Cells::Polars(ca, starts) => {
+                if i < self.start || i >= self.end {
+                    let k = starts.partition_point(|s| *s <= i).checked_sub(1)?;
+                    let arr = ca.downcast_get(k)?;
+                    self.arr = Some(arr);
+                    self.start = starts[k];
+                    self.end = starts[k] + arr.len();
+                    if i >= self.end {
+                        return None;
+                    }
+                }
+                self.arr?.get(i - self.start)
+            }
+        }
+    }
+
+    /// Cell `i`, trimmed; `None` when the column is absent or the cell null or blank.
+    fn get(&mut self, i: usize) -> Option<&'a str> {
+        self.raw(i).map(trim).filter(|s| !s.is_empty())
     }
 }
 
@@ -503,10 +498,18 @@ fn read_block(
     let mut out = LogRead::new(spec.attributes.len());
     let mut origin = Vec::with_capacity(range.len());
     out.rows.reserve(range.len());
+    out.codes.reserve(range.len() * spec.attributes.len());
+    let mut case_c = Cursor::new(cols.case);
+    let mut model_c = Cursor::new(cols.model);
+    let mut ts_c = Cursor::new(cols.ts);
+    let mut score_c = Cursor::new(cols.score);
+    let mut answer_c = Cursor::new(cols.answer);
+    let mut label_c = Cursor::new(cols.label);
+    let mut attr_c: Vec<Cursor> = cols.attrs.iter().map(|c| Cursor::new(*c)).collect();
     for i in range {
         out.rows_read += 1;
         let row = (i + 1) as u64;
-        let case_id = cell(cols.case, i).unwrap_or("");
+        let case_id = case_c.get(i).unwrap_or("");
         let exclude = |out: &mut LogRead, reason: &str, detail: String| {
             *out.excluded.entry(reason.to_string()).or_insert(0) += 1;
             problem(out, file, row, case_id, reason, detail);
@@ -515,21 +518,22 @@ fn read_block(
             exclude(&mut out, Reason::MISSING_CASE_ID, String::new());
             continue;
         }
-        let model = cell(cols.model, i).unwrap_or("");
+        let model = model_c.get(i).unwrap_or("");
         if let Some(m) = &spec.model_sha256
             && !model.eq_ignore_ascii_case(m)
         {
             exclude(&mut out, Reason::OTHER_MODEL, format!("model {model:?}"));
             continue;
         }
-        let Some(ts_ms) = cell(cols.ts, i).and_then(parse_timestamp) else {
-            let t = cell(cols.ts, i).unwrap_or("");
+        let t = ts_c.get(i);
+        let Some(ts_ms) = t.and_then(parse_timestamp) else {
+            let t = t.unwrap_or("");
             exclude(&mut out, Reason::BAD_TIMESTAMP, format!("{t:?}"));
             continue;
         };
         let score = match cols.score_f64 {
             Some(v) => v.get(i),
-            None => match cell(cols.score, i) {
+            None => match score_c.get(i) {
                 None => None,
                 Some(s) => match s.parse::<f64>() {
                     Ok(x) => Some(x),
@@ -548,14 +552,14 @@ fn read_block(
         }
         let (outcome, positive) = match score {
             Some(x) => (RowOutcome::Evaluated, Some(x >= spec.threshold)),
-            None => match cell(cols.answer, i) {
+            None => match answer_c.get(i) {
                 None => (RowOutcome::NotEvaluated, None),
                 Some(a) if pos.is_match(a) => (RowOutcome::Evaluated, Some(true)),
                 Some(a) if neg.is_match(a) => (RowOutcome::Evaluated, Some(false)),
                 Some(_) => (RowOutcome::Equivocal, None),
             },
         };
-        let label = match cell(cols.label, i) {
+        let label = match label_c.get(i) {
             None => None,
             Some("0") | Some("0.0") | Some("false") | Some("False") => Some(false),
             Some("1") | Some("1.0") | Some("true") | Some("True") => Some(true),
@@ -574,12 +578,10 @@ fn read_block(
                 None
             }
         };
-        let attrs = cols
-            .attrs
-            .iter()
-            .enumerate()
-            .map(|(ai, cells)| out.intern(ai, cell(*cells, i).unwrap_or("")))
-            .collect();
+        for (ai, c) in attr_c.iter_mut().enumerate() {
+            let code = out.intern(ai, c.get(i).unwrap_or(""));
+            out.codes.push(code);
+        }
         let case = out.cases.push(case_id);
         origin.push(row);
         out.rows.push(LogRow {
@@ -589,7 +591,6 @@ fn read_block(
             positive,
             outcome,
             label,
-            attrs,
         });
     }
     (out, origin)
@@ -629,14 +630,6 @@ fn first_occurrences(cases: &CaseIds, rows: &[LogRow]) -> Vec<bool> {
         s = e;
     }
     keep
-}
-
-/// Cell `i` of a column, trimmed; `None` when the column is absent or the cell null or blank.
-fn cell(cells: Option<&Cells>, i: usize) -> Option<&str> {
-    cells
-        .and_then(|v| v.get(i))
-        .map(trim)
-        .filter(|s| !s.is_empty())
 }
 
 /// `str::trim`, with a fast path for the usual cell that starts and ends with a printable
@@ -697,9 +690,10 @@ fn read_logs_in_blocks(
     wanted.extend(spec.attributes.iter().map(String::as_str));
     let mut out = LogRead::new(spec.attributes.len());
     for p in pending {
-        let attrs = (0..spec.attributes.len())
-            .map(|a| out.intern(a, p.attrs.get(a).map(String::as_str).unwrap_or("")))
-            .collect();
+        for a in 0..spec.attributes.len() {
+            let code = out.intern(a, p.attrs.get(a).map(String::as_str).unwrap_or(""));
+            out.codes.push(code);
+        }
         let case = out.cases.push(&p.case_id);
         out.rows.push(LogRow {
             ts_ms: p.ts_ms,
@@ -708,7 +702,6 @@ fn read_logs_in_blocks(
             positive: p.positive,
             outcome: p.outcome,
             label: p.label,
-            attrs,
         });
     }
     // (file, row) of each new row, for naming duplicates afterwards.
@@ -784,13 +777,13 @@ fn read_logs_in_blocks(
                 .collect()
         };
         out.rows.reserve(raw.height);
+        out.codes.reserve(raw.height * spec.attributes.len());
         origin.reserve(raw.height);
         for (part, rows) in parts {
             out.merge(part);
             origin.extend(rows.into_iter().map(|r| (fi, r)));
         }
     }
-    // Duplicate case IDs: the first occurrence is kept, later ones are excluded.
     let keep = first_occurrences(&out.cases, &out.rows);
     if keep.iter().any(|k| !k) {
         let mut rows = Vec::with_capacity(out.rows.len());
@@ -904,6 +897,10 @@ mod tests {
                 r.rows.iter().map(|x| r.case_id(x).to_string()).collect()
             };
             assert_eq!(ids(&b), ids(&one));
+            let codes = |r: &LogRead| -> Vec<Vec<u32>> {
+                r.rows.iter().map(|x| r.attrs(x).to_vec()).collect()
+            };
+            assert_eq!(codes(&b), codes(&one));
             assert_eq!(b.levels, one.levels);
             assert_eq!(b.problems, one.problems);
             assert_eq!(b.excluded, one.excluded);
@@ -912,13 +909,5 @@ mod tests {
             assert_eq!(b.unsorted_rows, one.unsorted_rows);
             assert_eq!(b.duplicate_timestamps, one.duplicate_timestamps);
         }
-    }
-
-    #[test]
-    fn attribute_codes_spill_past_the_inline_ones() {
-        let c: AttrCodes = (0..20u32).collect();
-        assert_eq!(&c[..], &(0..20u32).collect::<Vec<_>>()[..]);
-        let d: AttrCodes = [4u32, 2].into_iter().collect();
-        assert_eq!(&d[..], &[4, 2]);
     }
 }

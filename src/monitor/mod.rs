@@ -414,22 +414,9 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
         _ => MonitorState::new(&evidence.run_id, &plan_sha256),
     };
 
-    // 3. Logs: skip files already read byte for byte.
-    let mut files = Vec::new();
-    let mut skipped = Vec::new();
-    let mut records = Vec::new();
-    for f in &opts.logs {
-        let (sha, _) = crate::hash::sha256_file(f)?;
-        if st.input.files.iter().any(|r| r.sha256 == sha) {
-            skipped.push(f.display().to_string());
-        } else {
-            files.push(f.clone());
-            records.push(FileRecord {
-                path: f.display().to_string(),
-                sha256: sha,
-            });
-        }
-    }
+    // 3. Logs: skip files already read byte for byte. A file can be skipped only when the
+    // state has seen files; otherwise the files are hashed while they are read (hashing is
+    // one core's work, and reading leaves a core idle part of the time).
     let spec = LogSpec {
         columns: plan.log.clone(),
         attributes: attributes.clone(),
@@ -439,7 +426,43 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
         answer_positive: protocol.task.answer.positive.clone(),
         answer_negative: protocol.task.answer.negative.clone(),
     };
-    let mut read = log::read_logs(&files, &spec, &st.pending)?;
+    let hash_all = |files: &[PathBuf]| -> Result<Vec<String>> {
+        files
+            .iter()
+            .map(|f| crate::hash::sha256_file(f).map(|(sha, _)| sha))
+            .collect()
+    };
+    let mut files = Vec::new();
+    let mut skipped = Vec::new();
+    let mut records = Vec::new();
+    let read = if st.input.files.is_empty() {
+        let (hashes, read) = rayon::join(
+            || hash_all(&opts.logs),
+            || log::read_logs(&opts.logs, &spec, &st.pending),
+        );
+        for (f, sha) in opts.logs.iter().zip(hashes?) {
+            files.push(f.clone());
+            records.push(FileRecord {
+                path: f.display().to_string(),
+                sha256: sha,
+            });
+        }
+        read?
+    } else {
+        for (f, sha) in opts.logs.iter().zip(hash_all(&opts.logs)?) {
+            if st.input.files.iter().any(|r| r.sha256 == sha) {
+                skipped.push(f.display().to_string());
+            } else {
+                files.push(f.clone());
+                records.push(FileRecord {
+                    path: f.display().to_string(),
+                    sha256: sha,
+                });
+            }
+        }
+        log::read_logs(&files, &spec, &st.pending)?
+    };
+    let mut read = read;
     let pending_n = st.pending.len();
     // Rows at or before the watermark were read by an earlier run.
     let mut already = 0u64;
@@ -498,6 +521,7 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
         baseline: &baseline,
         attributes: &attributes,
         levels: &read.levels,
+        codes: &read.codes,
         confidence,
         interval: protocol.statistics.interval,
         summaries: Default::default(),
@@ -536,6 +560,7 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
             baseline: &baseline,
             attributes: &attributes,
             levels: &read.levels,
+            codes: &read.codes,
             confidence,
             interval: protocol.statistics.interval,
             summaries: Default::default(),

@@ -287,8 +287,12 @@ fn prob_outside_band(m: u64, n: u64, g: u64, h: u64) -> f64 {
         let fi = i as f64;
         let mut below = if lo == 0 { 0.0 } else { 1.0 };
         for (j, v) in q.iter_mut().enumerate().take(hi).skip(lo) {
+            // q(i, j) = (i q(i-1, j) + j q(i, j-1)) / (i + j), with the weights computed off
+            // the dependency chain through `below` (one multiply-add per step instead of a
+            // division: the loop is latency-bound).
             let fj = j as f64;
-            below = (*v * fi + below * fj) / (fi + fj);
+            let r = 1.0 / (fi + fj);
+            below = *v * (fi * r) + below * (fj * r);
             *v = below;
         }
         (last_lo, last_hi) = (lo, hi);
