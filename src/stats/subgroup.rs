@@ -81,28 +81,74 @@ pub struct Factor {
     pub codes: Vec<u32>,
 }
 
+/// A string of at most 15 bytes as one integer: its bytes, zero-padded, and its length in the
+/// last byte (so "a" and "a\0" differ); `None` for longer strings.
+fn short_key(v: &str) -> Option<u128> {
+    let b = v.as_bytes();
+    if b.len() > 15 {
+        return None;
+    }
+    let mut buf = [0u8; 16];
+    buf[..b.len()].copy_from_slice(b);
+    buf[15] = b.len() as u8;
+    Some(u128::from_le_bytes(buf))
+}
+
 impl Factor {
     /// Codes a column of level names; levels are sorted by string order.
     pub fn from_values<'s, I>(name: &str, values: I) -> Factor
     where
         I: IntoIterator<Item = &'s str>,
     {
-        let mut index: FxMap<&'s str, u32> = FxMap::default();
-        let mut raw = Vec::new();
+        // Level names are usually short ("site-B", "65+"): a name of at most 15 bytes is
+        // coded by its bytes and length packed into one integer, so a lookup hashes and
+        // compares one `u128` instead of a string. Longer names go through a string map.
+        // Both give codes in first-seen order; the names are sorted afterwards.
+        let values = values.into_iter();
+        // Up to SCAN short names are looked up by a linear scan of their keys (cheaper than
+        // hashing for the few levels an attribute usually has); past that, by a hash map.
+        const SCAN: usize = 16;
+        let mut scan: Vec<(u128, u32)> = Vec::with_capacity(SCAN);
+        let mut short: FxMap<u128, u32> = FxMap::default();
+        let mut long: FxMap<&'s str, u32> = FxMap::default();
+        let mut seen: Vec<&'s str> = Vec::new();
+        let mut raw = Vec::with_capacity(values.size_hint().0);
         for v in values {
-            let next = index.len() as u32;
-            raw.push(*index.entry(v).or_insert(next));
+            let next = seen.len() as u32;
+            let code = match short_key(v) {
+                Some(k) if short.is_empty() => match scan.iter().find(|e| e.0 == k) {
+                    Some(e) => e.1,
+                    None if scan.len() < SCAN => {
+                        scan.push((k, next));
+                        next
+                    }
+                    None => {
+                        short.extend(scan.iter().copied());
+                        short.insert(k, next);
+                        next
+                    }
+                },
+                Some(k) => *short.entry(k).or_insert(next),
+                None => *long.entry(v).or_insert(next),
+            };
+            if code == next {
+                seen.push(v);
+            }
+            raw.push(code);
         }
-        let mut names: Vec<(&str, u32)> = index.into_iter().collect();
+        let mut names: Vec<(&str, u32)> = seen.into_iter().zip(0u32..).collect();
         names.sort_unstable();
         let mut remap = vec![0u32; names.len()];
         for (new, &(_, old)) in names.iter().enumerate() {
             remap[old as usize] = new as u32;
         }
+        for c in &mut raw {
+            *c = remap[*c as usize];
+        }
         Factor {
             name: name.to_string(),
             levels: names.into_iter().map(|(s, _)| s.to_string()).collect(),
-            codes: raw.into_iter().map(|c| remap[c as usize]).collect(),
+            codes: raw,
         }
     }
 
@@ -170,6 +216,36 @@ pub struct Prepared {
     pub cut_run: usize,
 }
 
+/// `rows` (`stride` codes per case, in input order) gathered into the order of `pairs`. For
+/// the usual few attributes the row is copied as a fixed-size array (a copy of unknown length
+/// per case would be a `memcpy` call per case).
+fn gather_rows(rows: &[u32], stride: usize, pairs: &[(u64, u32)]) -> Vec<u32> {
+    fn fixed<const S: usize>(rows: &[u32], pairs: &[(u64, u32)]) -> Vec<u32> {
+        let src: &[[u32; S]] = rows.as_chunks::<S>().0;
+        let mut out: Vec<[u32; S]> = Vec::with_capacity(pairs.len());
+        out.extend(pairs.iter().map(|&(_, i)| src[i as usize]));
+        out.into_flattened()
+    }
+    match stride {
+        1 => fixed::<1>(rows, pairs),
+        2 => fixed::<2>(rows, pairs),
+        3 => fixed::<3>(rows, pairs),
+        4 => fixed::<4>(rows, pairs),
+        5 => fixed::<5>(rows, pairs),
+        6 => fixed::<6>(rows, pairs),
+        7 => fixed::<7>(rows, pairs),
+        8 => fixed::<8>(rows, pairs),
+        _ => {
+            let mut out = Vec::with_capacity(pairs.len() * stride);
+            for &(_, i) in pairs {
+                let i = i as usize;
+                out.extend_from_slice(&rows[i * stride..(i + 1) * stride]);
+            }
+            out
+        }
+    }
+}
+
 impl Prepared {
     /// Sorts the cases and lays out their levels. Scores must not be NaN (checked by the
     /// caller); `-0.0` and `0.0` are one score.
@@ -229,13 +305,12 @@ impl Prepared {
             }
         }
         let mut positive = Vec::with_capacity(n);
-        let mut levels = Vec::with_capacity(n * stride);
+        let levels = gather_rows(&rows, stride, &pairs);
         let mut runs = Vec::new();
         let mut cut_run = None;
         for (pos, &(k, i)) in pairs.iter().enumerate() {
             let i = i as usize;
             positive.push(labels[i]);
-            levels.extend_from_slice(&rows[i * stride..(i + 1) * stride]);
             if pos == 0 || k != pairs[pos - 1].0 {
                 if cut_run.is_none() && scores[i] + 0.0 >= threshold {
                     cut_run = Some(runs.len());
@@ -459,6 +534,46 @@ pub fn delong_variances(prep: &Prepared, counts: &LevelCounts) -> Vec<Option<f64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn factor_codes_match_a_sorted_map_for_short_long_and_padded_names() {
+        let long = "a-level-name-longer-than-fifteen-bytes";
+        let few: Vec<String> = [
+            "a",
+            "a\0",
+            "",
+            long,
+            "b",
+            long,
+            "a",
+            "exactly15bytes!",
+            "a\0",
+            "",
+        ]
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+        // More levels than the linear scan holds, short and long, each seen several times.
+        let many: Vec<String> = (0..200)
+            .map(|i| match i % 3 {
+                0 => format!("s{}", (i * 7) % 40),
+                1 => format!("{long}-{}", i % 5),
+                _ => format!("s{}", i % 23),
+            })
+            .collect();
+        for vals in [few, many] {
+            let f = Factor::from_values("x", vals.iter().map(String::as_str));
+            let sorted: std::collections::BTreeSet<&str> =
+                vals.iter().map(String::as_str).collect();
+            let levels: Vec<&str> = sorted.iter().copied().collect();
+            assert_eq!(f.levels, levels);
+            let want: Vec<u32> = vals
+                .iter()
+                .map(|v| levels.iter().position(|l| l == v).unwrap() as u32)
+                .collect();
+            assert_eq!(f.codes, want);
+        }
+    }
 
     #[test]
     fn factor_levels_sorted_and_coded() {
