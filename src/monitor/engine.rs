@@ -471,10 +471,17 @@ pub fn scopes(ctx: &Context, s: &MonitorStatistic, extra_levels: &[String]) -> V
     out
 }
 
-fn in_scope(ctx: &Context, r: &LogRow, scope: &Scope) -> bool {
+/// The rows of `rows` in `scope`: the level's code is looked up once, then compared per row.
+fn in_scope<'r>(ctx: &Context, rows: &'r [LogRow], scope: &Scope) -> Vec<&'r LogRow> {
     match &scope.attr {
-        None => true,
-        Some((a, l)) => ctx.levels[*a][ctx.code(r, *a) as usize] == *l,
+        None => rows.iter().collect(),
+        Some((a, l)) => match ctx.levels[*a].iter().position(|x| x == l) {
+            None => Vec::new(),
+            Some(code) => rows
+                .iter()
+                .filter(|r| ctx.code(r, *a) as usize == code)
+                .collect(),
+        },
     }
 }
 
@@ -529,7 +536,7 @@ pub fn evaluate_window(ctx: &Context, info: &WindowInfo, rows: &[LogRow]) -> Vec
             MonitorKind::Psi | MonitorKind::Ks | MonitorKind::Wasserstein
         );
         for scope in scopes(ctx, s, &[]) {
-            let sel: Vec<&LogRow> = rows.iter().filter(|r| in_scope(ctx, r, &scope)).collect();
+            let sel = in_scope(ctx, rows, &scope);
             if scope.attr.is_some() && sel.is_empty() {
                 continue;
             }
@@ -880,7 +887,7 @@ pub fn chart_observations(ctx: &Context, index: u64, rows: &[LogRow]) -> Vec<(St
         }
         let of = s.of.unwrap_or(ChartOf::MeanScore);
         for scope in scopes(ctx, s, &[]) {
-            let sel: Vec<&LogRow> = rows.iter().filter(|r| in_scope(ctx, r, &scope)).collect();
+            let sel = in_scope(ctx, rows, &scope);
             let (raw, n) = chart_raw(of, &sel);
             out.push((
                 chart_key(&s.id, &scope.label()),

@@ -182,6 +182,9 @@ pub struct LogRead {
     /// (see [`LogRead::attrs`]).
     pub codes: Vec<u32>,
     dict: Vec<std::collections::HashMap<String, u32>>,
+    /// Per attribute: the short values among the levels as one integer each, with their code
+    /// (see [`LogRead::intern`]).
+    short: Vec<Vec<(u128, u32)>>,
 }
 
 /// Examples kept in [`LogRead::problems`] (every problem is counted; this bounds the list).
@@ -192,17 +195,24 @@ impl LogRead {
         LogRead {
             levels: vec![Vec::new(); attributes],
             dict: vec![std::collections::HashMap::new(); attributes],
+            short: vec![Vec::new(); attributes],
             ..LogRead::default()
         }
     }
 
     /// The index of value `v` of attribute `a`, adding it when new.
     pub fn intern(&mut self, a: usize, v: &str) -> u32 {
-        // Attributes have few levels: a short scan beats hashing the value.
+        // Attributes have few levels: a short scan beats hashing the value, and a value of at
+        // most 15 bytes is compared as one integer.
         let levels = &self.levels[a];
+        let key = crate::stats::subgroup::short_key(v);
         if levels.len() <= 16 {
-            if let Some(i) = levels.iter().position(|l| l == v) {
-                return i as u32;
+            let hit = match key {
+                Some(k) => self.short[a].iter().find(|e| e.0 == k).map(|e| e.1),
+                None => levels.iter().position(|l| l == v).map(|i| i as u32),
+            };
+            if let Some(i) = hit {
+                return i;
             }
         } else if let Some(i) = self.dict[a].get(v) {
             return *i;
@@ -210,6 +220,9 @@ impl LogRead {
         let i = self.levels[a].len() as u32;
         self.levels[a].push(v.to_string());
         self.dict[a].insert(v.to_string(), i);
+        if let Some(k) = key {
+            self.short[a].push((k, i));
+        }
         i
     }
 

@@ -83,7 +83,7 @@ pub struct Factor {
 
 /// A string of at most 15 bytes as one integer: its bytes, zero-padded, and its length in the
 /// last byte (so "a" and "a\0" differ); `None` for longer strings.
-fn short_key(v: &str) -> Option<u128> {
+pub(crate) fn short_key(v: &str) -> Option<u128> {
     let b = v.as_bytes();
     if b.len() > 15 {
         return None;
