@@ -968,3 +968,35 @@ fn monitoring_ledger_is_on_the_trace_chain() {
     );
     assert_eq!(std::fs::read(ws.path("ledger.jsonl")).unwrap(), golden);
 }
+
+/// `medgate monitor ... | head`: a reader that closes the pipe before the summary is printed
+/// does not turn the run into a panic (exit 101). The run has already written its files and
+/// ledger entry, so its own status (0 in control) stands.
+#[test]
+fn a_closed_stdout_pipe_is_not_a_panic() {
+    let ws = Ws::new();
+    let calm = ws.log("calm.csv", 400, usize::MAX, 0.0, 5);
+    for format in ["text", "json"] {
+        let out = format!("m-pipe-{format}");
+        let mut c = medgate();
+        c.current_dir(ws.dir.path())
+            .args([
+                "monitor",
+                "monitor.yaml",
+                "--format",
+                format,
+                "--baseline",
+                "bundle",
+            ])
+            .args(["--out", &out, "--no-pdf", "--log"])
+            .arg(&calm)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        drop(child.stdout.take()); // the reader goes away before anything is written
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(code(&o), 0, "{format}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{format}: {}", stderr(&o));
+        assert!(ws.path(&out).join("monitor.json").is_file());
+    }
+}

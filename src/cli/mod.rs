@@ -177,6 +177,18 @@ pub enum Command {
     Man(completions::ManArgs),
 }
 
+/// Writes `text` to standard output. A reader that closed the pipe early (`medgate monitor
+/// ... | head`) ends the output quietly instead of a panic: the command has written its files
+/// before it prints, and its exit status stands. Any other write error is an I/O error.
+pub(crate) fn emit(text: &str) -> Result<(), Error> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::io("<stdout>", e)),
+        _ => Ok(()),
+    }
+}
+
 /// Runs a parsed command line and returns the process status.
 pub fn main(cli: Cli) -> ExitCode {
     let global = cli.global.clone();

@@ -89,10 +89,15 @@ pub fn run(args: MonitorArgs, global: &GlobalArgs) -> Result<Outcome> {
                 "ledger": s.ledger_path.display().to_string(),
                 "ledger_seq": s.ledger.seq,
             });
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            let mut json = serde_json::to_string_pretty(&v).unwrap_or_default();
+            json.push('\n');
+            crate::cli::emit(&json)?;
         }
         OutputFormat::Text => {
-            println!(
+            use std::fmt::Write as _;
+            let mut text = String::new();
+            let _ = writeln!(
+                text,
                 "{}: {} ({} windows, {} new; {} alarms, {} new)",
                 r.protocol,
                 if r.status == crate::monitor::MonitorStatus::Alarm {
@@ -117,7 +122,8 @@ pub fn run(args: MonitorArgs, global: &GlobalArgs) -> Result<Outcome> {
                 }
             }
             for (a, n) in firsts {
-                println!(
+                let _ = writeln!(
+                    text,
                     "  ALARM {} [{}] first in window {} ({} .. {}), {n} window(s): {} -> {}{}",
                     a.id,
                     a.scope,
@@ -133,11 +139,12 @@ pub fn run(args: MonitorArgs, global: &GlobalArgs) -> Result<Outcome> {
                 );
             }
             for (k, n) in &r.input.excluded {
-                println!("  excluded {n} rows: {k}");
+                let _ = writeln!(text, "  excluded {n} rows: {k}");
             }
             for (k, n) in &r.input.set_aside {
-                println!("  kept {n} rows with a value set aside: {k}");
+                let _ = writeln!(text, "  kept {n} rows with a value set aside: {k}");
             }
+            crate::cli::emit(&text)?;
         }
     }
     if !global.quiet {

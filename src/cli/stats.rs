@@ -149,9 +149,9 @@ pub fn run(args: StatsArgs, global: &GlobalArgs) -> Result<Outcome> {
         OutputFormat::Json => {
             let json = serde_json::to_string_pretty(&report)
                 .map_err(|e| Error::Internal(format!("serialising the report: {e}")))?;
-            println!("{json}");
+            super::emit(&format!("{json}\n"))?;
         }
-        OutputFormat::Text => print!("{}", render_text(path, &report, multiplicity)),
+        OutputFormat::Text => super::emit(&render_text(path, &report, multiplicity))?,
     }
     Ok(Outcome::Pass)
 }
