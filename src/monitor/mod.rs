@@ -516,7 +516,8 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
 
     // 4. Windows.
     let confidence = protocol.statistics.confidence;
-    let ctx = Context {
+    // A context per worker (its caches are not shared); `ctx` serves the sequential steps.
+    let new_ctx = || Context {
         plan: &plan,
         baseline: &baseline,
         attributes: &attributes,
@@ -527,6 +528,7 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
         summaries: Default::default(),
         edges: Default::default(),
     };
+    let ctx = new_ctx();
     let rows = &read.rows;
     let mut groups: Vec<(i64, std::ops::Range<usize>)> = Vec::new();
     for (i, r) in rows.iter().enumerate() {
@@ -555,17 +557,6 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
     let evaluated_windows: Vec<EvaluatedWindow> = {
         use rayon::prelude::*;
         let read = &read;
-        let new_ctx = || Context {
-            plan: &plan,
-            baseline: &baseline,
-            attributes: &attributes,
-            levels: &read.levels,
-            codes: &read.codes,
-            confidence,
-            interval: protocol.statistics.interval,
-            summaries: Default::default(),
-            edges: Default::default(),
-        };
         groups[..closed]
             .par_iter()
             .enumerate()
