@@ -244,3 +244,136 @@ fn a_generative_server_refuses_what_it_cannot_honour() {
     assert!(!text.contains("tiny-qwen3-vl"), "{text}");
     srv.stop().unwrap();
 }
+
+/// `medgate serve --model DIR --precision bf16` (the command line, not the library): the
+/// served greedy texts are transformers 5.24.0's bf16 texts (`expected_half.json`) for all six
+/// cases, including image 1 / question 0, where bf16 and f32 transformers differ at step 2, so
+/// the precision demonstrably reached the model. Several steps have reference gaps below what
+/// the bf16 tolerance forces (see `tests/vlm_parity.rs`): if a numeric change flips one, check
+/// it there before changing this test. A precision the model cannot take is an input error.
+#[test]
+fn serve_precision_flag_runs_the_model_in_that_precision() {
+    use std::io::BufRead as _;
+    let dir = fixture();
+    let half: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected_half.json")).unwrap())
+            .unwrap();
+    let full: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let bin = env!("CARGO_BIN_EXE_medgate");
+    let mut child = std::process::Command::new(bin)
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--max-tokens",
+            "4",
+            "--precision",
+            "bf16",
+        ])
+        .arg("--model")
+        .arg(dir.join("tiny-qwen3-vl"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let f32_text = |i: u64, q: u64| -> String {
+        full["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["image_index"] == i && c["question_index"] == q)
+            .unwrap()["generated_text"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let mut differs_from_f32 = 0;
+    for c in half["cases"]["bf16"].as_array().unwrap() {
+        let (i, q) = (
+            c["image_index"].as_u64().unwrap(),
+            c["question_index"].as_u64().unwrap(),
+        );
+        let question = full["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["question_index"] == q)
+            .unwrap()["question"]
+            .as_str()
+            .unwrap();
+        let mut req = body(
+            c["image"].as_str().unwrap(),
+            question,
+            json!({"max_tokens": 4}),
+        );
+        req["model"] = json!("tiny-qwen3-vl");
+        let (status, _, text) = post(&base, &req);
+        assert_eq!(status, 200, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let got = v["choices"][0]["message"]["content"].as_str().unwrap();
+        assert_eq!(
+            got,
+            c["generated_text"].as_str().unwrap(),
+            "image {i} question {q}"
+        );
+        differs_from_f32 += usize::from(got != f32_text(i, q));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        differs_from_f32, 1,
+        "exactly one case differs between bf16 and f32"
+    );
+
+    // Refused before serving: a precision that is none, half precision for a CLIP on the CPU,
+    // and --precision beside --protocol (a protocol names its own).
+    let refuse = |args: &[&str], want: &str| {
+        let o = std::process::Command::new(bin)
+            .args(["serve", "--port", "0"])
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    };
+    let vlm = dir.join("tiny-qwen3-vl");
+    let vlm = vlm.to_str().unwrap();
+    refuse(
+        &["--model", vlm, "--precision", "f64"],
+        "model.precision `f64` is not a precision",
+    );
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo-cxr-clip");
+    refuse(
+        &[
+            "--model",
+            clip.to_str().unwrap(),
+            "--precision",
+            "bf16",
+            "--prompts-positive",
+            "a",
+            "--prompts-negative",
+            "b",
+        ],
+        "only supported on a GPU",
+    );
+    refuse(
+        &[
+            "--protocol",
+            "protocols/demo-cxr.yaml",
+            "--precision",
+            "bf16",
+        ],
+        "cannot be used with",
+    );
+}

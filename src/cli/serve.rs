@@ -99,6 +99,15 @@ pub struct ServeArgs {
     /// Device for --model: `cpu`, `cuda:N` or `auto` (a protocol names its own).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Precision for --model: `f32`, or `bf16` / `f16` (a VLM on any device, a CLIP on a GPU
+    /// only; a protocol names its own).
+    #[arg(
+        long,
+        default_value = "f32",
+        value_name = "DTYPE",
+        conflicts_with = "protocol"
+    )]
+    pub precision: String,
     /// Model ID served (default: the checkpoint directory's name).
     #[arg(long, value_name = "NAME")]
     pub model_name: Option<String>,
@@ -171,7 +180,7 @@ fn resolve_model(args: &ServeArgs) -> Result<(Served, String, Option<PathBuf>)> 
             path: path.clone(),
             sha256: None,
             device: args.device.clone(),
-            precision: "f32".into(),
+            precision: args.precision.clone(),
             batch_size: 1,
             kv_cache: true,
             max_tokens: args.max_tokens,
@@ -233,7 +242,7 @@ fn clip_scorer(args: &ServeArgs) -> Result<(Arc<ClipScorer>, String, PathBuf)> {
                 sha256: None,
                 device: args.device.clone(),
                 batch_size: 32,
-                precision: "f32".into(),
+                precision: args.precision.clone(),
             },
             None,
             PathBuf::from("."),
