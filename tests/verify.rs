@@ -508,9 +508,11 @@ fn selftest_fails_when_a_fixture_expected_value_is_altered() {
     let tmp = tempfile::tempdir().unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stats");
     let compare = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compare");
+    let monitor = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/monitor");
     let fx = tmp.path().join("fixtures");
     copy_dir(&src, &fx);
     copy_dir(&compare, &fx.join("compare"));
+    copy_dir(&monitor, &fx.join("monitor"));
     // pROC gives 0.501244999271703 for the lower 95% bound of aSAH ndka; alter it by 1e-6.
     let p = fx.join("delong_expected.csv");
     let text = std::fs::read_to_string(&p).unwrap();
@@ -534,6 +536,7 @@ fn selftest_fails_when_a_fixture_expected_value_is_altered() {
     let fx2 = tmp.path().join("fixtures-compare");
     copy_dir(&src, &fx2);
     copy_dir(&compare, &fx2.join("compare"));
+    copy_dir(&monitor, &fx2.join("monitor"));
     let p = fx2.join("compare/paired_delong_expected.csv");
     let text = std::fs::read_to_string(&p).unwrap();
     let altered = text.replacen("-0.048870606422809354", "-0.048869606422809354", 1);
@@ -559,6 +562,37 @@ fn selftest_fails_when_a_fixture_expected_value_is_altered() {
         1,
         "{out}"
     );
+    // An altered drift reference of the monitor is caught: scipy's exact KS p-value for a
+    // 10 000-score window against a 397-case baseline, moved by 1e-6 of itself.
+    let fx3 = tmp.path().join("fixtures-monitor");
+    copy_dir(&src, &fx3);
+    copy_dir(&compare, &fx3.join("compare"));
+    copy_dir(&monitor, &fx3.join("monitor"));
+    let p = fx3.join("monitor/drift.json");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let altered = text.replacen("0.0022083413375836593", "0.0022083435459249969", 1);
+    assert_ne!(text, altered);
+    std::fs::write(&p, altered).unwrap();
+    let o = medgate(
+        &[
+            "selftest",
+            "--fixtures",
+            fx3.to_str().unwrap(),
+            "--skip-e2e",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code(&o), 1, "{}", all(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("FAIL monitor/ks/window-10000-397-shift"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("\nFAIL ").count() + usize::from(out.starts_with("FAIL ")),
+        1,
+        "{out}"
+    );
     // A directory without the compare/ files is refused as unreadable fixtures.
     let stats_only = tmp.path().join("stats-only");
     copy_dir(&src, &stats_only);
@@ -576,6 +610,7 @@ fn selftest_fails_when_a_fixture_expected_value_is_altered() {
     // Unaltered fixtures from the directory pass.
     copy_dir(&src, &tmp.path().join("clean"));
     copy_dir(&compare, &tmp.path().join("clean/compare"));
+    copy_dir(&monitor, &tmp.path().join("clean/monitor"));
     let o = medgate(
         &[
             "selftest",

@@ -8,8 +8,9 @@
 //!   McNemar, multiplicity, agreement, two-sample and paired differences, simultaneous subgroup
 //!   gap bounds, homogeneity tests, exact sample sizes, prevalence-adjusted PPV/NPV,
 //!   calibration, equivocal imputation with 0/1 scores, and the release comparison's paired
-//!   statistics: Newcombe method 10, exact and mid-p McNemar, paired DeLong) recomputed by
-//!   this build and compared with the value an independent tool (statsmodels, scipy,
+//!   statistics: Newcombe method 10, exact and mid-p McNemar, paired DeLong; and the
+//!   monitor's drift statistics: two-sample KS, Wasserstein, PSI, chi-square of an attribute
+//!   mix) recomputed by this build and compared with the value an independent tool (statsmodels, scipy,
 //!   scikit-learn, calzone-tool, R pROC, R contingencytables, a published table) produced,
 //!   within a stated tolerance.
 //! - **End to end** ([`e2e`]): a small synthetic golden set is generated and locked, a
