@@ -344,10 +344,10 @@ pub struct Context<'a> {
     pub baseline: &'a Baseline,
     /// Attribute names in row order.
     pub attributes: &'a [String],
-    /// Level names per attribute.
-    pub levels: &'a [Vec<String>],
-    /// The rows' attribute codes ([`crate::monitor::log::LogRead::codes`]).
-    pub codes: &'a [u32],
+    /// What was read from the logs: the level names per attribute
+    /// ([`LogRead::levels`](super::log::LogRead::levels)) and each row's attribute codes
+    /// ([`LogRead::attrs`](super::log::LogRead::attrs)).
+    pub log: &'a super::log::LogRead,
     /// Confidence level.
     pub confidence: f64,
     /// Interval method for proportions (bootstrap falls back to Wilson).
@@ -359,9 +359,9 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// Code of attribute `a` of row `r` (an index into `levels[a]`).
+    /// Code of attribute `a` of row `r` (an index into `log.levels[a]`).
     fn code(&self, r: &LogRow, a: usize) -> u32 {
-        self.codes[r.case * self.levels.len() + a]
+        self.log.attrs(r)[a]
     }
 
     fn attr_index(&self, name: &str) -> Option<usize> {
@@ -460,7 +460,7 @@ pub fn scopes(ctx: &Context, s: &MonitorStatistic, extra_levels: &[String]) -> V
             .map(|c| c.attrs[ai].clone())
             .collect();
         levels.extend(extra_levels.iter().cloned());
-        levels.extend(ctx.levels[ai].iter().cloned());
+        levels.extend(ctx.log.levels[ai].iter().cloned());
         for l in levels {
             out.push(Scope {
                 attr: Some((ai, l)),
@@ -475,7 +475,7 @@ pub fn scopes(ctx: &Context, s: &MonitorStatistic, extra_levels: &[String]) -> V
 fn in_scope<'r>(ctx: &Context, rows: &'r [LogRow], scope: &Scope) -> Vec<&'r LogRow> {
     match &scope.attr {
         None => rows.iter().collect(),
-        Some((a, l)) => match ctx.levels[*a].iter().position(|x| x == l) {
+        Some((a, l)) => match ctx.log.levels[*a].iter().position(|x| x == l) {
             None => Vec::new(),
             Some(code) => rows
                 .iter()
@@ -747,7 +747,7 @@ fn stat_value(
                 }
             }
             // Window counts by level code first (no string per row), then by level name.
-            let mut by_code = vec![0u64; ctx.levels[ai].len()];
+            let mut by_code = vec![0u64; ctx.log.levels[ai].len()];
             for r in sel {
                 if let Some(n) = by_code.get_mut(ctx.code(r, ai) as usize) {
                     *n += 1;
@@ -755,7 +755,10 @@ fn stat_value(
             }
             for (code, n) in by_code.into_iter().enumerate() {
                 if n > 0 {
-                    counts.entry(ctx.levels[ai][code].clone()).or_default().1 += n;
+                    counts
+                        .entry(ctx.log.levels[ai][code].clone())
+                        .or_default()
+                        .1 += n;
                 }
             }
             let table: Vec<Vec<u64>> = counts.values().map(|(b, w)| vec![*b, *w]).collect();

@@ -432,37 +432,36 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
             .map(|f| crate::hash::sha256_file(f).map(|(sha, _)| sha))
             .collect()
     };
-    let mut files = Vec::new();
+    let record = |f: &PathBuf, sha: String| FileRecord {
+        path: f.display().to_string(),
+        sha256: sha,
+    };
     let mut skipped = Vec::new();
     let mut records = Vec::new();
-    let read = if st.input.files.is_empty() {
+    let mut read = if st.input.files.is_empty() {
         let (hashes, read) = rayon::join(
             || hash_all(&opts.logs),
             || log::read_logs(&opts.logs, &spec, &st.pending),
         );
-        for (f, sha) in opts.logs.iter().zip(hashes?) {
-            files.push(f.clone());
-            records.push(FileRecord {
-                path: f.display().to_string(),
-                sha256: sha,
-            });
-        }
+        records = opts
+            .logs
+            .iter()
+            .zip(hashes?)
+            .map(|(f, sha)| record(f, sha))
+            .collect();
         read?
     } else {
+        let mut files = Vec::new();
         for (f, sha) in opts.logs.iter().zip(hash_all(&opts.logs)?) {
             if st.input.files.iter().any(|r| r.sha256 == sha) {
                 skipped.push(f.display().to_string());
             } else {
                 files.push(f.clone());
-                records.push(FileRecord {
-                    path: f.display().to_string(),
-                    sha256: sha,
-                });
+                records.push(record(f, sha));
             }
         }
         log::read_logs(&files, &spec, &st.pending)?
     };
-    let mut read = read;
     let pending_n = st.pending.len();
     // Rows at or before the watermark were read by an earlier run.
     let mut already = 0u64;
@@ -478,6 +477,8 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
     }
     let rows_read = read.rows_read;
     let inp = &mut st.input;
+    // The files this run read, for its ledger entry.
+    let read_files = records.clone();
     inp.files.extend(records);
     inp.rows_read += read.rows_read;
     inp.rows_accepted += (read.rows.len() - pending_n.min(read.rows.len())) as u64;
@@ -521,8 +522,7 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
         plan: &plan,
         baseline: &baseline,
         attributes: &attributes,
-        levels: &read.levels,
-        codes: &read.codes,
+        log: &read,
         confidence,
         interval: protocol.statistics.interval,
         summaries: Default::default(),
@@ -668,15 +668,7 @@ pub fn run(opts: &MonitorOptions, world: &dyn World) -> Result<RunSummary> {
             medgate_version: env!("CARGO_PKG_VERSION").to_string(),
             protocol: format!("{} {}", protocol.protocol, protocol.version),
             baseline_run_id: evidence.run_id.clone(),
-            log_files: st
-                .input
-                .files
-                .iter()
-                .rev()
-                .take(files.len())
-                .rev()
-                .cloned()
-                .collect(),
+            log_files: read_files,
             rows_read,
             new_windows,
             windows_total: report.windows.len() as u64,
