@@ -2,14 +2,18 @@
 //!
 //! Reads a CSV or Parquet file (via [`crate::table`]), turns the label, score and subgroup
 //! columns into the engine's inputs (every bad value is reported with its row), runs
-//! [`crate::stats::analyze_factors`] and prints the [`crate::stats::StatsReport`] as a table or
+//! [`crate::stats::analyze_ordered`] and prints the [`crate::stats::StatsReport`] as a table or
 //! as JSON. All statistics live in [`crate::stats`]; this module only reads and prints.
+//!
+//! Reading is most of the time on a large table, so the scores are read and sorted
+//! ([`crate::stats::ScoreOrder`]) while the subgroup columns are coded, and a string column is
+//! coded straight from polars' string views (a name of at most 12 bytes lives inside its view,
+//! so the view is the name's key) without building a `&str` per row.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
-use rayon::prelude::*;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 
@@ -17,7 +21,10 @@ use super::{GlobalArgs, OutputFormat};
 use crate::error::{Error, Result};
 use crate::exit::Outcome;
 use crate::protocol::{IntervalMethod, Multiplicity};
-use crate::stats::{self, AnalysisConfig, Estimate, Factor, Metrics, StatsError, StatsReport};
+use crate::stats::{
+    self, AnalysisConfig, Estimate, Factor, LevelKey, LevelSegment, Metrics, ScoreOrder,
+    StatsError, StatsReport,
+};
 use crate::table::{TableFormat, column_names, read_table};
 
 /// Arguments of `medgate stats`.
@@ -136,9 +143,14 @@ pub fn run(args: StatsArgs, global: &GlobalArgs) -> Result<Outcome> {
             path.display()
         );
     }
-    let mut report =
-        stats::analyze_factors(&columns.labels, &columns.scores, &columns.factors, &cfg)
-            .map_err(|e| stats_error(path, e))?;
+    let mut report = stats::analyze_ordered(
+        &columns.labels,
+        &columns.scores,
+        &columns.order,
+        &columns.factors,
+        &cfg,
+    )
+    .map_err(|e| stats_error(path, e))?;
     // Without a protocol, the family is every gap this command prints.
     let p: Vec<f64> = report.gaps.iter().filter_map(|g| g.p_value).collect();
     let mut adj = stats::multiplicity::adjust(&p, multiplicity).into_iter();
@@ -163,6 +175,8 @@ pub struct PredictionColumns {
     pub labels: Vec<bool>,
     /// Score per row.
     pub scores: Vec<f64>,
+    /// The rows in score order (sorted while the attributes are coded).
+    pub order: ScoreOrder,
     /// Subgroup attributes, coded.
     pub factors: Vec<Factor>,
 }
@@ -197,29 +211,120 @@ impl PredictionColumns {
         score: &str,
         subgroups: &[String],
     ) -> Result<PredictionColumns> {
-        let labels = read_labels(path, column(path, df, label, "label")?)?;
-        let scores = read_scores(path, column(path, df, score, "score")?)?;
-        // One attribute per task: coding a million strings is the slowest part of reading.
-        let factors = subgroups
-            .par_iter()
-            .map(|name| {
-                let col = column(path, df, name, "subgroup")?;
-                let s = col
-                    .cast(&DataType::String)
-                    .map_err(|e| polars_err(path, e))?;
-                let ca = s.str().map_err(|e| polars_err(path, e))?;
-                Ok(Factor::from_values(
-                    name,
-                    ca.iter().map(|v| v.unwrap_or("(missing)")),
-                ))
-            })
+        let label_col = column(path, df, label, "label")?;
+        let score_col = column(path, df, score, "score")?;
+        let subgroup_cols = subgroups
+            .iter()
+            .map(|name| column(path, df, name, "subgroup"))
             .collect::<Result<Vec<_>>>()?;
+        // Labels and scores are read while the attributes are coded (the slowest part of
+        // reading: every segment of every attribute is a task).
+        let ((labels, scores), factors) = rayon::join(
+            || {
+                let scores = read_scores(path, score_col).and_then(|s| {
+                    let order = ScoreOrder::new(&s).map_err(|e| stats_error(path, e))?;
+                    Ok((s, order))
+                });
+                (read_labels(path, label_col), scores)
+            },
+            || {
+                subgroup_cols
+                    .iter()
+                    .map(|col| read_factor(path, col))
+                    .collect::<Result<Vec<_>>>()
+            },
+        );
+        let (labels, (scores, order), factors) = (labels?, scores?, factors?);
         Ok(PredictionColumns {
             labels,
             scores,
+            order,
             factors,
         })
     }
+}
+
+/// The name a missing attribute value is analysed under.
+const MISSING: &str = "(missing)";
+
+/// Polars' string array (Arrow's string view layout).
+type StrArray = <StringType as PolarsDataType>::Array;
+
+/// Rows `start..start + len` of one chunk of a string column, as a [`LevelSegment`] keyed by
+/// the chunk's 16-byte views: a name of at most 12 bytes is stored inline in its view (length,
+/// then bytes), so the view with the bytes past the length masked is the name's packed key and
+/// a lookup never touches the string. Longer names are keyed by the name.
+struct ViewSegment<'a> {
+    arr: &'a StrArray,
+    start: usize,
+    len: usize,
+    has_nulls: bool,
+}
+
+/// A view's bytes past an inline name of `len` bytes (4 length bytes, then the name) masked.
+fn inline_key(view: u128, len: u32) -> u128 {
+    let bits = 32 + 8 * len;
+    if bits >= 128 {
+        view
+    } else {
+        view & ((1u128 << bits) - 1)
+    }
+}
+
+impl LevelSegment for ViewSegment<'_> {
+    #[inline]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    fn key(&self, i: usize) -> LevelKey<'_> {
+        let j = self.start + i;
+        if self.has_nulls && self.arr.get(j).is_none() {
+            let v = MISSING.as_bytes();
+            let mut view = [0u8; 16];
+            view[..4].copy_from_slice(&(v.len() as u32).to_le_bytes());
+            view[4..4 + v.len()].copy_from_slice(v);
+            return LevelKey::Packed(u128::from_le_bytes(view));
+        }
+        let view = self.arr.views()[j];
+        if view.length <= 12 {
+            LevelKey::Packed(inline_key(view.as_u128(), view.length))
+        } else {
+            LevelKey::Name(self.name(i))
+        }
+    }
+
+    fn name(&self, i: usize) -> &str {
+        let j = self.start + i;
+        if self.has_nulls && self.arr.get(j).is_none() {
+            MISSING
+        } else {
+            self.arr.value(j)
+        }
+    }
+}
+
+/// Codes one subgroup column (any type; non-strings are coded by their text).
+fn read_factor(path: &Path, col: &Column) -> Result<Factor> {
+    const ROWS: usize = 1 << 16;
+    let s = col
+        .cast(&DataType::String)
+        .map_err(|e| polars_err(path, e))?;
+    let ca = s.str().map_err(|e| polars_err(path, e))?;
+    let mut segments = Vec::new();
+    let has_nulls = ca.null_count() > 0;
+    for arr in ca.downcast_iter() {
+        for start in (0..arr.len()).step_by(ROWS) {
+            segments.push(ViewSegment {
+                arr,
+                start,
+                len: ROWS.min(arr.len() - start),
+                has_nulls,
+            });
+        }
+    }
+    Ok(Factor::from_segments(col.name(), &segments))
 }
 
 fn bad_label(path: &Path, col: &Column, i: usize, value: &str) -> Error {
@@ -313,7 +418,19 @@ fn read_scores(path: &Path, col: &Column) -> Result<Vec<f64>> {
             .collect::<Result<_>>()?,
         dt if dt.is_primitive_numeric() => {
             let f = col.cast(&DataType::Float64).map_err(err)?;
-            f.f64().map_err(err)?.iter().collect()
+            let ca = f.f64().map_err(err)?;
+            if ca.null_count() == 0 {
+                // The common case, copied chunk by chunk; only a NaN needs its row named.
+                let mut out = Vec::with_capacity(ca.len());
+                for arr in ca.downcast_iter() {
+                    out.extend_from_slice(arr.values());
+                }
+                if let Some(i) = out.iter().position(|x| x.is_nan()) {
+                    return Err(bad_score(path, col, i, "NaN"));
+                }
+                return Ok(out);
+            }
+            ca.iter().collect()
         }
         other => {
             return Err(Error::input_hint(
@@ -496,4 +613,46 @@ pub fn render_text(path: &Path, r: &StatsReport, multiplicity: Multiplicity) -> 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn view_keys_code_like_a_sorted_map_with_nulls_long_names_and_chunks() {
+        // Names around the 12 bytes a view holds inline, the empty name, a null (analysed as
+        // "(missing)", like the literal), and a chunk longer than one segment.
+        let names = [
+            "",
+            "a",
+            "a\0",
+            "exactly12byt",
+            "exactly13byte",
+            "exactly12byu",
+            "a-much-longer-level-name",
+            "(missing)",
+        ];
+        let mut values: Vec<Option<&str>> = Vec::new();
+        for i in 0..140_000usize {
+            values.push(if i % 97 == 5 {
+                None
+            } else {
+                Some(names[(i * 7 + i / 3) % names.len()])
+            });
+        }
+        let (a, b) = values.split_at(100_003);
+        let mut s = Series::new("x".into(), a);
+        s.append(&Series::new("x".into(), b)).unwrap();
+        assert!(s.n_chunks() > 1);
+        let col = Column::from(s);
+        let f = read_factor(Path::new("t.csv"), &col).unwrap();
+        let as_name = |v: &Option<&str>| v.unwrap_or(MISSING).to_string();
+        let sorted: std::collections::BTreeSet<String> = values.iter().map(as_name).collect();
+        let levels: Vec<String> = sorted.into_iter().collect();
+        assert_eq!(f.levels, levels);
+        for (code, v) in f.codes.iter().zip(&values) {
+            assert_eq!(levels[*code as usize], as_name(v));
+        }
+    }
 }

@@ -93,11 +93,11 @@ pub use confusion::Confusion;
 pub use interval::{clopper_pearson, jeffreys, proportion_interval, wilson};
 pub use multiplicity::{bonferroni, holm};
 pub use samplesize::sample_size_positives;
-pub use subgroup::Factor;
+pub use subgroup::{Factor, LevelKey, LevelSegment, ScoreOrder};
 pub use types::*;
 
 use crate::protocol::{IntervalMethod, Metric};
-use subgroup::{LevelCounts, Prepared, RunScratch, count_pass, delong_variances};
+use subgroup::{LevelCounts, Prepared, counts_and_variances};
 
 /// Why an analysis could not run. Indices are 0-based positions in the input slices; callers
 /// that read a file translate them into rows.
@@ -235,6 +235,18 @@ pub fn analyze_factors(
     factors: &[Factor],
     cfg: &AnalysisConfig,
 ) -> Result<StatsReport, StatsError> {
+    analyze_ordered(labels, scores, &ScoreOrder::new(scores)?, factors, cfg)
+}
+
+/// [`analyze_factors`] with the scores already sorted ([`ScoreOrder::new`]), for a caller
+/// that sorts while it codes the attributes.
+pub fn analyze_ordered(
+    labels: &[bool],
+    scores: &[f64],
+    order: &ScoreOrder,
+    factors: &[Factor],
+    cfg: &AnalysisConfig,
+) -> Result<StatsReport, StatsError> {
     if cfg.threshold.is_nan() {
         return Err(StatsError::NanThreshold);
     }
@@ -243,7 +255,7 @@ pub fn analyze_factors(
     if (boot || cfg.calibration) && cfg.bootstrap_resamples == 0 {
         return Err(StatsError::NoResamples);
     }
-    let mut all: Vec<Factor> = factors.to_vec();
+    let mut intersections: Vec<Factor> = Vec::new();
     for names in &cfg.intersections {
         if names.len() < 2 {
             return Err(StatsError::ShortIntersection(names.clone()));
@@ -257,23 +269,17 @@ pub fn analyze_factors(
                     .ok_or_else(|| StatsError::UnknownAttribute(n.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        all.push(Factor::intersection(&parts));
+        intersections.push(Factor::intersection(&parts));
     }
-    let prep = Prepared::new(labels, scores, &all, cfg.threshold)?;
+    let all: Vec<&Factor> = factors.iter().chain(&intersections).collect();
+    let prep = Prepared::with_order(labels, scores, order, &all, cfg.threshold)?;
     if boot && prep.n_levels as u64 * u64::from(cfg.bootstrap_resamples) > MAX_BOOTSTRAP_VALUES {
         return Err(StatsError::TooManyLevels {
             levels: prep.n_levels,
             resamples: cfg.bootstrap_resamples,
         });
     }
-    let mut counts = LevelCounts::new(prep.n_levels);
-    count_pass(
-        &prep,
-        |_| 1,
-        &mut counts,
-        &mut RunScratch::new(prep.n_levels),
-    );
-    let variances = delong_variances(&prep, &counts);
+    let (counts, variances) = counts_and_variances(&prep);
     let auc_boot: Vec<Vec<f64>> = if boot {
         bootstrap::level_orders(&prep)
             .iter()

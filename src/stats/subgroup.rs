@@ -9,13 +9,25 @@
 //! case's levels. Within a run of tied scores, a level's positives are credited 1/2 for each of
 //! the level's negatives in the run.
 //!
+//! The sort ([`ScoreOrder`]) needs only the scores, so a caller can run it while it still codes
+//! the attributes. It is a least-significant-digit radix sort of `(key, index)` pairs whose
+//! passes run on the threads; the index breaks ties, so the order is unique whatever the
+//! thread count. The sample's own passes (counts, then DeLong) split the row slots among the
+//! threads ([`counts_and_variances`]): each level's sums still run over the one sorted order,
+//! so the split changes no bit of any result.
+//!
 //! # Levels
 //! A [`Factor`] is one attribute (or an intersection of attributes): its levels sorted by
-//! string (byte) order, and each case's level code. Intersections are named `a x b` with values
-//! `va x vb`, and only combinations that occur are levels.
+//! string (byte) order, and each case's level code. A column is coded as [`LevelSegment`]s
+//! (a table's chunks, as they are) in parallel, each in first-seen order with short names
+//! looked up as one packed integer, and the segments' levels are merged and renumbered in
+//! sorted order. Intersections are named `a x b` with values `va x vb`, and only combinations
+//! that occur are levels.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -94,61 +106,178 @@ pub(crate) fn short_key(v: &str) -> Option<u128> {
     Some(u128::from_le_bytes(buf))
 }
 
+/// A level name's identity while a column is coded: a short name packed into one integer by
+/// the [`LevelSegment`] (any packing that is one-to-one on the names it packs, such as
+/// [`short_key`]), or the name itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LevelKey<'s> {
+    /// A packed short name.
+    Packed(u128),
+    /// Any other name.
+    Name(&'s str),
+}
+
+/// A run of consecutive rows of one attribute column, read by row: the input of
+/// [`Factor::from_segments`]. Segments are coded in parallel, so a table's chunks (or slices
+/// of them) are segments as they are, without copying the names.
+pub trait LevelSegment: Sync {
+    /// Rows in the segment.
+    fn len(&self) -> usize;
+    /// Whether the segment has no rows.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The key of row `i`'s level. Every segment of one column must use the same packing.
+    fn key(&self, i: usize) -> LevelKey<'_>;
+    /// The name of row `i`'s level.
+    fn name(&self, i: usize) -> &str;
+}
+
+/// Rows of `&str` as a segment, packed with [`short_key`].
+struct StrSegment<'a, 's>(&'a [&'s str]);
+
+impl LevelSegment for StrSegment<'_, '_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn key(&self, i: usize) -> LevelKey<'_> {
+        let v = self.0[i];
+        short_key(v).map_or(LevelKey::Name(v), LevelKey::Packed)
+    }
+    fn name(&self, i: usize) -> &str {
+        self.0[i]
+    }
+}
+
+/// Rows per segment when [`Factor::from_values`] splits a column for the threads.
+const SEGMENT_ROWS: usize = 1 << 16;
+
+/// Slots of the small table [`code_segment`] looks packed keys up in first.
+const TABLE_SLOTS: usize = 64;
+
+/// The slot of packed key `k` in the small table (a multiplicative hash of both halves).
+#[inline]
+fn table_slot(k: u128) -> usize {
+    let x = (k as u64) ^ ((k >> 64) as u64).rotate_left(29);
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - TABLE_SLOTS.trailing_zeros())) as usize
+}
+
+/// Codes one segment into `out` in first-seen order; returns the first row of each code.
+fn code_segment<S: LevelSegment + ?Sized>(seg: &S, out: &mut [u32]) -> Vec<usize> {
+    // Packed keys are looked up in a small open-addressing table while it is at most half
+    // full (the few levels an attribute usually has: one hash and, almost always, one
+    // comparison that succeeds, so the branch is predictable), then in a hash map; names that
+    // are not packed go through a string map.
+    const EMPTY: u32 = u32::MAX;
+    let mut table = [(0u128, EMPTY); TABLE_SLOTS];
+    let mut in_table = 0usize;
+    let mut packed: FxMap<u128, u32> = FxMap::default();
+    let mut named: FxMap<&str, u32> = FxMap::default();
+    let mut first: Vec<usize> = Vec::new();
+    for (i, slot) in out.iter_mut().enumerate() {
+        let next = first.len() as u32;
+        let code = match seg.key(i) {
+            LevelKey::Packed(k) if packed.is_empty() => {
+                let mut t = table_slot(k);
+                loop {
+                    let (key, code) = table[t];
+                    if code == EMPTY {
+                        if in_table < TABLE_SLOTS / 2 {
+                            table[t] = (k, next);
+                            in_table += 1;
+                        } else {
+                            packed.extend(table.iter().filter(|e| e.1 != EMPTY).copied());
+                            packed.insert(k, next);
+                        }
+                        break next;
+                    }
+                    if key == k {
+                        break code;
+                    }
+                    t = (t + 1) % TABLE_SLOTS;
+                }
+            }
+            LevelKey::Packed(k) => *packed.entry(k).or_insert(next),
+            LevelKey::Name(v) => *named.entry(v).or_insert(next),
+        };
+        if code == next {
+            first.push(i);
+        }
+        *slot = code;
+    }
+    first
+}
+
 impl Factor {
     /// Codes a column of level names; levels are sorted by string order.
     pub fn from_values<'s, I>(name: &str, values: I) -> Factor
     where
         I: IntoIterator<Item = &'s str>,
     {
-        // Level names are usually short ("site-B", "65+"): a name of at most 15 bytes is
-        // coded by its bytes and length packed into one integer, so a lookup hashes and
-        // compares one `u128` instead of a string. Longer names go through a string map.
-        // Both give codes in first-seen order; the names are sorted afterwards.
-        let values = values.into_iter();
-        // Up to SCAN short names are looked up by a linear scan of their keys (cheaper than
-        // hashing for the few levels an attribute usually has); past that, by a hash map.
-        const SCAN: usize = 16;
-        let mut scan: Vec<(u128, u32)> = Vec::with_capacity(SCAN);
-        let mut short: FxMap<u128, u32> = FxMap::default();
-        let mut long: FxMap<&'s str, u32> = FxMap::default();
-        let mut seen: Vec<&'s str> = Vec::new();
-        let mut raw = Vec::with_capacity(values.size_hint().0);
-        for v in values {
-            let next = seen.len() as u32;
-            let code = match short_key(v) {
-                Some(k) if short.is_empty() => match scan.iter().find(|e| e.0 == k) {
-                    Some(e) => e.1,
-                    None if scan.len() < SCAN => {
-                        scan.push((k, next));
-                        next
-                    }
-                    None => {
-                        short.extend(scan.iter().copied());
-                        short.insert(k, next);
-                        next
-                    }
-                },
-                Some(k) => *short.entry(k).or_insert(next),
-                None => *long.entry(v).or_insert(next),
-            };
-            if code == next {
-                seen.push(v);
-            }
-            raw.push(code);
+        let values: Vec<&'s str> = values.into_iter().collect();
+        let segments: Vec<StrSegment<'_, 's>> =
+            values.chunks(SEGMENT_ROWS).map(StrSegment).collect();
+        Factor::from_segments(name, &segments)
+    }
+
+    /// Codes a column given as consecutive segments; levels are sorted by string order.
+    ///
+    /// Each segment is coded on its own (in parallel) in first-seen order, the segments'
+    /// levels are merged by key and sorted by name, and each segment's codes are renumbered
+    /// through its own small table. The result does not depend on how the column is split.
+    pub fn from_segments<S: LevelSegment>(name: &str, segments: &[S]) -> Factor {
+        let n: usize = segments.iter().map(|s| s.len()).sum();
+        let mut codes = vec![0u32; n];
+        let mut parts: Vec<&mut [u32]> = Vec::with_capacity(segments.len());
+        let mut rest = codes.as_mut_slice();
+        for seg in segments {
+            let (head, tail) = rest.split_at_mut(seg.len());
+            parts.push(head);
+            rest = tail;
         }
-        let mut names: Vec<(&str, u32)> = seen.into_iter().zip(0u32..).collect();
+        let firsts: Vec<Vec<usize>> = segments
+            .par_iter()
+            .zip(parts.par_iter_mut())
+            .map(|(seg, out)| code_segment(seg, out))
+            .collect();
+        // Merge: one provisional id per distinct key, in order of first appearance.
+        let mut ids: FxMap<LevelKey<'_>, u32> = FxMap::default();
+        let mut names: Vec<(&str, u32)> = Vec::new();
+        let local_to_id: Vec<Vec<u32>> = segments
+            .iter()
+            .zip(&firsts)
+            .map(|(seg, first)| {
+                first
+                    .iter()
+                    .map(|&row| {
+                        let next = names.len() as u32;
+                        let id = *ids.entry(seg.key(row)).or_insert(next);
+                        if id == next {
+                            names.push((seg.name(row), id));
+                        }
+                        id
+                    })
+                    .collect()
+            })
+            .collect();
         names.sort_unstable();
-        let mut remap = vec![0u32; names.len()];
-        for (new, &(_, old)) in names.iter().enumerate() {
-            remap[old as usize] = new as u32;
+        let mut rank = vec![0u32; names.len()];
+        for (new, &(_, id)) in names.iter().enumerate() {
+            rank[id as usize] = new as u32;
         }
-        for c in &mut raw {
-            *c = remap[*c as usize];
-        }
+        parts
+            .par_iter_mut()
+            .zip(local_to_id.par_iter())
+            .for_each(|(out, local)| {
+                let remap: Vec<u32> = local.iter().map(|&id| rank[id as usize]).collect();
+                for c in out.iter_mut() {
+                    *c = remap[*c as usize];
+                }
+            });
         Factor {
             name: name.to_string(),
             levels: names.into_iter().map(|(s, _)| s.to_string()).collect(),
-            codes: raw,
+            codes,
         }
     }
 
@@ -216,34 +345,194 @@ pub struct Prepared {
     pub cut_run: usize,
 }
 
-/// `rows` (`stride` codes per case, in input order) gathered into the order of `pairs`. For
-/// the usual few attributes the row is copied as a fixed-size array (a copy of unknown length
-/// per case would be a `memcpy` call per case).
-fn gather_rows(rows: &[u32], stride: usize, pairs: &[(u64, u32)]) -> Vec<u32> {
-    fn fixed<const S: usize>(rows: &[u32], pairs: &[(u64, u32)]) -> Vec<u32> {
-        let src: &[[u32; S]] = rows.as_chunks::<S>().0;
-        let mut out: Vec<[u32; S]> = Vec::with_capacity(pairs.len());
-        out.extend(pairs.iter().map(|&(_, i)| src[i as usize]));
-        out.into_flattened()
-    }
-    match stride {
-        1 => fixed::<1>(rows, pairs),
-        2 => fixed::<2>(rows, pairs),
-        3 => fixed::<3>(rows, pairs),
-        4 => fixed::<4>(rows, pairs),
-        5 => fixed::<5>(rows, pairs),
-        6 => fixed::<6>(rows, pairs),
-        7 => fixed::<7>(rows, pairs),
-        8 => fixed::<8>(rows, pairs),
-        _ => {
-            let mut out = Vec::with_capacity(pairs.len() * stride);
-            for &(_, i) in pairs {
-                let i = i as usize;
-                out.extend_from_slice(&rows[i * stride..(i + 1) * stride]);
+/// `(key, index)` for every index of `keys`, sorted by key and, within equal keys, by index:
+/// a least-significant-digit radix sort, one stable counting pass per byte of the key (bytes
+/// that every key shares are skipped), so the order is the unique one `(key, index)` defines.
+///
+/// Each pass runs on the threads: the input is cut into one part per thread, each part counts
+/// its digits, and the output is cut into one slice per (digit, part), digit-major, so every
+/// part scatters into its own slices (which keeps the pass stable and needs no locking).
+fn radix_sort(keys: Vec<u64>) -> Vec<(u64, u32)> {
+    type Pair = (u64, u32);
+    const BITS: usize = 8;
+    const BUCKETS: usize = 1 << BITS;
+    const MASK: u64 = BUCKETS as u64 - 1;
+    let n = keys.len();
+    let Some(&k0) = keys.first() else {
+        return Vec::new();
+    };
+    // The bits in which some key differs from the first: a byte with none is skipped.
+    let varying = keys
+        .par_iter()
+        .fold(|| 0u64, |acc, &k| acc | (k ^ k0))
+        .reduce(|| 0, |a, b| a | b);
+    let part_len = n.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let mut src: Vec<Pair> = keys.into_par_iter().zip(0..n as u32).collect();
+    let mut dst: Vec<Pair> = vec![(0, 0); n];
+    for shift in (0..64).step_by(BITS) {
+        if (varying >> shift) & MASK == 0 {
+            continue;
+        }
+        let digit = |p: &Pair| ((p.0 >> shift) & MASK) as usize;
+        let counts: Vec<[usize; BUCKETS]> = src
+            .par_chunks(part_len)
+            .map(|part| {
+                let mut c = [0usize; BUCKETS];
+                for p in part {
+                    c[digit(p)] += 1;
+                }
+                c
+            })
+            .collect();
+        let mut outs: Vec<Vec<&mut [Pair]>> = (0..counts.len())
+            .map(|_| Vec::with_capacity(BUCKETS))
+            .collect();
+        let mut rest = dst.as_mut_slice();
+        for d in 0..BUCKETS {
+            for (out, c) in outs.iter_mut().zip(&counts) {
+                let (head, tail) = std::mem::take(&mut rest).split_at_mut(c[d]);
+                out.push(head);
+                rest = tail;
             }
-            out
+        }
+        src.par_chunks(part_len)
+            .zip(outs.into_par_iter())
+            .for_each(|(part, out)| {
+                let mut slots: Vec<std::slice::IterMut<'_, Pair>> =
+                    out.into_iter().map(|s| s.iter_mut()).collect();
+                for p in part {
+                    if let Some(slot) = slots[digit(p)].next() {
+                        *slot = *p;
+                    }
+                }
+            });
+        std::mem::swap(&mut src, &mut dst);
+    }
+    src
+}
+
+/// The cases in score order: each case's sort key and index, sorted by key and, among equal
+/// scores, by index, so the order (and every float sum over it) is unique whatever the thread
+/// count. Computed once per sample, and it needs only the scores, so a caller can sort while
+/// it still codes the subgroup columns ([`Prepared::with_order`]).
+#[derive(Debug, Clone)]
+pub struct ScoreOrder {
+    pairs: Vec<(u64, u32)>,
+}
+
+impl ScoreOrder {
+    /// Sorts `scores`. A NaN score is an error; `-0.0` and `0.0` are one score.
+    pub fn new(scores: &[f64]) -> Result<ScoreOrder, StatsError> {
+        if let Some(index) = scores.iter().position(|s| s.is_nan()) {
+            return Err(StatsError::NanScore { index });
+        }
+        // Adding 0.0 turns -0.0 into 0.0; the key maps each score's bits to an unsigned
+        // integer in the order of `f64::total_cmp` (flip every bit of a negative, the sign bit
+        // of a positive), so the sort compares integers.
+        let key = |s: f64| {
+            let b = (s + 0.0).to_bits();
+            if b >> 63 == 1 { !b } else { b | (1 << 63) }
+        };
+        Ok(ScoreOrder {
+            pairs: radix_sort(scores.iter().map(|&s| key(s)).collect()),
+        })
+    }
+
+    /// Cases ordered.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// Whether there are no cases.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+}
+
+/// Positions laid out per task in [`Prepared::with_order`].
+const LAYOUT_CHUNK: usize = 1 << 16;
+
+/// Each case's row in input order: its label in slot 0 (the whole set's level id, always 0, is
+/// put there after the gather), then `offsets[j] + codes_j[case]`, so that the gather into
+/// score order reads one contiguous row per case.
+fn input_rows<const S: usize>(labels: &[bool], cols: &[(&[u32], u32)]) -> Vec<[u32; S]> {
+    let mut rows = vec![[0u32; S]; labels.len()];
+    rows.par_chunks_mut(LAYOUT_CHUNK)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            let base = c * LAYOUT_CHUNK;
+            for (k, row) in chunk.iter_mut().enumerate() {
+                let i = base + k;
+                row[0] = u32::from(labels[i]);
+                for j in 1..S {
+                    let (codes, off) = cols[j - 1];
+                    row[j] = off + codes[i];
+                }
+            }
+        });
+    rows
+}
+
+/// The rows of [`input_rows`] gathered into score order (`all`), in parallel chunks: the
+/// labels in sorted order, the rows with slot 0 set to 0, and the sorted positions where a run
+/// of equal scores starts.
+fn gather<const S: usize>(
+    all: &[(u64, u32)],
+    labels: &[bool],
+    cols: &[(&[u32], u32)],
+) -> (Vec<bool>, Vec<u32>, Vec<usize>) {
+    let rows = input_rows::<S>(labels, cols);
+    let n = all.len();
+    let mut levels = vec![[0u32; S]; n];
+    let mut positive = vec![false; n];
+    let starts: Vec<Vec<usize>> = levels
+        .par_chunks_mut(LAYOUT_CHUNK)
+        .zip(positive.par_chunks_mut(LAYOUT_CHUNK))
+        .enumerate()
+        .map(|(c, (lv, pv))| {
+            let base = c * LAYOUT_CHUNK;
+            let mut starts = Vec::new();
+            for (k, (out, p)) in lv.iter_mut().zip(pv).enumerate() {
+                let pos = base + k;
+                let (key, i) = all[pos];
+                let mut row = rows[i as usize];
+                *p = row[0] == 1;
+                row[0] = 0;
+                *out = row;
+                if pos == 0 || key != all[pos - 1].0 {
+                    starts.push(pos);
+                }
+            }
+            starts
+        })
+        .collect();
+    let mut runs = Vec::with_capacity(starts.iter().map(Vec::len).sum::<usize>() + 1);
+    for s in starts {
+        runs.extend(s);
+    }
+    (positive, levels.into_flattened(), runs)
+}
+
+/// [`gather`] for any number of levels per case (a copy of unknown length per case).
+fn gather_any(
+    all: &[(u64, u32)],
+    labels: &[bool],
+    cols: &[(&[u32], u32)],
+) -> (Vec<bool>, Vec<u32>, Vec<usize>) {
+    let stride = 1 + cols.len();
+    let mut levels = Vec::with_capacity(all.len() * stride);
+    let mut positive = Vec::with_capacity(all.len());
+    let mut runs = Vec::new();
+    for (pos, &(key, i)) in all.iter().enumerate() {
+        let i = i as usize;
+        positive.push(labels[i]);
+        levels.push(0);
+        levels.extend(cols.iter().map(|&(codes, off)| off + codes[i]));
+        if pos == 0 || key != all[pos - 1].0 {
+            runs.push(pos);
         }
     }
+    (positive, levels, runs)
 }
 
 impl Prepared {
@@ -255,6 +544,25 @@ impl Prepared {
         factors: &[Factor],
         threshold: f64,
     ) -> Result<Prepared, StatsError> {
+        if scores.len() != labels.len() {
+            return Err(StatsError::LengthMismatch {
+                labels: labels.len(),
+                scores: scores.len(),
+            });
+        }
+        let order = ScoreOrder::new(scores)?;
+        Prepared::with_order(labels, scores, &order, factors, threshold)
+    }
+
+    /// Lays out the cases in `order` (the sorted `scores`) with their levels, in parallel
+    /// chunks of sorted positions.
+    pub fn with_order<F: Borrow<Factor>>(
+        labels: &[bool],
+        scores: &[f64],
+        order: &ScoreOrder,
+        factors: &[F],
+        threshold: f64,
+    ) -> Result<Prepared, StatsError> {
         let n = labels.len();
         if scores.len() != n {
             return Err(StatsError::LengthMismatch {
@@ -262,10 +570,14 @@ impl Prepared {
                 scores: scores.len(),
             });
         }
-        if let Some(index) = scores.iter().position(|s| s.is_nan()) {
-            return Err(StatsError::NanScore { index });
+        if order.len() != n {
+            return Err(StatsError::LengthMismatch {
+                labels: n,
+                scores: order.len(),
+            });
         }
         for f in factors {
+            let f = f.borrow();
             if f.codes.len() != n {
                 return Err(StatsError::AttributeLength {
                     name: f.name.clone(),
@@ -274,51 +586,37 @@ impl Prepared {
                 });
             }
         }
-        // Adding 0.0 turns -0.0 into 0.0; the key maps each score's bits to an unsigned integer
-        // in the order of `f64::total_cmp` (flip every bit of a negative, the sign bit of a
-        // positive), so the sort compares integers. The index breaks ties, so the order (and
-        // every float sum over it) is unique whatever the thread count.
-        let key = |s: f64| {
-            let b = (s + 0.0).to_bits();
-            if b >> 63 == 1 { !b } else { b | (1 << 63) }
-        };
-        let mut pairs: Vec<(u64, u32)> = scores
-            .iter()
-            .enumerate()
-            .map(|(i, &s)| (key(s), i as u32))
-            .collect();
-        pairs.par_sort_unstable();
         let stride = 1 + factors.len();
         let mut offsets = Vec::with_capacity(factors.len());
         let mut n_levels = 1;
         for f in factors {
             offsets.push(n_levels);
-            n_levels += f.levels.len();
+            n_levels += f.borrow().levels.len();
         }
-        // Each case's levels laid out in input order first (sequential reads of every column),
-        // so that the sorted layout below gathers one contiguous row per case.
-        let mut rows = vec![0u32; n * stride];
-        for (j, (f, &off)) in factors.iter().zip(&offsets).enumerate() {
-            let col = 1 + j;
-            for (row, &c) in rows.chunks_exact_mut(stride).zip(&f.codes) {
-                row[col] = off as u32 + c;
-            }
-        }
-        let mut positive = Vec::with_capacity(n);
-        let levels = gather_rows(&rows, stride, &pairs);
-        let mut runs = Vec::new();
-        let mut cut_run = None;
-        for (pos, &(k, i)) in pairs.iter().enumerate() {
-            let i = i as usize;
-            positive.push(labels[i]);
-            if pos == 0 || k != pairs[pos - 1].0 {
-                if cut_run.is_none() && scores[i] + 0.0 >= threshold {
-                    cut_run = Some(runs.len());
-                }
-                runs.push(pos);
-            }
-        }
-        let cut_run = cut_run.unwrap_or(runs.len());
+        let cols: Vec<(&[u32], u32)> = factors
+            .iter()
+            .zip(&offsets)
+            .map(|(f, &off)| (f.borrow().codes.as_slice(), off as u32))
+            .collect();
+        let all = order.pairs.as_slice();
+        let (positive, levels, mut runs) = match stride {
+            1 => gather::<1>(all, labels, &cols),
+            2 => gather::<2>(all, labels, &cols),
+            3 => gather::<3>(all, labels, &cols),
+            4 => gather::<4>(all, labels, &cols),
+            5 => gather::<5>(all, labels, &cols),
+            6 => gather::<6>(all, labels, &cols),
+            7 => gather::<7>(all, labels, &cols),
+            8 => gather::<8>(all, labels, &cols),
+            _ => gather_any(all, labels, &cols),
+        };
+        // Scores ascend along the runs: the first run at or above the threshold (none for a
+        // NaN threshold, which no score reaches).
+        let cut_run = if threshold.is_nan() {
+            runs.len()
+        } else {
+            runs.partition_point(|&pos| scores[all[pos].1 as usize] + 0.0 < threshold)
+        };
         runs.push(n);
         Ok(Prepared {
             n,
@@ -332,8 +630,10 @@ impl Prepared {
         })
     }
 
-    fn levels_at(&self, pos: usize) -> &[u32] {
-        &self.levels[pos * self.stride..(pos + 1) * self.stride]
+    /// The level ids of sorted position `pos` in slots `cols`.
+    fn levels_in(&self, pos: usize, cols: &Range<usize>) -> &[u32] {
+        let row = pos * self.stride;
+        &self.levels[row + cols.start..row + cols.end]
     }
 }
 
@@ -406,6 +706,17 @@ impl RunScratch {
 /// resample count in a bootstrap). `weight(pos)` is called once per sorted position, in order.
 pub(crate) fn count_pass(
     prep: &Prepared,
+    weight: impl FnMut(usize) -> u64,
+    acc: &mut LevelCounts,
+    scratch: &mut RunScratch,
+) {
+    count_pass_cols(prep, &(0..prep.stride), weight, acc, scratch);
+}
+
+/// [`count_pass`] over the levels in row slots `cols` only (the other levels stay 0).
+fn count_pass_cols(
+    prep: &Prepared,
+    cols: &Range<usize>,
     mut weight: impl FnMut(usize) -> u64,
     acc: &mut LevelCounts,
     scratch: &mut RunScratch,
@@ -426,13 +737,13 @@ pub(crate) fn count_pass(
                 continue;
             }
             if prep.positive[s] {
-                for &l in prep.levels_at(s) {
+                for &l in prep.levels_in(s, cols) {
                     let l = l as usize;
                     acc.mw2[l] += 2 * w * acc.neg[l];
                     acc.pos[l] += w;
                 }
             } else {
-                for &l in prep.levels_at(s) {
+                for &l in prep.levels_in(s, cols) {
                     acc.neg[l as usize] += w;
                 }
             }
@@ -443,7 +754,7 @@ pub(crate) fn count_pass(
             if w == 0 {
                 continue;
             }
-            for &l in prep.levels_at(p) {
+            for &l in prep.levels_in(p, cols) {
                 let li = l as usize;
                 if scratch.gpos[li] == 0 && scratch.gneg[li] == 0 {
                     scratch.touched.push(l);
@@ -472,6 +783,49 @@ pub(crate) fn count_pass(
     }
 }
 
+/// The sample's counts ([`count_pass`] with unit weights) and DeLong variances
+/// ([`delong_variances`]), with the row slots split among the threads: each thread makes both
+/// passes for the levels of its slots. Every level's sums run over the same sorted order as in
+/// one pass, so the result is the same bit for bit whatever the split.
+pub(crate) fn counts_and_variances(prep: &Prepared) -> (LevelCounts, Vec<Option<f64>>) {
+    let groups = rayon::current_num_threads().clamp(1, prep.stride);
+    let ranges: Vec<Range<usize>> = (0..groups)
+        .map(|g| g * prep.stride / groups..(g + 1) * prep.stride / groups)
+        .collect();
+    let parts: Vec<(Range<usize>, LevelCounts, Vec<Option<f64>>)> = ranges
+        .into_par_iter()
+        .map(|cols| {
+            let mut counts = LevelCounts::new(prep.n_levels);
+            let mut scratch = RunScratch::new(prep.n_levels);
+            count_pass_cols(prep, &cols, |_| 1, &mut counts, &mut scratch);
+            let var = delong_cols(prep, &cols, &counts);
+            (cols, counts, var)
+        })
+        .collect();
+    // Level ids of slot 0 are {0}; of slot j >= 1, offsets[j - 1].. the next offset.
+    let slot_levels = |j: usize| -> Range<usize> {
+        if j == 0 {
+            0..1
+        } else {
+            let start = prep.offsets[j - 1];
+            start..prep.offsets.get(j).copied().unwrap_or(prep.n_levels)
+        }
+    };
+    let mut counts = LevelCounts::new(prep.n_levels);
+    let mut variances = vec![None; prep.n_levels];
+    for (cols, c, v) in parts {
+        for l in cols.flat_map(slot_levels) {
+            counts.pos[l] = c.pos[l];
+            counts.neg[l] = c.neg[l];
+            counts.fn_[l] = c.fn_[l];
+            counts.tn[l] = c.tn[l];
+            counts.mw2[l] = c.mw2[l];
+            variances[l] = v[l];
+        }
+    }
+    (counts, variances)
+}
+
 /// DeLong structural-component variance of each level's AUROC (second pass over the sample,
 /// unit weights), `None` where a class has fewer than two cases.
 ///
@@ -483,6 +837,12 @@ pub(crate) fn count_pass(
 /// All cases of a level in one run of tied scores share `V10` (or `V01`), so each run costs
 /// one update per level.
 pub fn delong_variances(prep: &Prepared, counts: &LevelCounts) -> Vec<Option<f64>> {
+    delong_cols(prep, &(0..prep.stride), counts)
+}
+
+/// [`delong_variances`] of the levels in row slots `cols` (the others' entries are
+/// meaningless).
+fn delong_cols(prep: &Prepared, cols: &Range<usize>, counts: &LevelCounts) -> Vec<Option<f64>> {
     let nl = prep.n_levels;
     let auc: Vec<f64> = (0..nl).map(|l| counts.auc(l).unwrap_or(0.0)).collect();
     let mut below_pos = vec![0u64; nl];
@@ -491,8 +851,35 @@ pub fn delong_variances(prep: &Prepared, counts: &LevelCounts) -> Vec<Option<f64
     let mut s01 = vec![0f64; nl];
     let mut scratch = RunScratch::new(nl);
     for r in 0..prep.runs.len() - 1 {
-        for p in prep.runs[r]..prep.runs[r + 1] {
-            for &l in prep.levels_at(p) {
+        let (s, e) = (prep.runs[r], prep.runs[r + 1]);
+        if e - s == 1 {
+            // A run of one case (no ties): the general update below with one count of 1 and
+            // the other 0, which gives the same sums bit for bit.
+            if prep.positive[s] {
+                for &l in prep.levels_in(s, cols) {
+                    let l = l as usize;
+                    let nn = counts.neg[l];
+                    if counts.pos[l] > 0 && nn > 0 {
+                        let d = below_neg[l] as f64 / nn as f64 - auc[l];
+                        s10[l] += d * d;
+                    }
+                    below_pos[l] += 1;
+                }
+            } else {
+                for &l in prep.levels_in(s, cols) {
+                    let l = l as usize;
+                    let np = counts.pos[l];
+                    if np > 0 && counts.neg[l] > 0 {
+                        let d = (np - below_pos[l]) as f64 / np as f64 - auc[l];
+                        s01[l] += d * d;
+                    }
+                    below_neg[l] += 1;
+                }
+            }
+            continue;
+        }
+        for p in s..e {
+            for &l in prep.levels_in(p, cols) {
                 let li = l as usize;
                 if scratch.gpos[li] == 0 && scratch.gneg[li] == 0 {
                     scratch.touched.push(l);
@@ -600,5 +987,180 @@ mod tests {
         assert_eq!((acc.fn_[0], acc.tn[0]), (1, 1));
         // Pairs: 0.9 beats both (2), 0.5 beats 0.1 and ties 0.5 (1.5), -0.0 beats none: 3.5/6.
         assert_eq!(acc.auc(0), Some(3.5 / 6.0));
+    }
+
+    use rand::{Rng, SeedableRng};
+
+    /// A seeded sample: labels, scores on a coarse grid (many ties) or continuous, and three
+    /// attributes with 3, 40 and 5 levels (the 40 pass the small lookup table).
+    fn sample(n: usize, ties: bool, seed: u64) -> (Vec<bool>, Vec<f64>, Vec<Factor>) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let labels: Vec<bool> = (0..n).map(|_| rng.random_bool(0.4)).collect();
+        let scores: Vec<f64> = labels
+            .iter()
+            .map(|&y| {
+                let s: f64 = rng.random::<f64>() * 0.7 + if y { 0.3 } else { 0.0 };
+                if ties { (s * 20.0).round() / 20.0 } else { s }
+            })
+            .collect();
+        let a: Vec<String> = (0..n)
+            .map(|_| format!("a{}", rng.random_range(0..3)))
+            .collect();
+        let b: Vec<String> = (0..n)
+            .map(|_| format!("b{}", rng.random_range(0..40)))
+            .collect();
+        let c: Vec<String> = (0..n)
+            .map(|_| format!("a-level-longer-than-16-bytes-{}", rng.random_range(0..5)))
+            .collect();
+        let factors = [("a", a), ("b", b), ("c", c)]
+            .iter()
+            .map(|(name, v)| Factor::from_values(name, v.iter().map(String::as_str)))
+            .collect();
+        (labels, scores, factors)
+    }
+
+    #[test]
+    fn coding_across_segments_matches_a_sorted_map() {
+        // Over 64K rows, so the column is coded as several segments and merged; the 40-level
+        // attribute passes the small table in every segment.
+        let (_, _, factors) = sample(150_000, true, 7);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        let raw: Vec<String> = (0..150_000)
+            .map(|i| {
+                if i == 149_999 {
+                    "only-in-the-last-segment".to_string()
+                } else {
+                    format!("v{}", rng.random_range(0..70))
+                }
+            })
+            .collect();
+        let f = Factor::from_values("v", raw.iter().map(String::as_str));
+        let sorted: std::collections::BTreeSet<&str> = raw.iter().map(String::as_str).collect();
+        let levels: Vec<&str> = sorted.iter().copied().collect();
+        assert_eq!(f.levels, levels);
+        for (code, v) in f.codes.iter().zip(&raw) {
+            assert_eq!(levels[*code as usize], v.as_str());
+        }
+        for f in &factors {
+            let mut seen = f.levels.clone();
+            seen.sort();
+            seen.dedup();
+            assert_eq!(seen, f.levels);
+        }
+    }
+
+    #[test]
+    fn radix_sort_gives_the_order_of_a_comparison_sort() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let cases: Vec<Vec<u64>> = vec![
+            vec![],
+            vec![42],
+            (0..100_000).map(|_| rng.random_range(0..50)).collect(),
+            (0..100_000).map(|_| rng.random::<u64>()).collect(),
+            // Keys that differ only in the top byte, or only in the lowest.
+            (0..5_000).map(|i| (i % 7) << 56).collect(),
+            (0..5_000)
+                .map(|i| 0xabcd_0000_0000_0000 | (i % 3))
+                .collect(),
+        ];
+        for keys in cases {
+            let mut want: Vec<(u64, u32)> = keys.iter().copied().zip(0u32..).collect();
+            want.sort_unstable();
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let got = pool.install(|| radix_sort(keys.clone()));
+                assert_eq!(got, want, "{} keys, {threads} threads", keys.len());
+            }
+        }
+    }
+
+    /// Counts and DeLong variances by their definitions, pair by pair, for the cases `rows`.
+    fn brute_force(labels: &[bool], scores: &[f64], rows: &[usize], t: f64) -> [f64; 6] {
+        let pos: Vec<f64> = rows
+            .iter()
+            .filter(|&&i| labels[i])
+            .map(|&i| scores[i])
+            .collect();
+        let neg: Vec<f64> = rows
+            .iter()
+            .filter(|&&i| !labels[i])
+            .map(|&i| scores[i])
+            .collect();
+        let psi = |x: f64, y: f64| {
+            if x > y {
+                1.0
+            } else if x == y {
+                0.5
+            } else {
+                0.0
+            }
+        };
+        let (np, nn) = (pos.len() as f64, neg.len() as f64);
+        let v10: Vec<f64> = pos
+            .iter()
+            .map(|&x| neg.iter().map(|&y| psi(x, y)).sum::<f64>() / nn)
+            .collect();
+        let v01: Vec<f64> = neg
+            .iter()
+            .map(|&y| pos.iter().map(|&x| psi(x, y)).sum::<f64>() / np)
+            .collect();
+        let auc = v10.iter().sum::<f64>() / np;
+        let s10 = v10.iter().map(|v| (v - auc).powi(2)).sum::<f64>() / (np - 1.0);
+        let s01 = v01.iter().map(|v| (v - auc).powi(2)).sum::<f64>() / (nn - 1.0);
+        let fn_ = pos.iter().filter(|&&x| x < t).count() as f64;
+        let tn = neg.iter().filter(|&&y| y < t).count() as f64;
+        [np, nn, fn_, tn, auc, s10 / np + s01 / nn]
+    }
+
+    #[test]
+    fn split_passes_match_the_definitions_pair_by_pair() {
+        for ties in [true, false] {
+            let (labels, scores, factors) = sample(600, ties, 11);
+            let prep = Prepared::new(&labels, &scores, &factors, 0.5).unwrap();
+            let mut results = Vec::new();
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                results.push(pool.install(|| counts_and_variances(&prep)));
+            }
+            // The split is exact: the same bits whatever the thread count.
+            for (c, v) in &results[1..] {
+                assert_eq!(c.mw2, results[0].0.mw2);
+                assert_eq!(c.fn_, results[0].0.fn_);
+                assert_eq!(c.tn, results[0].0.tn);
+                assert_eq!(v, &results[0].1);
+            }
+            let (counts, var) = &results[0];
+            let mut levels: Vec<Vec<usize>> = vec![(0..labels.len()).collect()];
+            for f in &factors {
+                for l in 0..f.levels.len() {
+                    levels.push(
+                        (0..labels.len())
+                            .filter(|&i| f.codes[i] as usize == l)
+                            .collect(),
+                    );
+                }
+            }
+            assert_eq!(levels.len(), prep.n_levels);
+            for (l, rows) in levels.iter().enumerate() {
+                let [np, nn, fn_, tn, auc, v] = brute_force(&labels, &scores, rows, 0.5);
+                assert_eq!(counts.pos[l] as f64, np);
+                assert_eq!(counts.neg[l] as f64, nn);
+                assert_eq!(counts.fn_[l] as f64, fn_);
+                assert_eq!(counts.tn[l] as f64, tn);
+                let got = counts.auc(l).unwrap();
+                assert!((got - auc).abs() < 1e-12, "level {l}: auc {got} vs {auc}");
+                let got = var[l].unwrap();
+                assert!(
+                    (got - v).abs() < 1e-12 * v.max(1e-3),
+                    "level {l}: var {got} vs {v}"
+                );
+            }
+        }
     }
 }

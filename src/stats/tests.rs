@@ -3,6 +3,7 @@
 
 use super::*;
 use proptest::prelude::*;
+use subgroup::{RunScratch, count_pass};
 
 fn csv_rows(text: &str) -> Vec<Vec<String>> {
     text.lines()
